@@ -1,0 +1,57 @@
+"""Model registry: names (and paths) to loaded :class:`refcolor.engine.Colorizer` objects.
+
+The server, the CLI and the evaluation harness load models only through
+:func:`load_colorizer`, so adding a model means registering a factory here and
+nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from refcolor.engine import Colorizer
+
+logger = logging.getLogger(__name__)
+
+Factory = Callable[[str], Colorizer]
+"""Builds a colorizer on a device ("cpu", "cuda", ...)."""
+
+# name -> "module:function"; imported lazily so listing models never imports torch.
+_REGISTRY: dict[str, str] = {
+    "classical": "refcolor.models.classical:load",
+}
+
+
+class UnknownModelError(ValueError):
+    """The requested model name is neither registered nor a model folder."""
+
+
+def register(name: str, target: str) -> None:
+    """Register ``name`` as ``"package.module:factory"`` (factory takes the device)."""
+    _REGISTRY[name] = target
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_colorizer(name: str, device: str = "cpu") -> Colorizer:
+    """Load the model called ``name`` (a registered name or a model folder) on ``device``.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered and is not a folder.
+    """
+    target = _REGISTRY.get(name)
+    if target is None:
+        if Path(name).is_dir() and "folder" in _REGISTRY:
+            module_name, func_name = _REGISTRY["folder"].split(":")
+            return getattr(importlib.import_module(module_name), func_name)(name, device)
+        raise UnknownModelError(
+            f"unknown model {name!r}: expected one of {', '.join(available_models())} or a model folder"
+        )
+    module_name, func_name = target.split(":")
+    logger.info("loading model %s on %s", name, device)
+    return getattr(importlib.import_module(module_name), func_name)(device)

@@ -1,0 +1,278 @@
+"""The client: a DEALER socket, usable from an event loop or with blocking calls.
+
+Non-blocking (Krita's Qt loop, no threads): watch every fd in :attr:`Client.fds` with a
+``QSocketNotifier`` and call :meth:`Client.poll_events` when one fires; it drains what is
+readable and returns decoded messages. Send with :meth:`Client.send`.
+
+Blocking (scripts, tests, ``refcolor ping``): :meth:`hello`, :meth:`ping`, :meth:`status`,
+:meth:`cancel`, :meth:`colorize`.
+
+Replies are matched to requests by their parent header. If the connection to the backend
+drops (it stopped or restarted), every request still waiting gets a locally made ``error``
+message with code ``connection_lost``; the socket reconnects by itself when the backend
+is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from .connection import ConnectionInfo, read_connection_file
+from .errors import ProtocolError, RemoteError
+from .messages import (
+    Buffer,
+    Cancel,
+    CancelReply,
+    Capabilities,
+    ColorizeRequest,
+    Error,
+    Header,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Status,
+    StatusRequest,
+)
+from .spec import DEFAULT_HINTS, ErrorCode
+from .wire import Session
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL_FOR_JOBS = frozenset({"result", "error"})
+_LOCAL_SESSION = "local"  # the session id of messages the client makes itself
+
+
+class Client:
+    """A connection to one backend.
+
+    Args:
+        address: a ZeroMQ endpoint, e.g. ``tcp://127.0.0.1:5557`` or ``ipc:///run/refcolor.sock``.
+        key: the HMAC key from the server's connection file; empty if the server runs without one.
+        client_name: sent in ``hello``, shown in the server's log.
+        heartbeat_ms: ZMTP heartbeat interval; a silent backend counts as gone after 3 intervals.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        key: bytes = b"",
+        *,
+        client_name: str = "refcolor-client",
+        client_version: str = "",
+        heartbeat_ms: int = 1000,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.address = address
+        self.session = Session(key)
+        self.client_name = client_name
+        self.client_version = client_version
+        self.heartbeat_ms = heartbeat_ms
+        self.connected = False
+        self._context = context or zmq.Context.instance()
+        self._pending: dict[str, Header] = {}  # msg_id -> header of requests still waiting
+        self._backlog: deque[Message] = deque()  # events read by a blocking call for someone else
+        self._socket: zmq.Socket[Any] | None = None
+        self._monitor: zmq.Socket[Any] | None = None
+        self._open()
+
+    @classmethod
+    def from_connection_file(cls, path: str, **kwargs: Any) -> Client:
+        info = read_connection_file(path)
+        return cls(info.address, info.key, **kwargs)
+
+    @classmethod
+    def from_info(cls, info: ConnectionInfo, **kwargs: Any) -> Client:
+        return cls(info.address, info.key, **kwargs)
+
+    # --- socket lifecycle --------------------------------------------------------------------
+
+    def _open(self) -> None:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, self.heartbeat_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * self.heartbeat_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * self.heartbeat_ms)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        sock.connect(self.address)
+        self._socket = sock
+
+    def close(self) -> None:
+        """Close the socket; waiting requests are forgotten (no events are made for them)."""
+        if self._socket is not None:
+            self._socket.disable_monitor()
+            if self._monitor is not None:
+                self._monitor.close(linger=0)
+            self._socket.close(linger=0)
+        self._socket = self._monitor = None
+        self._pending.clear()
+        self.connected = False
+
+    def reconnect(self) -> list[Message]:
+        """Start over with a fresh socket. Returns ``connection_lost`` errors for waiting requests."""
+        lost = self._lose_pending("the client reconnected before the backend answered")
+        self.close()
+        self._open()
+        return lost
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        """File descriptors to watch for readability (the socket's and its monitor's).
+
+        Edge-triggered like every ZeroMQ fd: after a notification, call :meth:`poll_events`,
+        which drains until nothing is left.
+        """
+        sock, monitor = self._sockets()
+        return sock.getsockopt(zmq.FD), monitor.getsockopt(zmq.FD)
+
+    @property
+    def waiting(self) -> list[Header]:
+        """Headers of requests that have not had their final answer yet."""
+        return list(self._pending.values())
+
+    def _sockets(self) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+        if self._socket is None or self._monitor is None:
+            raise RuntimeError("the client is closed")
+        return self._socket, self._monitor
+
+    # --- non-blocking interface --------------------------------------------------------------
+
+    def send(self, content: Any, buffers: Sequence[Buffer] = ()) -> Header:
+        """Send a request without waiting; returns its header (replies carry it as parent)."""
+        sock, _ = self._sockets()
+        msg = self.session.msg(content, buffers=buffers)
+        sock.send_multipart(self.session.serialize(msg), copy=False)
+        self._pending[msg.header.msg_id] = msg.header
+        return msg.header
+
+    def poll_events(self) -> list[Message]:
+        """Everything readable now, decoded, in arrival order; never blocks."""
+        events = list(self._backlog)
+        self._backlog.clear()
+        sock, monitor = self._sockets()
+        while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self.connected = True
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+                events += self._lose_pending(f"lost the connection to the backend at {self.address}")
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frames = sock.recv_multipart(copy=False)
+            try:
+                msg = self.session.deserialize(frames)
+            except ProtocolError as exc:
+                logger.warning("dropped a bad message from the backend: %s", exc)
+                events.append(self._local_error(exc.code, f"bad message from the backend: {exc.message}", None))
+                continue
+            self._settle(msg)
+            events.append(msg)
+        return events
+
+    def _settle(self, msg: Message) -> None:
+        request = self._pending.get(msg.parent_id)
+        if request is None:
+            return
+        if request.msg_type != ColorizeRequest.msg_type or msg.msg_type in _TERMINAL_FOR_JOBS:
+            del self._pending[request.msg_id]
+
+    def _local_error(self, code: ErrorCode, message: str, parent: Header | None) -> Message:
+        content = Error(code=code.value, message=message, hint=DEFAULT_HINTS[code])
+        return Message(Header.new(Error.msg_type, _LOCAL_SESSION), content, parent)
+
+    def _lose_pending(self, why: str) -> list[Message]:
+        lost = [
+            self._local_error(ErrorCode.CONNECTION_LOST, f"{why} while waiting for {h.msg_type} {h.msg_id}", h)
+            for h in self._pending.values()
+        ]
+        self._pending.clear()
+        return lost
+
+    # --- blocking interface ------------------------------------------------------------------
+
+    def wait(
+        self,
+        request: Header,
+        timeout: float | None,
+        on_event: Callable[[Message], None] | None = None,
+    ) -> Message:
+        """Block until the final answer to ``request`` (a result, an error, or a plain reply).
+
+        Other replies to it go to ``on_event``; events for other requests are kept for the
+        next :meth:`poll_events`.
+
+        Raises:
+            RemoteError: the answer was an ``error`` (``timeout`` if none came in time).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sock, monitor = self._sockets()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        while True:
+            for msg in self.poll_events():
+                if msg.parent_id != request.msg_id:
+                    self._backlog.append(msg)
+                elif msg.parent_id in self._pending:
+                    if on_event is not None:
+                        on_event(msg)
+                elif isinstance(msg.content, Error):
+                    raise RemoteError(msg.content.code, msg.content.message, msg.content.hint, msg.content.job_id)
+                else:
+                    return msg
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._pending.pop(request.msg_id, None)
+                raise RemoteError(
+                    ErrorCode.TIMEOUT.value,
+                    f"no answer to {request.msg_type} from {self.address} within {timeout:g} s",
+                    DEFAULT_HINTS[ErrorCode.TIMEOUT],
+                )
+            poller.poll(None if remaining is None else max(1, int(remaining * 1000)))
+
+    def request(self, content: Any, buffers: Sequence[Buffer] = (), timeout: float | None = 10.0) -> Message:
+        return self.wait(self.send(content, buffers), timeout)
+
+    def hello(self, timeout: float | None = 5.0) -> Capabilities:
+        reply = self.request(Hello(self.client_name, self.client_version), timeout=timeout)
+        return reply.content  # type: ignore[no-any-return]
+
+    def ping(self, timeout: float | None = 5.0) -> Pong:
+        return self.request(Ping(nonce=self.session.session), timeout=timeout).content  # type: ignore[no-any-return]
+
+    def status(self, timeout: float | None = 5.0) -> Status:
+        return self.request(StatusRequest(), timeout=timeout).content  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: str, timeout: float | None = 5.0) -> CancelReply:
+        return self.request(Cancel(job_id), timeout=timeout).content  # type: ignore[no-any-return]
+
+    def colorize(
+        self,
+        request: ColorizeRequest,
+        buffers: Sequence[Buffer],
+        on_event: Callable[[Message], None] | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Run a job and wait for its ``result`` message (whose buffers hold the layers).
+
+        ``on_event`` sees ``job_accepted``, ``progress`` and ``status`` messages as they come.
+
+        Raises:
+            RemoteError: the job failed, was refused, was cancelled, or the backend went away.
+        """
+        return self.wait(self.send(request, buffers), timeout, on_event)

@@ -1,0 +1,400 @@
+"""The logical messages: a header, a parent header, a content dataclass and buffers.
+
+Each content class names its ``msg_type``; :data:`MESSAGE_TYPES` is the table the
+wire layer dispatches on and that ``PROTOCOL.md`` documents. Images never travel
+inside JSON: an :class:`ImageRef` in the content points at a buffer frame by index
+and says how to read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, ClassVar, Union
+
+from .errors import ProtocolError
+from .fields import from_dict, ranged, to_dict
+from .spec import PROTOCOL_VERSION, ErrorCode, Layout
+
+Buffer = Union[bytes, bytearray, memoryview]
+"""A buffer frame: anything exposing the buffer protocol (zmq.Frame too, via memoryview)."""
+
+
+class Mode(str, Enum):
+    """Inference modes of the split cross-attention model (paper, Sec. 3.3)."""
+
+    PLAIN = "plain"  # no adapters, one token set for every position (like v1)
+    FOREGROUND = "foreground"  # foreground adapter + foreground tokens on foreground positions
+    BACKGROUND = "background"  # background adapter + background tokens on background positions
+    BOTH = "both"  # both adapters, each side attends only to its own tokens
+
+
+class Scheduler(str, Enum):
+    DPMPP_2M = "dpmpp_2m"
+    EULER_A = "euler_a"
+    DDIM = "ddim"
+    UNIPC = "unipc"
+
+
+class LayerName(str, Enum):
+    FOREGROUND = "foreground"
+    BACKGROUND = "background"
+    COMBINED = "combined"
+
+
+class JobPhase(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+
+
+class CancelOutcome(str, Enum):
+    DROPPED = "dropped"  # was queued; removed, and the job ends with error "cancelled"
+    STOPPING = "stopping"  # is running; stops within one step, then ends with error "cancelled"
+    UNKNOWN = "unknown"  # no such job of this client, or it has already ended
+
+
+@dataclass(frozen=True)
+class Header:
+    msg_id: str
+    msg_type: str
+    session: str
+    date: str
+    version: str = PROTOCOL_VERSION
+
+    @classmethod
+    def new(cls, msg_type: str, session: str) -> Header:
+        return cls(
+            msg_id=uuid.uuid4().hex,
+            msg_type=msg_type,
+            session=session,
+            date=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        )
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image is and how to read it: buffer ``buffer`` holds ``height`` rows of
+    ``width`` pixels in ``layout``, tightly packed, ``nbytes`` bytes in all."""
+
+    width: int = ranged(low=1, high=1 << 20)
+    height: int = ranged(low=1, high=1 << 20)
+    layout: Layout
+    nbytes: int = ranged(low=0)
+    buffer: int = ranged(low=0, high=63)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def expected_nbytes(self) -> int:
+        return self.width * self.height * self.layout.bytes_per_pixel
+
+    def check(self, path: str) -> None:
+        if self.nbytes != self.expected_nbytes:
+            raise ProtocolError(
+                ErrorCode.BUFFER_MISMATCH,
+                f"{path}: declares nbytes={self.nbytes} but {self.width}x{self.height} {self.layout.value} "
+                f"needs {self.expected_nbytes}",
+            )
+
+
+# --- content classes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    msg_type: ClassVar[str] = "hello"
+    client_name: str = ""
+    client_version: str = ""
+    protocol_version: str = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str
+    device: str
+    modes: tuple[str, ...] = ()
+    native_resolution: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int  # per image; masks and references too
+    max_queue: int  # jobs waiting (not counting the running one)
+    max_message_bytes: int  # a larger message is dropped by the transport
+    max_steps: int
+    max_variations: int
+    preview_every: int  # a progress event carries a preview every this many steps
+    preview_size: int  # longest side of a preview, in pixels
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    msg_type: ClassVar[str] = "capabilities"
+    server_version: str
+    protocol_version: str
+    server_id: str  # new for every server start: a change means the backend restarted
+    model: ModelEntry  # the default model, used when a request names none
+    models: tuple[str, ...]
+    modes: tuple[str, ...]
+    schedulers: tuple[str, ...]
+    layouts: tuple[str, ...]
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class Ping:
+    msg_type: ClassVar[str] = "ping"
+    nonce: str = ""
+
+
+@dataclass(frozen=True)
+class Pong:
+    msg_type: ClassVar[str] = "pong"
+    nonce: str = ""
+    server_id: str = ""
+    uptime_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ColorizeParams:
+    """Generation parameters; every one has a default, so ``{}`` is a valid set."""
+
+    mode: Mode = Mode.BOTH
+    seed: int | None = ranged(None, 0, 2**32 - 1)  # None: the server draws one and reports it
+    steps: int = ranged(20, 1, 1000)  # the server's max_steps may be lower
+    variations: int = ranged(1, 1, 64)  # the server's max_variations may be lower
+    scheduler: Scheduler = Scheduler.DPMPP_2M
+    reference_scale: float = ranged(5.0, 0.0, 30.0)  # classifier-free guidance on the reference
+    sketch_scale: float = ranged(1.0, 0.0, 30.0)  # classifier-free guidance on the sketch
+    guidance_start: float = ranged(0.0, 0.0, 1.0)  # fraction of the schedule where guidance starts
+    guidance_end: float = ranged(1.0, 0.0, 1.0)
+    fg_strength: float = ranged(1.0, 0.0, 2.0)  # scale of the foreground adapter / attention
+    bg_strength: float = ranged(1.0, 0.0, 2.0)
+    merge: float = ranged(0.0, 0.0, 1.0)  # foreground = (1 - merge) * fg + merge * bg
+    mask_threshold: float = ranged(0.5, 0.0, 1.0)
+    resolution: int = ranged(0, 0, 4096)  # model side length; 0 = the model's native one
+    previews: bool = True
+
+    def check(self, path: str) -> None:
+        if self.guidance_start > self.guidance_end:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"{path}: guidance_start={self.guidance_start} is after guidance_end={self.guidance_end}",
+            )
+
+
+@dataclass(frozen=True)
+class ColorizeRequest:
+    msg_type: ClassVar[str] = "colorize_request"
+    sketch: ImageRef  # the line-art layer, full document resolution
+    reference: ImageRef
+    sketch_mask: ImageRef | None = None  # L8, sketch size, 255 = foreground
+    reference_mask: ImageRef | None = None  # L8, reference size
+    background: ImageRef | None = None  # optional separate background reference
+    params: ColorizeParams = field(default_factory=ColorizeParams)
+    model: str = ""  # "" = the server's default model
+
+    def images(self) -> dict[str, ImageRef]:
+        names = ("sketch", "reference", "sketch_mask", "reference_mask", "background")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def check(self, path: str) -> None:
+        for name, ref in self.images().items():
+            is_mask = name.endswith("_mask")
+            if is_mask != (ref.layout is Layout.L8):
+                want = "L8" if is_mask else "RGBA8 or BGRA8"
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_LAYOUT, f"{path}.{name}: layout {ref.layout.value}, expected {want}"
+                )
+        for mask, image in (("sketch_mask", self.sketch), ("reference_mask", self.reference)):
+            ref = getattr(self, mask)
+            if ref is not None and (ref.width, ref.height) != (image.width, image.height):
+                owner = mask.removesuffix("_mask")
+                raise ProtocolError(
+                    ErrorCode.SIZE_MISMATCH,
+                    f"{path}.{mask}: {ref.width}x{ref.height} but the {owner} is {image.width}x{image.height}",
+                )
+
+
+@dataclass(frozen=True)
+class JobAccepted:
+    msg_type: ClassVar[str] = "job_accepted"
+    job_id: str
+    position: int  # jobs ahead of this one, the running one included
+
+
+@dataclass(frozen=True)
+class Progress:
+    msg_type: ClassVar[str] = "progress"
+    job_id: str
+    step: int  # 0 = started
+    total: int
+    variation: int = 0
+    preview: ImageRef | None = None  # small RGBA8 image of the current state
+
+
+@dataclass(frozen=True)
+class ResultLayer:
+    name: LayerName
+    variation: int
+    image: ImageRef  # RGBA8 at the sketch's size; alpha = the layer's mask
+
+
+@dataclass(frozen=True)
+class Result:
+    msg_type: ClassVar[str] = "result"
+    job_id: str
+    model: str
+    layers: tuple[ResultLayer, ...]
+    seeds: tuple[int, ...]  # one per variation
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Error:
+    msg_type: ClassVar[str] = "error"
+    code: str  # an ErrorCode value; unknown codes from newer servers are kept as text
+    message: str
+    hint: str = ""
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    msg_type: ClassVar[str] = "cancel"
+    job_id: str
+
+
+@dataclass(frozen=True)
+class CancelReply:
+    msg_type: ClassVar[str] = "cancel_reply"
+    job_id: str
+    outcome: CancelOutcome
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    msg_type: ClassVar[str] = "status_request"
+
+
+@dataclass(frozen=True)
+class JobState:
+    job_id: str
+    phase: JobPhase
+    position: int  # jobs ahead of it; 0 when running
+    step: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    msg_type: ClassVar[str] = "status"
+    server_id: str
+    queue_length: int  # waiting jobs of every client
+    running: JobState | None = None  # the running job if it is the asker's, else None
+    jobs: tuple[JobState, ...] = ()  # the asker's jobs (for an unsolicited status: that one job)
+    busy: bool = False  # a job (anyone's) is running
+
+
+Content = Union[
+    Hello, Capabilities, Ping, Pong, ColorizeRequest, JobAccepted, Progress, Result, Error,
+    Cancel, CancelReply, StatusRequest, Status,
+]
+
+MESSAGE_TYPES: dict[str, type[Any]] = {
+    cls.msg_type: cls
+    for cls in (
+        Hello, Capabilities, Ping, Pong, ColorizeRequest, JobAccepted, Progress, Result, Error,
+        Cancel, CancelReply, StatusRequest, Status,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One logical message. ``identities`` are the ROUTER routing frames (server side only)."""
+
+    header: Header
+    content: Any  # one of the content classes
+    parent_header: Header | None = None
+    buffers: tuple[Buffer, ...] = ()
+    identities: tuple[bytes, ...] = ()
+
+    @property
+    def msg_type(self) -> str:
+        return self.header.msg_type
+
+    @property
+    def parent_id(self) -> str:
+        return self.parent_header.msg_id if self.parent_header is not None else ""
+
+
+def content_to_dict(content: object) -> dict[str, Any]:
+    return to_dict(content)
+
+
+def content_from_dict(msg_type: str, data: dict[str, Any]) -> Any:
+    """Decode the content of a message of ``msg_type`` (which must be in :data:`MESSAGE_TYPES`)."""
+    return from_dict(MESSAGE_TYPES[msg_type], data, msg_type)
+
+
+def check_buffers(refs: Sequence[tuple[str, ImageRef]], buffers: Sequence[Buffer], max_pixels: int) -> None:
+    """Check image references against the buffers that came with them, before any pixel is read.
+
+    Raises:
+        ProtocolError: ``image_too_large``, ``buffer_mismatch``.
+    """
+    for path, ref in refs:
+        if ref.pixels > max_pixels:
+            raise ProtocolError(
+                ErrorCode.IMAGE_TOO_LARGE,
+                f"{path}: {ref.width}x{ref.height} = {ref.pixels} pixels exceeds the limit of {max_pixels}",
+            )
+        if ref.buffer >= len(buffers):
+            raise ProtocolError(
+                ErrorCode.BUFFER_MISMATCH,
+                f"{path}: refers to buffer {ref.buffer} but the message has {len(buffers)} buffer(s)",
+            )
+        actual = memoryview(buffers[ref.buffer]).nbytes
+        if actual != ref.nbytes:
+            raise ProtocolError(
+                ErrorCode.BUFFER_MISMATCH,
+                f"{path}: buffer {ref.buffer} holds {actual} bytes but the image declares {ref.nbytes}",
+            )
+
+
+def image_refs(content: object, path: str = "") -> list[tuple[str, ImageRef]]:
+    """Every :class:`ImageRef` inside ``content``, with its field path."""
+    found: list[tuple[str, ImageRef]] = []
+    if isinstance(content, ImageRef):
+        return [(path, content)]
+    if isinstance(content, tuple):
+        for i, item in enumerate(content):
+            found += image_refs(item, f"{path}[{i}]")
+    elif dataclasses.is_dataclass(content) and not isinstance(content, type):
+        prefix = f"{path}." if path else ""
+        for f in dataclasses.fields(content):
+            found += image_refs(getattr(content, f.name), prefix + f.name)
+    return found
+
+
+@dataclass
+class Attachments:
+    """Collects buffers for one message and makes the :class:`ImageRef` pointing at each."""
+
+    buffers: list[Buffer] = field(default_factory=list)
+
+    def add(self, data: Buffer, width: int, height: int, layout: Layout) -> ImageRef:
+        ref = ImageRef(
+            width=width, height=height, layout=layout, nbytes=memoryview(data).nbytes, buffer=len(self.buffers)
+        )
+        self.buffers.append(data)
+        return ref
