@@ -22,6 +22,7 @@ Factory = Callable[[str], Colorizer]
 # name -> "module:function"; imported lazily so listing models never imports torch.
 _REGISTRY: dict[str, str] = {
     "classical": "refcolor.models.classical:load",
+    "classical-mean": "refcolor.models.classical:load_mean",
 }
 
 

@@ -1,0 +1,92 @@
+"""The ``refcolor`` command: serve, ping, and (with later issues) colorize, train, eval, convert."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from refcolor_protocol.cli import add_ping_arguments, run_ping
+from refcolor_protocol.connection import default_connection_file, new_key
+
+from refcolor import __version__
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from refcolor.server import DEFAULT_BIND, ServerConfig
+
+    defaults = ServerConfig()
+    serve = commands.add_parser("serve", help="run the backend service")
+    serve.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint (default {DEFAULT_BIND}; port 0 = any)")
+    serve.add_argument(
+        "--connection-file", type=Path, default=None, help=f"where to write it (default {default_connection_file()})"
+    )
+    serve.add_argument("--model", default=defaults.model, help=f"default model (default {defaults.model})")
+    serve.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ... (default cpu)")
+    serve.add_argument("--max-pixels", type=int, default=defaults.max_pixels, help="largest image accepted")
+    serve.add_argument("--max-queue", type=int, default=defaults.max_queue, help="most jobs waiting at once")
+    serve.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    serve.add_argument(
+        "--no-key", action="store_true", help="do not sign messages (only allowed on 127.0.0.1 or ipc://)"
+    )
+    serve.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import zmq
+
+    from refcolor.models import UnknownModelError
+    from refcolor.server import Server, ServerConfig
+
+    config = ServerConfig(
+        bind=args.bind,
+        key=b"" if args.no_key else new_key(),
+        connection_file=args.connection_file or default_connection_file(),
+        model=args.model,
+        device=args.device,
+        max_pixels=args.max_pixels,
+        max_queue=args.max_queue,
+        max_steps=args.max_steps,
+    )
+    try:
+        server = Server(config)
+    except (ValueError, UnknownModelError) as exc:
+        print(f"refcolor serve: {exc}", file=sys.stderr)
+        return 2
+    except zmq.ZMQError as exc:
+        hint = " Is another backend running? (refcolor ping)" if exc.errno == zmq.EADDRINUSE else ""
+        print(f"refcolor serve: cannot listen on {args.bind}: {exc}.{hint}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    print(f"refcolor backend listening on {server.address}; connection file {config.connection_file}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refcolor", description="Reference-based sketch colorization.")
+    parser.add_argument("--version", action="version", version=f"refcolor {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve(commands)
+    ping = commands.add_parser("ping", help="print a running backend's hello (exit 0 only if it answers)")
+    add_ping_arguments(ping)
+    ping.set_defaults(func=run_ping)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

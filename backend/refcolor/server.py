@@ -1,0 +1,456 @@
+"""The backend service: one ROUTER socket, any number of clients, one worker.
+
+The server thread owns the socket: it checks every incoming message, answers the
+quick requests itself, queues colorize jobs, and turns the worker's events into
+``progress``/``result``/``error`` messages. Nothing from the wire is trusted: each
+message is authenticated, then parsed field by field, and every image's buffer is
+checked against its descriptor and the pixel limit before a pixel is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+from refcolor_protocol.connection import ConnectionInfo, is_local_address, write_connection_file
+from refcolor_protocol.errors import ProtocolError
+from refcolor_protocol.messages import (
+    Buffer,
+    Cancel,
+    CancelOutcome,
+    CancelReply,
+    Capabilities,
+    ColorizeRequest,
+    Error,
+    Header,
+    Hello,
+    ImageRef,
+    JobAccepted,
+    JobPhase,
+    JobState,
+    LayerName,
+    Limits,
+    Message,
+    ModelEntry,
+    Mode,
+    Ping,
+    Pong,
+    Progress,
+    Result,
+    ResultLayer,
+    Scheduler,
+    Status,
+    StatusRequest,
+    check_buffers,
+    image_refs,
+)
+from refcolor_protocol.spec import DEFAULT_HINTS, PROTOCOL_VERSION, ErrorCode, Layout
+from refcolor_protocol.wire import Session
+
+from refcolor import __version__
+from refcolor.engine import Colorizer
+from refcolor.images import encode_rgba
+from refcolor.models import available_models, load_colorizer
+from refcolor.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BIND = "tcp://127.0.0.1:5557"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = DEFAULT_BIND  # a port of 0 or * picks a free one (see Server.address)
+    key: bytes = b""  # empty: no signing, allowed on loopback/ipc only
+    connection_file: Path | None = None  # written at start (0600), removed at shutdown
+    model: str = "classical"
+    device: str = "cpu"
+    max_pixels: int = 8192 * 8192  # per image: a 64-megapixel RGBA image is 256 MiB
+    max_queue: int = 8  # waiting jobs hold their images in memory, so keep this modest
+    max_steps: int = 200
+    max_variations: int = 8
+    preview_every: int = 2
+    preview_size: int = 256
+    heartbeat_ms: int = 1000
+    extra_models: tuple[str, ...] = field(default=())  # model folders to offer besides the registry
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame a valid request can have: one max-size RGBA image."""
+        return self.max_pixels * 4 + (1 << 20)
+
+
+class Server:
+    """Serve colorize requests until :meth:`stop` is called (or a signal handler calls it).
+
+    Raises (from the constructor):
+        ValueError: a non-local bind address without a key.
+        zmq.ZMQError: the address cannot be bound (in use, bad endpoint).
+        refcolor.models.UnknownModelError: the default model does not exist.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        if not config.key and not is_local_address(config.bind):
+            raise ValueError(
+                f"refusing to listen on {config.bind} without a key: anyone who can reach it could use it. "
+                "Drop --no-key (a key is then generated and written to the connection file), or bind 127.0.0.1."
+            )
+        self.config = config
+        self.session = Session(config.key)
+        self.server_id = uuid.uuid4().hex
+        self.started = time.monotonic()
+        self._stopping = threading.Event()
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._wake_recv, self._wake_send = socket.socketpair()
+        self._wake_recv.setblocking(False)
+        self._wake_send.setblocking(False)
+
+        self._models: dict[str, Colorizer] = {}
+        self._models_lock = threading.Lock()
+        self.default_model = self._load_model(config.model)
+
+        self._context: zmq.Context[Any] = zmq.Context()
+        self.socket = self._context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises
+        self.socket.setsockopt(zmq.SNDTIMEO, 2000)  # never let one slow client stall the others for long
+        self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_bytes)
+        self.socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
+        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * config.heartbeat_ms)
+        self.socket.setsockopt(zmq.HEARTBEAT_TTL, 3 * config.heartbeat_ms)
+        bind = config.bind[:-2] + ":*" if config.bind.endswith(":0") else config.bind
+        self.socket.bind(bind)
+        endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.address = endpoint.replace("://0.0.0.0:", "://127.0.0.1:")
+
+        self.queue = JobQueue(config.max_queue)
+        self.worker = Worker(self.queue, self._load_model, self._emit, config.preview_every, config.preview_size)
+        self._connection_file: Path | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Run until :meth:`stop`; then cancel what is left, close, and remove the connection file."""
+        if self.config.connection_file is not None:
+            info = ConnectionInfo(address=self.address, key=self.config.key, pid=os.getpid())
+            self._connection_file = write_connection_file(info, self.config.connection_file)
+        self.worker.start()
+        logger.info(
+            "refcolor %s serving %s on %s (model %s on %s)",
+            __version__, PROTOCOL_VERSION, self.address, self.default_model.info.name, self.default_model.info.device,
+        )
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_recv, zmq.POLLIN)
+        try:
+            while not self._stopping.is_set():
+                poller.poll(500)
+                self._drain_socket()
+                self._drain_events()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Ask the server to stop; safe from signal handlers and other threads."""
+        self._stopping.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_send.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending, or we are closing
+
+    def _shutdown(self) -> None:
+        logger.info("shutting down")
+        for job in self.queue.close():
+            self._send_error(job.identity, job.header, ErrorCode.SHUTTING_DOWN, "the backend is shutting down", job)
+        running = self.queue.running
+        if running is not None:
+            running.cancel.set()
+        self.worker.join(timeout=60)
+        self._drain_events()
+        self.socket.close(linger=0)
+        self._context.term()
+        self._wake_recv.close()
+        self._wake_send.close()
+        if self._connection_file is not None:
+            self._connection_file.unlink(missing_ok=True)
+
+    # --- models -------------------------------------------------------------------------------
+
+    def _load_model(self, name: str) -> Colorizer:
+        with self._models_lock:
+            model = self._models.get(name)
+            if model is None:
+                model = load_colorizer(name, self.config.device)
+                # Keep the default model and the last one asked for; drop others to bound memory.
+                keep = {self.config.model}
+                self._models = {k: v for k, v in self._models.items() if k in keep}
+                self._models[name] = model
+            return model
+
+    def model_names(self) -> list[str]:
+        names = set(available_models()) | set(self.config.extra_models) | {self.config.model}
+        return sorted(names)
+
+    def capabilities(self) -> Capabilities:
+        info = self.default_model.info
+        cfg = self.config
+        return Capabilities(
+            server_version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            server_id=self.server_id,
+            model=ModelEntry(
+                name=cfg.model,
+                kind=info.kind,
+                device=info.device,
+                modes=info.modes,
+                native_resolution=info.native_resolution,
+                description=info.description,
+            ),
+            models=tuple(self.model_names()),
+            modes=tuple(m.value for m in Mode),
+            schedulers=tuple(s.value for s in Scheduler),
+            layouts=tuple(layout.value for layout in Layout),
+            limits=Limits(
+                max_pixels=cfg.max_pixels,
+                max_queue=cfg.max_queue,
+                max_message_bytes=cfg.max_frame_bytes,
+                max_steps=cfg.max_steps,
+                max_variations=cfg.max_variations,
+                preview_every=cfg.preview_every,
+                preview_size=cfg.preview_size,
+            ),
+        )
+
+    # --- incoming -----------------------------------------------------------------------------
+
+    def _drain_socket(self) -> None:
+        while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frames = self.socket.recv_multipart(copy=False)
+            try:
+                self._handle(frames)
+            except Exception:  # one bad message must never stop the service
+                logger.exception("internal error handling a message")
+                identity = self._identity_of(frames)
+                self._send_error(identity, None, ErrorCode.INTERNAL_ERROR, "the backend failed to handle a message")
+
+    def _identity_of(self, frames: list[Any]) -> tuple[bytes, ...]:
+        try:
+            identity, _ = self.session.split_identities(frames)
+            return identity
+        except ProtocolError:
+            return (bytes(frames[0]),)
+
+    def _handle(self, frames: list[Any]) -> None:
+        try:
+            msg = self.session.deserialize(frames)
+        except ProtocolError as exc:
+            # Only read the header of a message whose signature checked out.
+            trusted = exc.code not in (ErrorCode.BAD_FRAMES, ErrorCode.BAD_SIGNATURE)
+            parent = self.session.peek_header(frames) if trusted else None
+            logger.info("refused a message: %s", exc)
+            self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint)
+            return
+        content = msg.content
+        try:
+            if isinstance(content, Hello):
+                logger.info("hello from %s %s", content.client_name or "a client", content.client_version)
+                self._reply(msg, self.capabilities())
+            elif isinstance(content, Ping):
+                self._reply(msg, Pong(content.nonce, self.server_id, time.monotonic() - self.started))
+            elif isinstance(content, StatusRequest):
+                self._reply(msg, self._status_for(msg.identities))
+            elif isinstance(content, ColorizeRequest):
+                self._submit(msg, content)
+            elif isinstance(content, Cancel):
+                self._cancel(msg, content.job_id)
+            else:
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_MESSAGE_TYPE, f"{msg.msg_type!r} is sent by the server, not to it"
+                )
+        except ProtocolError as exc:
+            logger.info("refused %s %s: %s", msg.msg_type, msg.header.msg_id, exc)
+            self._send_error(msg.identities, msg.header, exc.code, exc.message, hint=exc.hint)
+
+    def _submit(self, msg: Message, request: ColorizeRequest) -> None:
+        cfg = self.config
+        if self._stopping.is_set():
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
+        check_buffers(image_refs(request, "colorize_request"), msg.buffers, cfg.max_pixels)
+        params = request.params
+        if params.steps > cfg.max_steps:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"colorize_request.params.steps: {params.steps} exceeds this server's max_steps={cfg.max_steps}",
+            )
+        if params.variations > cfg.max_variations:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"colorize_request.params.variations: {params.variations} exceeds this server's "
+                f"max_variations={cfg.max_variations}",
+            )
+        model = request.model or cfg.model
+        if model not in self.model_names():
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_MODEL,
+                f"colorize_request.model: {model!r} is not served here; available: {', '.join(self.model_names())}",
+            )
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        job = Job(request, msg.header, msg.identities, msg.buffers, model, seed)
+        position = self.queue.put(job)
+        if position is None:
+            raise ProtocolError(
+                ErrorCode.QUEUE_FULL, f"{self.config.max_queue} jobs are already waiting; the queue is full"
+            )
+        logger.info("job %s queued at position %d (%s, %d steps)", job.job_id, position, model, params.steps)
+        self._reply(msg, JobAccepted(job.job_id, position))
+
+    def _cancel(self, msg: Message, job_id: str) -> None:
+        waiting = self.queue.remove(job_id)
+        running = self.queue.running
+        if waiting is not None:
+            outcome = CancelOutcome.DROPPED
+        elif running is not None and running.job_id == job_id:
+            running.cancel.set()
+            outcome = CancelOutcome.STOPPING
+        else:
+            outcome = CancelOutcome.UNKNOWN
+        self._reply(msg, CancelReply(job_id, outcome))
+        if waiting is not None:
+            logger.info("job %s dropped from the queue", job_id)
+            self._send_error(waiting.identity, waiting.header, ErrorCode.CANCELLED, f"job {job_id} was cancelled", waiting)
+            self._send_positions()
+
+    def _status_for(self, identity: tuple[bytes, ...]) -> Status:
+        running = self.queue.running
+        waiting = self.queue.waiting()
+        jobs: list[JobState] = []
+        mine_running = None
+        if running is not None and running.identity == identity:
+            mine_running = JobState(running.job_id, JobPhase.RUNNING, 0, running.step, running.total)
+            jobs.append(mine_running)
+        ahead = 1 if running is not None else 0
+        for index, job in enumerate(waiting):
+            if job.identity == identity:
+                jobs.append(JobState(job.job_id, JobPhase.QUEUED, index + ahead))
+        return Status(self.server_id, len(waiting), mine_running, tuple(jobs), busy=running is not None)
+
+    # --- outgoing -----------------------------------------------------------------------------
+
+    def _reply(self, request: Message, content: Any, buffers: tuple[Buffer, ...] = ()) -> bool:
+        return self._send(request.identities, content, request.header, buffers)
+
+    def _send(
+        self, identity: tuple[bytes, ...], content: Any, parent: Header | None, buffers: tuple[Buffer, ...] = ()
+    ) -> bool:
+        msg = self.session.msg(content, parent, buffers, identity)
+        try:
+            self.socket.send_multipart(self.session.serialize(msg), copy=False)
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self._client_gone(identity)
+            elif exc.errno == zmq.EAGAIN:
+                logger.warning("dropped a %s message: the client is not reading", msg.msg_type)
+            else:
+                raise
+            return False
+
+    def _send_error(
+        self,
+        identity: tuple[bytes, ...],
+        parent: Header | None,
+        code: ErrorCode,
+        message: str,
+        job: Job | None = None,
+        hint: str | None = None,
+    ) -> None:
+        content = Error(code.value, message, DEFAULT_HINTS[code] if hint is None else hint, job.job_id if job else "")
+        self._send(identity, content, parent)
+
+    def _client_gone(self, identity: tuple[bytes, ...]) -> None:
+        """A client disconnected: drop its waiting jobs and stop its running one."""
+        for job in self.queue.waiting():
+            if job.identity == identity and self.queue.remove(job.job_id) is not None:
+                logger.info("job %s dropped: its client disconnected", job.job_id)
+        running = self.queue.running
+        if running is not None and running.identity == identity and not running.cancel.is_set():
+            logger.info("job %s cancelled: its client disconnected", running.job_id)
+            running.cancel.set()
+
+    def _send_positions(self) -> None:
+        """Tell every waiting job's client where it now stands (also finds vanished clients)."""
+        ahead = 1 if self.queue.running is not None else 0
+        for index, job in enumerate(self.queue.waiting()):
+            state = JobState(job.job_id, JobPhase.QUEUED, index + ahead)
+            self._send(job.identity, Status(self.server_id, len(self.queue.waiting()), None, (state,), True), job.header)
+
+    # --- worker events ------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        """Called on the worker thread: hand the event to the server thread."""
+        self._events.put(event)
+        self._wake()
+
+    def _drain_events(self) -> None:
+        try:
+            while self._wake_recv.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._on_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        job = event.job
+        if isinstance(event, Started):
+            total = job.request.params.steps * job.request.params.variations
+            self._send(job.identity, Progress(job.job_id, 0, total), job.header)
+            self._send_positions()
+        elif isinstance(event, Stepped):
+            if job.cancel.is_set():
+                return
+            preview_ref: ImageRef | None = None
+            buffers: tuple[Buffer, ...] = ()
+            if event.preview is not None:
+                height, width = event.preview.shape[:2]
+                buffers = (encode_rgba(event.preview),)
+                preview_ref = ImageRef(width, height, Layout.RGBA8, buffers[0].nbytes, 0)
+            steps = job.request.params.steps
+            variation = min((event.step - 1) // steps, job.request.params.variations - 1) if event.step else 0
+            progress = Progress(job.job_id, event.step, event.total, variation, preview_ref)
+            self._send(job.identity, progress, job.header, buffers)
+        elif isinstance(event, Finished):
+            layers: list[ResultLayer] = []
+            buffers_out: list[Buffer] = []
+            for variation, layer_set in enumerate(event.layers):
+                for name, image in layer_set.named().items():
+                    buffer = encode_rgba(image)
+                    height, width = image.shape[:2]
+                    ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, len(buffers_out))
+                    layers.append(ResultLayer(LayerName(name), variation, ref))
+                    buffers_out.append(buffer)
+            seeds = tuple(s.seed for s in event.layers)
+            result = Result(job.job_id, job.model, tuple(layers), seeds, round(event.elapsed_s, 4))
+            self._send(job.identity, result, job.header, tuple(buffers_out))
+        elif isinstance(event, Failed):
+            code = ErrorCode.CANCELLED if event.cancelled else ErrorCode.JOB_FAILED
+            if event.cancelled and self._stopping.is_set():
+                code = ErrorCode.SHUTTING_DOWN
+            self._send_error(job.identity, job.header, code, event.message, job)

@@ -1,0 +1,232 @@
+"""The job queue and the one worker thread that runs jobs in order.
+
+The worker never touches a socket it shares: it reports through a callback
+(:class:`Worker` ``emit``), which the server turns into messages on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from refcolor_protocol.messages import Buffer, ColorizeRequest, Header
+
+from refcolor.engine import Colorizer, ColorizeJob, JobCancelled, LayerSet, PreviewFn
+from refcolor.images import decode_image, decode_mask, thumbnail
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Job:
+    """A request waiting in the queue or running. ``job_id`` is the request's msg_id."""
+
+    request: ColorizeRequest
+    header: Header
+    identity: tuple[bytes, ...]  # routing frames of the client that sent it
+    buffers: tuple[Buffer, ...]
+    model: str
+    seed: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    step: int = 0
+    total: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return self.header.msg_id
+
+    def decode(self) -> ColorizeJob:
+        """Pixels as numpy arrays (copied out of the message buffers)."""
+        req, bufs = self.request, self.buffers
+
+        def image(name: str) -> np.ndarray | None:
+            ref = getattr(req, name)
+            return None if ref is None else decode_image(ref, bufs[ref.buffer])
+
+        def mask(name: str) -> np.ndarray | None:
+            ref = getattr(req, name)
+            return None if ref is None else decode_mask(ref, bufs[ref.buffer])
+
+        return ColorizeJob(
+            sketch=decode_image(req.sketch, bufs[req.sketch.buffer]),
+            reference=decode_image(req.reference, bufs[req.reference.buffer]),
+            params=req.params,
+            seed=self.seed,
+            sketch_mask=mask("sketch_mask"),
+            reference_mask=mask("reference_mask"),
+            background=image("background"),
+            job_id=self.job_id,
+        )
+
+
+@dataclass(frozen=True)
+class Started:
+    job: Job
+
+
+@dataclass(frozen=True)
+class Stepped:
+    job: Job
+    step: int
+    total: int
+    preview: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    job: Job
+    layers: list[LayerSet]
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    job: Job
+    cancelled: bool
+    message: str
+
+
+Event = Started | Stepped | Finished | Failed
+
+
+class JobQueue:
+    """FIFO of jobs plus the running one; shared by the server thread and the worker."""
+
+    def __init__(self, max_waiting: int) -> None:
+        self.max_waiting = max_waiting
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, job: Job) -> int | None:
+        """Queue ``job``; returns the number of jobs ahead of it, or None if the queue is full."""
+        with self._cond:
+            if len(self._waiting) >= self.max_waiting:
+                return None
+            self._waiting.append(job)
+            self._cond.notify()
+            return len(self._waiting) - 1 + (self._running is not None)
+
+    def take(self) -> Job | None:
+        """Block until a job is available and mark it running; None once closed."""
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            self._running = self._waiting.popleft()
+            return self._running
+
+    def done(self, job: Job) -> None:
+        with self._cond:
+            if self._running is job:
+                self._running = None
+
+    def remove(self, job_id: str) -> Job | None:
+        """Take a waiting job out of the queue (None if it is not waiting)."""
+        with self._cond:
+            for job in self._waiting:
+                if job.job_id == job_id:
+                    self._waiting.remove(job)
+                    return job
+            return None
+
+    def close(self) -> list[Job]:
+        """Stop handing out jobs; returns the ones that were still waiting."""
+        with self._cond:
+            self._closed = True
+            dropped = list(self._waiting)
+            self._waiting.clear()
+            self._cond.notify_all()
+            return dropped
+
+    @property
+    def running(self) -> Job | None:
+        with self._cond:
+            return self._running
+
+    def waiting(self) -> list[Job]:
+        with self._cond:
+            return list(self._waiting)
+
+
+class _Context:
+    """The :class:`refcolor.engine.JobContext` a running job reports through."""
+
+    def __init__(self, job: Job, emit: Callable[[Event], None], preview_every: int, preview_size: int) -> None:
+        self.job = job
+        self.emit = emit
+        self.preview_every = preview_every
+        self.preview_size = preview_size
+
+    def check_cancelled(self) -> None:
+        if self.job.cancel.is_set():
+            raise JobCancelled(self.job.job_id)
+
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
+        self.check_cancelled()
+        self.job.step, self.job.total = step, total
+        wanted = (
+            preview is not None
+            and self.job.request.params.previews
+            and (step % self.preview_every == 0 or step == total)
+        )
+        image = thumbnail(preview(), self.preview_size) if wanted and preview is not None else None
+        self.emit(Stepped(self.job, step, total, image))
+        self.check_cancelled()
+
+
+class Worker(threading.Thread):
+    """Runs queued jobs one at a time with the colorizer ``load_model(name)`` returns."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        load_model: Callable[[str], Colorizer],
+        emit: Callable[[Event], None],
+        preview_every: int,
+        preview_size: int,
+    ) -> None:
+        super().__init__(name="refcolor-worker", daemon=True)
+        self.queue = queue
+        self.load_model = load_model
+        self.emit = emit
+        self.preview_every = preview_every
+        self.preview_size = preview_size
+
+    def run(self) -> None:
+        while (job := self.queue.take()) is not None:
+            try:
+                self._run_one(job)
+            finally:
+                self.queue.done(job)
+
+    def _run_one(self, job: Job) -> None:
+        start = time.perf_counter()
+        self.emit(Started(job))
+        try:
+            if job.cancel.is_set():
+                raise JobCancelled(job.job_id)
+            colorizer = self.load_model(job.model)
+            layers = colorizer.colorize(job.decode(), _Context(job, self.emit, self.preview_every, self.preview_size))
+            if len(layers) != job.request.params.variations:
+                raise RuntimeError(
+                    f"model {job.model} returned {len(layers)} variations, {job.request.params.variations} asked"
+                )
+        except JobCancelled:
+            logger.info("job %s cancelled at step %d/%d", job.job_id, job.step, job.total)
+            self.emit(Failed(job, cancelled=True, message=f"job {job.job_id} was cancelled"))
+            return
+        except Exception as exc:  # a failing job must not take the service down
+            logger.exception("job %s failed", job.job_id)
+            self.emit(Failed(job, cancelled=False, message=f"the model failed: {type(exc).__name__}: {exc}"))
+            return
+        elapsed = time.perf_counter() - start
+        logger.info("job %s done in %.2f s", job.job_id, elapsed)
+        self.emit(Finished(job, layers, elapsed))
