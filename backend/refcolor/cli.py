@@ -8,10 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
+from refcolor import __version__
 from refcolor_protocol.cli import add_ping_arguments, run_ping
 from refcolor_protocol.connection import default_connection_file, new_key
-
-from refcolor import __version__
 
 
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +20,10 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve = commands.add_parser("serve", help="run the backend service")
     serve.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint (default {DEFAULT_BIND}; port 0 = any)")
     serve.add_argument(
-        "--connection-file", type=Path, default=None, help=f"where to write it (default {default_connection_file()})"
+        "--connection-file",
+        type=Path,
+        default=None,
+        help=f"where to write it (default {default_connection_file()})",
     )
     serve.add_argument("--model", default=defaults.model, help=f"default model (default {defaults.model})")
     serve.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ... (default cpu)")
@@ -61,7 +63,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         return 2
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    print(f"refcolor backend listening on {server.address}; connection file {config.connection_file}", flush=True)
+    print(
+        f"refcolor backend listening on {server.address}; connection file {config.connection_file}",
+        flush=True,
+    )
     server.serve_forever()
     return 0
 

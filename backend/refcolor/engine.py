@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
 from refcolor_protocol.messages import ColorizeParams
 
 

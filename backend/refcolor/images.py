@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
 from refcolor_protocol.messages import Buffer, ImageRef
 from refcolor_protocol.spec import Layout
 

@@ -9,6 +9,7 @@ checked against its descriptor and the pixel limit before a pixel is read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -22,6 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+
+from refcolor import __version__
+from refcolor.engine import Colorizer
+from refcolor.images import encode_rgba
+from refcolor.models import available_models, load_colorizer
+from refcolor.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
 from refcolor_protocol.connection import ConnectionInfo, is_local_address, write_connection_file
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import (
@@ -41,8 +48,8 @@ from refcolor_protocol.messages import (
     LayerName,
     Limits,
     Message,
-    ModelEntry,
     Mode,
+    ModelEntry,
     Ping,
     Pong,
     Progress,
@@ -56,12 +63,6 @@ from refcolor_protocol.messages import (
 )
 from refcolor_protocol.spec import DEFAULT_HINTS, PROTOCOL_VERSION, ErrorCode, Layout
 from refcolor_protocol.wire import Session
-
-from refcolor import __version__
-from refcolor.engine import Colorizer
-from refcolor.images import encode_rgba
-from refcolor.models import available_models, load_colorizer
-from refcolor.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,11 @@ class Server:
         self.worker.start()
         logger.info(
             "refcolor %s serving %s on %s (model %s on %s)",
-            __version__, PROTOCOL_VERSION, self.address, self.default_model.info.name, self.default_model.info.device,
+            __version__,
+            PROTOCOL_VERSION,
+            self.address,
+            self.default_model.info.name,
+            self.default_model.info.device,
         )
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
@@ -166,10 +171,9 @@ class Server:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        # BlockingIOError: a wake-up is already pending; OSError: we are closing.
+        with contextlib.suppress(BlockingIOError, OSError):
             self._wake_send.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is already pending, or we are closing
 
     def _shutdown(self) -> None:
         logger.info("shutting down")
@@ -330,7 +334,9 @@ class Server:
         self._reply(msg, CancelReply(job_id, outcome))
         if waiting is not None:
             logger.info("job %s dropped from the queue", job_id)
-            self._send_error(waiting.identity, waiting.header, ErrorCode.CANCELLED, f"job {job_id} was cancelled", waiting)
+            self._send_error(
+                waiting.identity, waiting.header, ErrorCode.CANCELLED, f"job {job_id} was cancelled", waiting
+            )
             self._send_positions()
 
     def _status_for(self, identity: tuple[bytes, ...]) -> Status:
@@ -353,7 +359,11 @@ class Server:
         return self._send(request.identities, content, request.header, buffers)
 
     def _send(
-        self, identity: tuple[bytes, ...], content: Any, parent: Header | None, buffers: tuple[Buffer, ...] = ()
+        self,
+        identity: tuple[bytes, ...],
+        content: Any,
+        parent: Header | None,
+        buffers: tuple[Buffer, ...] = (),
     ) -> bool:
         msg = self.session.msg(content, parent, buffers, identity)
         try:
@@ -395,7 +405,11 @@ class Server:
         ahead = 1 if self.queue.running is not None else 0
         for index, job in enumerate(self.queue.waiting()):
             state = JobState(job.job_id, JobPhase.QUEUED, index + ahead)
-            self._send(job.identity, Status(self.server_id, len(self.queue.waiting()), None, (state,), True), job.header)
+            self._send(
+                job.identity,
+                Status(self.server_id, len(self.queue.waiting()), None, (state,), True),
+                job.header,
+            )
 
     # --- worker events ------------------------------------------------------------------------
 
@@ -405,11 +419,9 @@ class Server:
         self._wake()
 
     def _drain_events(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             while self._wake_recv.recv(4096):
                 pass
-        except (BlockingIOError, OSError):
-            pass
         while True:
             try:
                 event = self._events.get_nowait()

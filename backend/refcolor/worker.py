@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from refcolor_protocol.messages import Buffer, ColorizeRequest, Header
 
-from refcolor.engine import Colorizer, ColorizeJob, JobCancelled, LayerSet, PreviewFn
+from refcolor.engine import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
 from refcolor.images import decode_image, decode_mask, thumbnail
+from refcolor_protocol.messages import Buffer, ColorizeRequest, Header
 
 logger = logging.getLogger(__name__)
 

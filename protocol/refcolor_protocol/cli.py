@@ -17,7 +17,9 @@ def add_ping_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--connect", metavar="ADDR", help="endpoint, e.g. tcp://127.0.0.1:5557")
     where.add_argument(
-        "--connection-file", metavar="F", help=f"a backend's connection file (default: {default_connection_file()})"
+        "--connection-file",
+        metavar="F",
+        help=f"a backend's connection file (default: {default_connection_file()})",
     )
     parser.add_argument("--key", default="", help="HMAC key for --connect (none if the server runs with --no-key)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")

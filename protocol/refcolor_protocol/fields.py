@@ -65,7 +65,8 @@ def _decode(tp: Any, value: object, path: str) -> Any:
         choices = ", ".join(repr(m.value) for m in tp)
         if tp is Layout:
             raise ProtocolError(
-                ErrorCode.UNSUPPORTED_LAYOUT, f"{path}: unsupported pixel layout {_describe(value)}; use {choices}"
+                ErrorCode.UNSUPPORTED_LAYOUT,
+                f"{path}: unsupported pixel layout {_describe(value)}; use {choices}",
             )
         raise _invalid(path, value, f"one of {choices}")
     if tp is bool:

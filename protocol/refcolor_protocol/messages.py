@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from .errors import ProtocolError
 from .fields import from_dict, ranged, to_dict
 from .spec import PROTOCOL_VERSION, ErrorCode, Layout
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 """A buffer frame: anything exposing the buffer protocol (zmq.Frame too, via memoryview)."""
 
 
@@ -304,16 +304,22 @@ class Status:
     busy: bool = False  # a job (anyone's) is running
 
 
-Content = Union[
-    Hello, Capabilities, Ping, Pong, ColorizeRequest, JobAccepted, Progress, Result, Error,
-    Cancel, CancelReply, StatusRequest, Status,
-]
-
 MESSAGE_TYPES: dict[str, type[Any]] = {
     cls.msg_type: cls
     for cls in (
-        Hello, Capabilities, Ping, Pong, ColorizeRequest, JobAccepted, Progress, Result, Error,
-        Cancel, CancelReply, StatusRequest, Status,
+        Hello,
+        Capabilities,
+        Ping,
+        Pong,
+        ColorizeRequest,
+        JobAccepted,
+        Progress,
+        Result,
+        Error,
+        Cancel,
+        CancelReply,
+        StatusRequest,
+        Status,
     )
 }
 
@@ -394,7 +400,11 @@ class Attachments:
 
     def add(self, data: Buffer, width: int, height: int, layout: Layout) -> ImageRef:
         ref = ImageRef(
-            width=width, height=height, layout=layout, nbytes=memoryview(data).nbytes, buffer=len(self.buffers)
+            width=width,
+            height=height,
+            layout=layout,
+            nbytes=memoryview(data).nbytes,
+            buffer=len(self.buffers),
         )
         self.buffers.append(data)
         return ref

@@ -19,6 +19,9 @@ SIGNATURE_SCHEME = "hmac-sha256"
 MAX_JSON_FRAME_BYTES = 1 << 20
 """Header, parent header and content are small; anything bigger is refused unparsed."""
 
+MAX_BUFFERS = 64
+"""Buffer frames one message may carry (ImageRef.buffer indexes them)."""
+
 
 class Layout(str, Enum):
     """How the pixels of an image buffer are laid out: rows top to bottom, tightly packed."""

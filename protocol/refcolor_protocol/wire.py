@@ -21,7 +21,7 @@ from typing import Any
 from .errors import ProtocolError
 from .fields import from_dict, to_dict
 from .messages import MESSAGE_TYPES, Buffer, Header, Message
-from .spec import DELIMITER, MAX_JSON_FRAME_BYTES, PROTOCOL_VERSION, ErrorCode, major
+from .spec import DELIMITER, MAX_BUFFERS, MAX_JSON_FRAME_BYTES, PROTOCOL_VERSION, ErrorCode, major
 
 _JSON_FRAMES = ("header", "parent header", "content")
 
@@ -137,15 +137,17 @@ class Session:
                 ErrorCode.BAD_FRAMES,
                 f"expected signature, header, parent header and content after the delimiter, got {len(rest)} frames",
             )
+        if len(rest) - 4 > MAX_BUFFERS:
+            raise ProtocolError(
+                ErrorCode.BAD_FRAMES, f"{len(rest) - 4} buffer frames; at most {MAX_BUFFERS} are allowed"
+            )
         signature, signed = rest[0], rest[1:]
         if self.key:
             expected = self.sign(signed)
             if not hmac.compare_digest(bytes(signature), expected):
                 raise ProtocolError(ErrorCode.BAD_SIGNATURE, "the message signature does not match")
         elif memoryview(signature).nbytes:
-            raise ProtocolError(
-                ErrorCode.BAD_SIGNATURE, "the message is signed but this server runs without a key"
-            )
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, "the message is signed but this server runs without a key")
         header_dict = _loads(signed[0], "header")
         try:
             header = from_dict(Header, header_dict, "header")

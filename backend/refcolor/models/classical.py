@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from refcolor_protocol.messages import Mode
 from scipy import ndimage
 
 from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
+from refcolor_protocol.messages import Mode
 
 PREVIEW_SIDE = 128
 
