@@ -46,8 +46,14 @@ from .wire import Session
 
 logger = logging.getLogger(__name__)
 
-_TERMINAL_FOR_JOBS = frozenset({"result", "error"})
 _LOCAL_SESSION = "local"  # the session id of messages the client makes itself
+
+
+def is_final(request_type: str, reply_type: str) -> bool:
+    """Whether ``reply_type`` is the last message a request of ``request_type`` gets."""
+    if request_type == ColorizeRequest.msg_type:
+        return reply_type in ("result", "error")
+    return True
 
 
 class Client:
@@ -177,8 +183,13 @@ class Client:
             try:
                 msg = self.session.deserialize(frames)
             except ProtocolError as exc:
+                # The reply cannot be trusted, or matched to its request: most often the key is
+                # wrong. Every waiting request fails with that reason rather than timing out.
                 logger.warning("dropped a bad message from the backend: %s", exc)
-                events.append(self._local_error(exc.code, f"bad message from the backend: {exc.message}", None))
+                why = f"the backend at {self.address} sent a message that failed checks ({exc.message})"
+                waiting = list(self._pending.values()) or [None]
+                events += [self._local_error(exc.code, why, header) for header in waiting]
+                self._pending.clear()
                 continue
             self._settle(msg)
             events.append(msg)
@@ -186,12 +197,11 @@ class Client:
 
     def _settle(self, msg: Message) -> None:
         request = self._pending.get(msg.parent_id)
-        if request is None:
-            return
-        if request.msg_type != ColorizeRequest.msg_type or msg.msg_type in _TERMINAL_FOR_JOBS:
+        if request is not None and is_final(request.msg_type, msg.msg_type):
             del self._pending[request.msg_id]
 
     def _local_error(self, code: ErrorCode, message: str, parent: Header | None) -> Message:
+        """An ``error`` message made by the client itself (session "local"), as if the server sent it."""
         content = Error(code=code.value, message=message, hint=DEFAULT_HINTS[code])
         return Message(Header.new(Error.msg_type, _LOCAL_SESSION), content, parent)
 
@@ -225,15 +235,18 @@ class Client:
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         while True:
-            for msg in self.poll_events():
+            events = self.poll_events()
+            for index, msg in enumerate(events):
                 if msg.parent_id != request.msg_id:
                     self._backlog.append(msg)
-                elif msg.parent_id in self._pending:
+                elif not is_final(request.msg_type, msg.msg_type):
                     if on_event is not None:
                         on_event(msg)
-                elif isinstance(msg.content, Error):
-                    raise RemoteError(msg.content.code, msg.content.message, msg.content.hint, msg.content.job_id)
                 else:
+                    self._backlog.extend(m for m in events[index + 1 :] if m.parent_id != request.msg_id)
+                    if isinstance(msg.content, Error):
+                        content = msg.content
+                        raise RemoteError(content.code, content.message, content.hint, content.job_id)
                     return msg
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:

@@ -1,0 +1,170 @@
+"""Helpers for the integration tests: images, requests, servers in threads and processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from refcolor.server import Server, ServerConfig
+from refcolor_protocol import Attachments, Client, ColorizeParams, ColorizeRequest, Layout, Message
+from refcolor_protocol.connection import read_connection_file
+
+REFCOLOR = [sys.executable, "-m", "refcolor.cli"]
+
+
+def grid_sketch(width: int, height: int, cell: int = 32) -> np.ndarray:
+    """White RGBA8 page with a black grid: (H, W, 4) uint8, closed square regions."""
+    sketch = np.full((height, width, 4), 255, np.uint8)
+    sketch[::cell, :, :3] = 0
+    sketch[:, ::cell, :3] = 0
+    return sketch
+
+
+def solid(width: int, height: int, rgb: tuple[int, int, int], alpha: int = 255) -> np.ndarray:
+    image = np.empty((height, width, 4), np.uint8)
+    image[..., :3] = rgb
+    image[..., 3] = alpha
+    return image
+
+
+def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    """L8 mask, 255 inside (x0, y0, x1, y1)."""
+    mask = np.zeros((height, width), np.uint8)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = 255
+    return mask
+
+
+def build_request(
+    sketch: np.ndarray,
+    reference: np.ndarray,
+    sketch_mask: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    sketch_layout: Layout = Layout.RGBA8,
+    model: str = "",
+    **params: object,
+) -> tuple[ColorizeRequest, list[object]]:
+    att = Attachments()
+    if sketch_layout is Layout.BGRA8:
+        sketch = np.ascontiguousarray(sketch[..., [2, 1, 0, 3]])
+    sk = att.add(sketch.tobytes(), sketch.shape[1], sketch.shape[0], sketch_layout)
+    ref = att.add(reference.tobytes(), reference.shape[1], reference.shape[0], Layout.RGBA8)
+    sm = (
+        None
+        if sketch_mask is None
+        else att.add(sketch_mask.tobytes(), sketch_mask.shape[1], sketch_mask.shape[0], Layout.L8)
+    )
+    rm = None
+    if reference_mask is not None:
+        rm = att.add(reference_mask.tobytes(), reference_mask.shape[1], reference_mask.shape[0], Layout.L8)
+    request = ColorizeRequest(
+        sketch=sk, reference=ref, sketch_mask=sm, reference_mask=rm, params=ColorizeParams(**params), model=model
+    )
+    return request, att.buffers
+
+
+def result_layers(msg: Message) -> dict[tuple[str, int], np.ndarray]:
+    """(name, variation) -> (H, W, 4) uint8 from a result message."""
+    layers = {}
+    for layer in msg.content.layers:
+        ref = layer.image
+        pixels = np.frombuffer(msg.buffers[ref.buffer], np.uint8).reshape(ref.height, ref.width, 4)
+        layers[(layer.name.value, layer.variation)] = pixels
+    return layers
+
+
+def short_ipc_address() -> str:
+    """ipc:// paths must be short (about 100 bytes), so not under pytest's tmp_path."""
+    folder = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
+    return f"ipc://{folder}/backend.sock"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ThreadServer:
+    """A real server on real sockets, run in a thread of the test process."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.server = Server(config)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def client(self, **kwargs: object) -> Client:
+        return Client(self.address, self.server.config.key, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(timeout=30)
+        if self.thread.is_alive():
+            raise RuntimeError("the server thread did not stop within 30 s")
+
+
+@dataclass
+class ServerProcess:
+    """``refcolor serve`` in its own process."""
+
+    process: subprocess.Popen[bytes]
+    connection_file: Path
+    log: Path
+
+    @classmethod
+    def start(cls, folder: Path, *args: str, bind: str = "tcp://127.0.0.1:0", timeout: float = 60) -> ServerProcess:
+        folder.mkdir(parents=True, exist_ok=True)
+        connection_file = folder / "backend.json"
+        connection_file.unlink(missing_ok=True)
+        log = folder / f"serve-{time.monotonic_ns()}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [*REFCOLOR, "serve", "--bind", bind, "--connection-file", str(connection_file), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = cls(process, connection_file, log)
+        deadline = time.monotonic() + timeout
+        while not connection_file.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"refcolor serve exited with {process.returncode}:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"refcolor serve did not start within {timeout} s:\n{log.read_text()}")
+            time.sleep(0.05)
+        return server
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def client(self, **kwargs: object) -> Client:
+        info = read_connection_file(self.connection_file)
+        return Client(info.address, info.key, **kwargs)  # type: ignore[arg-type]
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")

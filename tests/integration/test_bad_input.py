@@ -1,0 +1,281 @@
+"""Every kind of bad input gets an error with a stable code, and the server keeps serving.
+
+A raw DEALER socket sends hand-made frames, so the client library cannot tidy them up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import zmq
+from broken_models import GatedColorizer
+from conftest import thread_server
+from support import build_request, grid_sketch, solid
+
+from refcolor import models
+from refcolor_protocol import DELIMITER, Attachments, ColorizeRequest, ErrorCode, Layout, Ping, RemoteError, Session
+from refcolor_protocol.messages import Error, Message
+
+KEY = b"test-key"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[object]:
+    models.register("failing", "broken_models:load_failing")
+    models.register("gated", "broken_models:load_gated")
+    running = thread_server(key=KEY, max_pixels=300 * 300, max_queue=1, max_steps=50)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def raw(server) -> Iterator[zmq.Socket]:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock.connect(server.address)
+    yield sock
+    sock.close()
+
+
+SESSION = Session(KEY)
+
+
+def exchange(sock: zmq.Socket, frames: list[bytes]) -> Message:
+    """Send raw frames; return the (verified) reply."""
+    sock.send_multipart(frames)
+    return SESSION.deserialize(sock.recv_multipart())
+
+
+def assert_error(reply: Message, code: ErrorCode, *words: str) -> Error:
+    assert reply.msg_type == "error", reply
+    error = reply.content
+    assert error.code == code.value, error
+    assert error.hint, "every error carries a hint"
+    for word in words:
+        assert word in error.message, (word, error.message)
+    return error
+
+
+def signed(header: dict, parent: dict, content: dict, buffers: list[bytes] = ()) -> list[bytes]:
+    parts = [json.dumps(header).encode(), json.dumps(parent).encode(), json.dumps(content).encode(), *buffers]
+    return [DELIMITER, SESSION.sign(parts), *parts]
+
+
+def header(msg_type: str = "ping", **changes: object) -> dict:
+    base = {"msg_id": "m1", "msg_type": msg_type, "session": "s", "date": "2026-01-01T00:00:00Z", "version": "1.0"}
+    base.update(changes)
+    return base
+
+
+def request_frames(request: ColorizeRequest, buffers: list) -> list[bytes]:
+    msg = SESSION.msg(request, buffers=buffers)
+    return [bytes(f) for f in SESSION.serialize(msg)]
+
+
+def still_serving(sock: zmq.Socket) -> None:
+    reply = exchange(sock, [bytes(f) for f in SESSION.serialize(SESSION.msg(Ping("alive")))])
+    assert reply.msg_type == "pong" and reply.content.nonce == "alive"
+
+
+def test_wrong_frame_count(raw) -> None:
+    assert_error(exchange(raw, [b"just one frame"]), ErrorCode.BAD_FRAMES, "delimiter")
+    assert_error(exchange(raw, [DELIMITER, b"sig", b"{}"]), ErrorCode.BAD_FRAMES, "got 2 frames")
+    still_serving(raw)
+
+
+def test_too_many_buffers(raw) -> None:
+    frames = signed(header(), {}, {}, [b"x"] * 65)
+    assert_error(exchange(raw, frames), ErrorCode.BAD_FRAMES, "65 buffer frames")
+    still_serving(raw)
+
+
+@pytest.mark.parametrize("tamper", ["signature", "content", "buffer", "missing"])
+def test_bad_or_missing_signature(raw, tamper: str) -> None:
+    frames = signed(header(), {}, {"nonce": "x"}, [b"payload"])
+    if tamper == "signature":
+        frames[1] = Session(b"other-key").sign(frames[2:])
+    elif tamper == "content":
+        frames[4] = b'{"nonce":"y"}'
+    elif tamper == "buffer":
+        frames[5] = b"paylaod"
+    else:
+        frames[1] = b""
+    reply = exchange(raw, frames)
+    assert_error(reply, ErrorCode.BAD_SIGNATURE, "signature")
+    assert reply.parent_header is None  # nothing from an unauthenticated message is echoed
+    still_serving(raw)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"a": NaN}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["syntax", "utf8", "not-object", "nan", "deep"],
+)
+def test_bad_json(raw, frame: bytes) -> None:
+    parts = [json.dumps(header()).encode(), b"{}", frame]
+    assert_error(exchange(raw, [DELIMITER, SESSION.sign(parts), *parts]), ErrorCode.BAD_JSON)
+    still_serving(raw)
+
+
+def test_bad_header(raw) -> None:
+    bad = header()
+    del bad["msg_id"]
+    assert_error(exchange(raw, signed(bad, {}, {})), ErrorCode.BAD_HEADER, "msg_id")
+    assert_error(exchange(raw, signed(header(session=5), {}, {})), ErrorCode.BAD_HEADER, "session")
+    assert_error(exchange(raw, signed(header(version="one"), {}, {})), ErrorCode.BAD_HEADER, "version")
+    still_serving(raw)
+
+
+def test_unsupported_major_version_but_newer_minor_is_fine(raw) -> None:
+    reply = exchange(raw, signed(header(version="2.0"), {}, {}))
+    assert_error(reply, ErrorCode.UNSUPPORTED_VERSION, "2.0")
+    assert reply.parent_header is not None and reply.parent_header.msg_id == "m1"
+    reply = exchange(raw, signed(header(version="1.7"), {}, {"nonce": "n", "future_field": [1]}))
+    assert reply.msg_type == "pong" and reply.content.nonce == "n"
+
+
+def test_unknown_message_type(raw) -> None:
+    assert_error(exchange(raw, signed(header("teleport"), {}, {})), ErrorCode.UNKNOWN_MESSAGE_TYPE, "teleport")
+    content = {"job_id": "j", "model": "m", "layers": [], "seeds": []}
+    assert_error(exchange(raw, signed(header("result"), {}, content)), ErrorCode.UNKNOWN_MESSAGE_TYPE, "result")
+    still_serving(raw)
+
+
+def test_invalid_fields_are_named(raw) -> None:
+    request, buffers = build_request(grid_sketch(64, 64), solid(8, 8, (1, 2, 3)))
+    content = json.loads(request_frames(request, buffers)[4])
+    cases = [
+        ({k: v for k, v in content.items() if k != "sketch"}, "sketch: required field is missing"),
+        ({**content, "params": {"steps": "many"}}, "colorize_request.params.steps: expected an integer"),
+        ({**content, "params": {"steps": True}}, "params.steps: expected an integer, got bool"),
+        ({**content, "params": {"mode": "rainbow"}}, "params.mode"),
+        ({**content, "params": {"merge": 3.0}}, "params.merge: 3.0 is out of range"),
+        ({**content, "params": {"guidance_start": 0.8, "guidance_end": 0.2}}, "guidance_start=0.8"),
+        ({**content, "params": {"steps": 51}}, "max_steps=50"),
+    ]
+    for bad, words in cases:
+        assert_error(
+            exchange(raw, signed(header("colorize_request"), {}, bad, buffers)), ErrorCode.INVALID_FIELD, words
+        )
+    still_serving(raw)
+
+
+def test_buffer_not_matching_its_descriptor(raw) -> None:
+    request, buffers = build_request(grid_sketch(64, 64), solid(8, 8, (1, 2, 3)))
+    frames = request_frames(request, buffers)
+    content = json.loads(frames[4])
+    # declared nbytes disagree with the size
+    bad = json.loads(frames[4])
+    bad["sketch"]["nbytes"] = 10
+    assert_error(
+        exchange(raw, signed(header("colorize_request"), {}, bad, buffers)), ErrorCode.BUFFER_MISMATCH, "nbytes=10"
+    )
+    # buffer shorter than declared
+    short = [bytes(buffers[0])[:-1], buffers[1]]
+    reply = exchange(raw, signed(header("colorize_request"), {}, content, short))
+    assert_error(reply, ErrorCode.BUFFER_MISMATCH, "16383 bytes")
+    # refers to a buffer that is not there
+    assert_error(
+        exchange(raw, signed(header("colorize_request"), {}, content, buffers[:1])),
+        ErrorCode.BUFFER_MISMATCH,
+        "buffer 1",
+    )
+    still_serving(raw)
+
+
+def test_image_over_the_pixel_limit_is_refused_before_reading(raw) -> None:
+    # Declares a 100000 x 100000 image but sends 4 bytes: refused on the declaration alone.
+    att = Attachments()
+    request = ColorizeRequest(
+        sketch=att.add(b"\0" * 4, 1, 1, Layout.RGBA8), reference=att.add(b"\0" * 4, 1, 1, Layout.RGBA8)
+    )
+    content = json.loads(request_frames(request, att.buffers)[4])
+    content["sketch"].update(width=100_000, height=100_000, nbytes=4 * 10**10)
+    reply = exchange(raw, signed(header("colorize_request"), {}, content, att.buffers))
+    assert_error(reply, ErrorCode.IMAGE_TOO_LARGE, "10000000000 pixels", "90000")
+    still_serving(raw)
+
+
+def test_mask_of_the_wrong_size(raw) -> None:
+    request, buffers = build_request(
+        grid_sketch(64, 64), solid(8, 8, (1, 2, 3)), sketch_mask=np.zeros((32, 64), np.uint8)
+    )
+    reply = exchange(raw, request_frames(request, buffers))
+    assert_error(reply, ErrorCode.SIZE_MISMATCH, "sketch_mask: 64x32", "64x64")
+    still_serving(raw)
+
+
+def test_unsupported_layouts(raw) -> None:
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)))
+    content = json.loads(request_frames(request, buffers)[4])
+    content["sketch"]["layout"] = "CMYK16"
+    assert_error(
+        exchange(raw, signed(header("colorize_request"), {}, content, buffers)), ErrorCode.UNSUPPORTED_LAYOUT, "CMYK16"
+    )
+    # a mask must be L8
+    att = Attachments()
+    sk = att.add(b"\0" * 16 * 16 * 4, 16, 16, Layout.RGBA8)
+    request = ColorizeRequest(sketch=sk, reference=sk, sketch_mask=sk)
+    reply = exchange(raw, request_frames(request, att.buffers))
+    assert_error(reply, ErrorCode.UNSUPPORTED_LAYOUT, "sketch_mask", "expected L8")
+    still_serving(raw)
+
+
+def test_unknown_model(raw) -> None:
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), model="dall-e")
+    assert_error(exchange(raw, request_frames(request, buffers)), ErrorCode.UNKNOWN_MODEL, "dall-e", "classical")
+
+
+def test_model_failure_is_reported_and_the_server_goes_on(server) -> None:
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), model="failing", steps=3)
+    with server.client() as client:
+        with pytest.raises(RemoteError) as info:
+            client.colorize(request, buffers, timeout=30)
+        assert info.value.code == ErrorCode.JOB_FAILED.value
+        assert "simulated out of memory" in info.value.message and info.value.job_id
+        request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2)
+        assert client.colorize(request, buffers, timeout=30).msg_type == "result"
+
+
+def test_queue_full(server) -> None:
+    # max_queue=1: one running (held at its first step) + one waiting; the third is refused.
+    GatedColorizer.gate.clear()
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2, model="gated")
+    with server.client() as client:
+        first, second, third = (client.send(request, buffers) for _ in range(3))
+        with pytest.raises(RemoteError) as info:
+            client.wait(third, timeout=30)
+        assert info.value.code == ErrorCode.QUEUE_FULL.value and "1 jobs are already waiting" in info.value.message
+        GatedColorizer.gate.set()
+        assert client.wait(first, timeout=30).msg_type == "result"
+        assert client.wait(second, timeout=30).msg_type == "result"
+
+
+def test_internal_error_is_contained(server, raw, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> object:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(server.server, "_status_for", broken)
+    status = [bytes(f) for f in SESSION.serialize(SESSION.msg(__import__("refcolor_protocol").StatusRequest()))]
+    assert_error(exchange(raw, status), ErrorCode.INTERNAL_ERROR)
+    monkeypatch.undo()
+    still_serving(raw)
+
+
+def test_keyless_server_refuses_signed_messages() -> None:
+    running = thread_server(key=b"")
+    try:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVTIMEO, 10_000)
+        sock.connect(running.address)
+        sock.send_multipart(signed(header(), {}, {}))
+        reply = Session(b"").deserialize(sock.recv_multipart())
+        assert reply.content.code == ErrorCode.BAD_SIGNATURE.value and "without a key" in reply.content.message
+        sock.close()
+    finally:
+        running.stop()
