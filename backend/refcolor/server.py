@@ -184,7 +184,7 @@ class Server:
             running.cancel.set()
         self.worker.join(timeout=60)
         self._drain_events()
-        self.socket.close(linger=0)
+        self.socket.close(linger=2000)  # let the last errors reach their clients
         self._context.term()
         self._wake_recv.close()
         self._wake_send.close()

@@ -171,13 +171,7 @@ class Client:
         events = list(self._backlog)
         self._backlog.clear()
         sock, monitor = self._sockets()
-        while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            event = recv_monitor_message(monitor, zmq.NOBLOCK)
-            if event["event"] == zmq.EVENT_CONNECTED:
-                self.connected = True
-            elif event["event"] == zmq.EVENT_DISCONNECTED:
-                self.connected = False
-                events += self._lose_pending(f"lost the connection to the backend at {self.address}")
+        # Messages first: whatever the backend said before it went away is still worth having.
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             frames = sock.recv_multipart(copy=False)
             try:
@@ -193,6 +187,13 @@ class Client:
                 continue
             self._settle(msg)
             events.append(msg)
+        while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self.connected = True
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+                events += self._lose_pending(f"lost the connection to the backend at {self.address}")
         return events
 
     def _settle(self, msg: Message) -> None:

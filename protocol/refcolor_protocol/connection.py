@@ -88,8 +88,8 @@ class ConnectionInfo:
         if not isinstance(address, str) or "://" not in address:
             raise ValueError(f"{source}: 'address' must be an endpoint like tcp://127.0.0.1:5557, got {address!r}")
         key = data.get("key", "")
-        if not isinstance(key, str):
-            raise ValueError(f"{source}: 'key' must be a string, got {type(key).__name__}")
+        if not isinstance(key, str) or not key.isascii():
+            raise ValueError(f"{source}: 'key' must be an ASCII string, got {key!r:.20}")
         scheme = data.get("signature_scheme", SIGNATURE_SCHEME)
         if scheme != SIGNATURE_SCHEME:
             raise ValueError(f"{source}: signature_scheme {scheme!r} is not supported; expected {SIGNATURE_SCHEME!r}")
@@ -128,8 +128,8 @@ def read_connection_file(path: str | os.PathLike[str]) -> ConnectionInfo:
     with open(path, encoding="utf-8") as handle:
         try:
             data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{source}: not valid JSON ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{source}: not valid UTF-8 JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a JSON object")
     return ConnectionInfo.from_dict(data, source)

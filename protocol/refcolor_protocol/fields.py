@@ -9,6 +9,7 @@ expected. Unknown keys are ignored, so newer peers can add fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from enum import Enum
@@ -80,7 +81,14 @@ def _decode(tp: Any, value: object, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _invalid(path, value, "a number")
-        return float(value)
+        # json reads 1e400 as inf and a 400-digit int does not fit a float: refuse both.
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise _invalid(path, value, "a finite number")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise _invalid(path, value, "a string")

@@ -63,7 +63,7 @@ class Header:
     msg_type: str
     session: str
     date: str
-    version: str = PROTOCOL_VERSION
+    version: str  # required: a header without one is bad_header, not silently the current version
 
     @classmethod
     def new(cls, msg_type: str, session: str) -> Header:
@@ -72,6 +72,7 @@ class Header:
             msg_type=msg_type,
             session=session,
             date=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            version=PROTOCOL_VERSION,
         )
 
 

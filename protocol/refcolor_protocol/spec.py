@@ -6,6 +6,7 @@ checks that these values and the message table match it.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 PROTOCOL_VERSION = "1.0"
@@ -85,7 +86,7 @@ DEFAULT_HINTS: dict[ErrorCode, str] = {
 
 def major(version: str) -> int:
     """The major number of a "major.minor" version string; raises ValueError if malformed."""
-    head, _, _ = version.partition(".")
-    if not head.isdigit():
+    match = re.fullmatch(r"([0-9]+)\.[0-9]+", version)
+    if match is None:
         raise ValueError(f"malformed version {version!r}: expected 'major.minor'")
-    return int(head)
+    return int(match.group(1))

@@ -168,3 +168,29 @@ class ServerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def run_client_job(address: str, key: bytes, rgb: tuple[int, int, int], results: object) -> None:
+    """In a separate process: colorize with a solid reference, report the colours that came back."""
+    reference = solid(40, 40, rgb)
+    request, buffers = build_request(grid_sketch(160, 120), reference, steps=5, seed=1, mode="plain")
+    with Client(address, key) as client:
+        result = client.colorize(request, buffers, timeout=120)
+    combined = result_layers(result)[("combined", 0)]
+    colours = {tuple(int(c) for c in px) for px in combined[..., :3].reshape(-1, 3)}
+    results.put((rgb, sorted(colours)))  # type: ignore[attr-defined]
+
+
+def submit_and_vanish(address: str, key: bytes) -> None:
+    """In a separate process: start a long job, wait until it runs, then die without a word."""
+    reference = np.random.default_rng(0).integers(0, 256, (1024, 1024, 4), dtype=np.uint8)
+    request, buffers = build_request(grid_sketch(256, 256), reference, steps=200, seed=1)
+    client = Client(address, key)
+    header = client.send(request, buffers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for msg in client.poll_events():
+            if msg.parent_id == header.msg_id and msg.msg_type == "progress" and msg.content.step >= 2:
+                os._exit(0)
+        time.sleep(0.01)
+    os._exit(3)
