@@ -85,21 +85,12 @@ def bench_protocol(image: bytes, mask: bytes, size: int, rounds: int, key: bytes
     thread = threading.Thread(target=serve_protocol, args=(router, Session(key), rounds, size * size))
     thread.start()
     client = Client(f"tcp://127.0.0.1:{port}", key)
+    # The reference names the sketch's buffer, so both paths move exactly the same bytes:
+    # the image and the mask, each way.
     att = Attachments()
-    request = ColorizeRequest(
-        sketch=att.add(image, size, size, Layout.RGBA8),
-        reference=att.add(image, size, size, Layout.RGBA8),
-        sketch_mask=att.add(mask, size, size, Layout.L8),
-    )
-    # The reference rides along by reference only (same buffer index as the sketch), so both
-    # paths move exactly the same bytes: the image and the mask, each way.
-    request = ColorizeRequest(sketch=request.sketch, reference=request.sketch, sketch_mask=request.sketch_mask)
-    buffers = [image, mask]
-    request = ColorizeRequest(
-        sketch=request.sketch,
-        reference=request.sketch,
-        sketch_mask=request.sketch_mask.__class__(size, size, Layout.L8, len(mask), 1),
-    )
+    sketch = att.add(image, size, size, Layout.RGBA8)
+    request = ColorizeRequest(sketch=sketch, reference=sketch, sketch_mask=att.add(mask, size, size, Layout.L8))
+    buffers = att.buffers
 
     def once() -> None:
         reply = client.colorize(request, buffers, timeout=120)
