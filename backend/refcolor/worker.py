@@ -202,31 +202,30 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while (job := self.queue.take()) is not None:
-            try:
-                self._run_one(job)
-            finally:
-                self.queue.done(job)
+            self.emit(Started(job))
+            final = self._run_one(job)
+            # Done before the final event goes out, so a status asked after it never shows the job.
+            self.queue.done(job)
+            self.emit(final)
 
-    def _run_one(self, job: Job) -> None:
+    def _run_one(self, job: Job) -> Finished | Failed:
         start = time.perf_counter()
-        self.emit(Started(job))
         try:
             if job.cancel.is_set():
                 raise JobCancelled(job.job_id)
             colorizer = self.load_model(job.model)
-            layers = colorizer.colorize(job.decode(), _Context(job, self.emit, self.preview_every, self.preview_size))
+            ctx = _Context(job, self.emit, self.preview_every, self.preview_size)
+            layers = colorizer.colorize(job.decode(), ctx)
             if len(layers) != job.request.params.variations:
                 raise RuntimeError(
                     f"model {job.model} returned {len(layers)} variations, {job.request.params.variations} asked"
                 )
         except JobCancelled:
             logger.info("job %s cancelled at step %d/%d", job.job_id, job.step, job.total)
-            self.emit(Failed(job, cancelled=True, message=f"job {job.job_id} was cancelled"))
-            return
+            return Failed(job, cancelled=True, message=f"job {job.job_id} was cancelled")
         except Exception as exc:  # a failing job must not take the service down
             logger.exception("job %s failed", job.job_id)
-            self.emit(Failed(job, cancelled=False, message=f"the model failed: {type(exc).__name__}: {exc}"))
-            return
+            return Failed(job, cancelled=False, message=f"the model failed: {type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - start
         logger.info("job %s done in %.2f s", job.job_id, elapsed)
-        self.emit(Finished(job, layers, elapsed))
+        return Finished(job, layers, elapsed)

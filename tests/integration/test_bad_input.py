@@ -6,6 +6,7 @@ A raw DEALER socket sends hand-made frames, so the client library cannot tidy th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -246,7 +247,12 @@ def test_queue_full(server) -> None:
     GatedColorizer.gate.clear()
     request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2, model="gated")
     with server.client() as client:
-        first, second, third = (client.send(request, buffers) for _ in range(3))
+        first = client.send(request, buffers)
+        started = []
+        while not started:  # the worker has taken the first job: it no longer counts as waiting
+            started = [m for m in client.poll_events() if m.parent_id == first.msg_id and m.msg_type == "progress"]
+            time.sleep(0.005)
+        second, third = client.send(request, buffers), client.send(request, buffers)
         with pytest.raises(RemoteError) as info:
             client.wait(third, timeout=30)
         assert info.value.code == ErrorCode.QUEUE_FULL.value and "1 jobs are already waiting" in info.value.message
