@@ -80,7 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     ping = commands.add_parser("ping", help="print a running backend's hello (exit 0 only if it answers)")
     add_ping_arguments(ping)
     ping.set_defaults(func=run_ping)
+    _add_lazy(commands, "data", "build the training data set from Debian packages", "refcolor.data_cli")
+    _add_lazy(commands, "eval", "evaluate models and baselines on held-out triplets", "refcolor.eval_cli")
     return parser
+
+
+def _add_lazy(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, module: str
+) -> None:
+    """A subcommand whose module (and its heavy imports) loads only when it is used."""
+    import importlib
+
+    cli = importlib.import_module(module)
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    cli.add_arguments(parser)
+    parser.set_defaults(func=cli.run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,18 +28,28 @@ def ink(sketch: np.ndarray) -> np.ndarray:
     return (1.0 - luminance) * (sketch[..., 3].astype(np.float32) / 255.0)
 
 
-def label_regions(sketch: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, int]:
+def label_regions(sketch: np.ndarray, mask: np.ndarray | None = None, threshold: float = 0.5) -> tuple[np.ndarray, int]:
     """Closed regions of the line art (4-connected), line pixels given to the nearest region.
+
+    With a foreground ``mask``, its outline also closes regions, so no region straddles the
+    mask: a gap in the line art cannot carry foreground colours into the background.
 
     Returns:
         labels: (H, W) int32 in 0..count-1.
         count: number of regions (at least 1).
     """
-    lines = ink(sketch) > threshold
-    labels, count = ndimage.label(~lines)
+    free = ~(ink(sketch) > threshold)
+    if mask is None:
+        labels, count = ndimage.label(free)
+    else:
+        inside = mask >= 128
+        fg_labels, fg_count = ndimage.label(free & inside)
+        bg_labels, bg_count = ndimage.label(free & ~inside)
+        labels = np.where(bg_labels > 0, bg_labels + fg_count, fg_labels)
+        count = fg_count + bg_count
     if count == 0:
-        return np.zeros(lines.shape, np.int32), 1
-    if lines.any():
+        return np.zeros(free.shape, np.int32), 1
+    if not free.all():
         nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
         labels = labels[tuple(nearest)]
     return (labels - 1).astype(np.int32), count
@@ -127,7 +137,7 @@ class ClassicalColorizer:
         params = job.params
         height, width = job.sketch.shape[:2]
         mask = job.sketch_mask if job.sketch_mask is not None else np.full((height, width), 255, np.uint8)
-        labels, count = label_regions(job.sketch)
+        labels, count = label_regions(job.sketch, mask)
         is_fg = region_sides(labels, count, mask)
         # Which palette each side draws from, per mode (plain: one palette for everything).
         fg_set = "fg" if params.mode in (Mode.BOTH, Mode.FOREGROUND) else "all"

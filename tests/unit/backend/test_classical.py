@@ -105,3 +105,23 @@ def test_cancellation_raised_by_the_context_stops_the_job() -> None:
     with pytest.raises(JobCancelled):
         ClassicalColorizer().colorize(job(Mode.BOTH, inner_mask(), steps=50), ctx)
     assert ctx.steps_seen == [(1, 50)]
+
+
+def test_mask_outline_closes_gaps_in_the_line_art() -> None:
+    sketch = two_box_sketch()
+    sketch[16, 30:34, :3] = 255  # a gap in the frame: inside and outside are one region
+    assert label_regions(sketch)[1] == 1
+    labels, count = label_regions(sketch, inner_mask())
+    assert count == 2 and labels[32, 32] != labels[2, 2]
+    (layers,) = ClassicalColorizer(palette_size=1).colorize(
+        ColorizeJob(
+            sketch,
+            job(Mode.BOTH, None).reference,
+            ColorizeParams(steps=1),
+            0,
+            inner_mask(),
+            job(Mode.BOTH, None).reference_mask,
+        ),
+        NullContext(),
+    )
+    assert tuple(layers.combined[32, 32, :3]) == (255, 0, 0) and tuple(layers.combined[2, 2, :3]) == (0, 0, 255)

@@ -1,0 +1,1 @@
+"""Training data from Debian packages: fetch, select, sketch, augment, sample, build."""

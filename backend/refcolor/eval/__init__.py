@@ -1,0 +1,1 @@
+"""The evaluation harness: deterministic triplets, metrics, baselines, runner, report."""
