@@ -193,7 +193,9 @@ class Client:
                 self.connected = True
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected = False
-                events += self._lose_pending(f"lost the connection to the backend at {self.address}")
+                why = f"lost the connection to the backend at {self.address}"
+                # With nothing waiting, one unaddressed event still tells an event loop it happened.
+                events += self._lose_pending(why) or [self._local_error(ErrorCode.CONNECTION_LOST, why, None)]
         return events
 
     def _settle(self, msg: Message) -> None:

@@ -1,0 +1,129 @@
+"""From what was read out of the document to a colorize request, and from a result back to
+layer pixels (pure: no Krita, no sockets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refcolor_protocol import (
+    Attachments,
+    ColorizeParams,
+    ColorizeRequest,
+    Layout,
+    Message,
+    Mode,
+    Result,
+)
+
+from .pixels import Pixels, PluginError, swap_red_blue
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The docker's controls, as values."""
+
+    mode: Mode = Mode.BOTH
+    steps: int = 20
+    seed: int = 0
+    variations: int = 1
+    reference_scale: float = 5.0
+    sketch_scale: float = 1.0
+    fg_strength: float = 1.0
+    bg_strength: float = 1.0
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a job needs, read from the document at the moment Colorize was pressed."""
+
+    sketch: Pixels  # the line-art layer over the whole document (BGRA8 from Krita)
+    reference: Pixels
+    sketch_mask: Pixels | None = None  # L8, document size
+    reference_mask: Pixels | None = None  # L8, reference size
+    background: Pixels | None = None
+
+
+def build_request(snapshot: Snapshot, controls: Controls) -> tuple[ColorizeRequest, list[object]]:
+    """The request and its buffers.
+
+    Raises:
+        PluginError: a mask does not match its image (a bug in reading the document, or a
+            document resized between reads), or a layout is not what the protocol accepts.
+    """
+    for mask, image, what in (
+        (snapshot.sketch_mask, snapshot.sketch, "line-art"),
+        (snapshot.reference_mask, snapshot.reference, "reference"),
+    ):
+        if mask is None:
+            continue
+        if mask.layout is not Layout.L8:
+            raise PluginError(f"the {what} mask must be 8-bit grey, got {mask.layout.value}")
+        if mask.size != image.size:
+            raise PluginError(
+                f"the {what} mask is {mask.width}x{mask.height} but the {what} is {image.width}x{image.height}"
+            )
+    att = Attachments()
+
+    def add(pixels: Pixels | None) -> object:
+        return None if pixels is None else att.add(pixels.data, pixels.width, pixels.height, pixels.layout)
+
+    params = ColorizeParams(
+        mode=controls.mode,
+        seed=controls.seed,
+        steps=controls.steps,
+        variations=controls.variations,
+        reference_scale=controls.reference_scale,
+        sketch_scale=controls.sketch_scale,
+        fg_strength=controls.fg_strength,
+        bg_strength=controls.bg_strength,
+    )
+    request = ColorizeRequest(
+        sketch=add(snapshot.sketch),  # type: ignore[arg-type]
+        reference=add(snapshot.reference),  # type: ignore[arg-type]
+        sketch_mask=add(snapshot.sketch_mask),  # type: ignore[arg-type]
+        reference_mask=add(snapshot.reference_mask),  # type: ignore[arg-type]
+        background=add(snapshot.background),  # type: ignore[arg-type]
+        params=params,
+        model=controls.model,
+    )
+    return request, att.buffers
+
+
+@dataclass(frozen=True)
+class VariationLayers:
+    """One variation's layers, BGRA8 at document size, ready for Krita's setPixelData."""
+
+    variation: int
+    seed: int
+    foreground: Pixels
+    background: Pixels
+
+
+def result_layers(msg: Message, document_size: tuple[int, int]) -> list[VariationLayers]:
+    """Decode a ``result`` message into per-variation BGRA layers.
+
+    Raises:
+        PluginError: the result is not what was asked for (wrong size, missing layer).
+    """
+    result: Result = msg.content
+    found: dict[tuple[int, str], Pixels] = {}
+    for layer in result.layers:
+        ref = layer.image
+        if (ref.width, ref.height) != document_size or ref.layout is not Layout.RGBA8:
+            raise PluginError(
+                f"the backend returned a {ref.width}x{ref.height} {ref.layout.value} {layer.name.value} layer; "
+                f"expected RGBA8 at the document's {document_size[0]}x{document_size[1]}"
+            )
+        data = bytes(memoryview(msg.buffers[ref.buffer]))
+        found[(layer.variation, layer.name.value)] = Pixels(swap_red_blue(data), ref.width, ref.height, Layout.BGRA8)
+    out = []
+    for variation, seed in enumerate(result.seeds):
+        try:
+            fg, bg = found[(variation, "foreground")], found[(variation, "background")]
+        except KeyError as missing:
+            raise PluginError(
+                f"the backend's result lacks the {missing.args[0][1]} layer of variation {variation}"
+            ) from None
+        out.append(VariationLayers(variation, seed, fg, bg))
+    return out

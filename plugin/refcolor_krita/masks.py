@@ -1,0 +1,55 @@
+"""Which foreground masks can be used, and which is the default (pure rules)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class MaskSource(str, Enum):
+    SELECTION = "selection"  # the document's current selection
+    LAYER_MASK = "layer_mask"  # a selection mask attached to the layer
+    ALPHA = "alpha"  # the layer's own transparency (references only)
+    NONE = "none"  # no mask: everything is foreground
+
+
+LABELS = {
+    MaskSource.SELECTION: "Current selection",
+    MaskSource.LAYER_MASK: "Selection mask on the layer",
+    MaskSource.ALPHA: "Layer transparency",
+    MaskSource.NONE: "None (all foreground)",
+}
+
+
+def sketch_mask_choices(has_selection: bool, has_layer_mask: bool) -> list[MaskSource]:
+    """Choices for the sketch's foreground mask, the default first.
+
+    The current selection is the default when one exists (an artist selects the character
+    and presses Colorize), then a selection mask attached to the line-art layer.
+    """
+    choices = []
+    if has_selection:
+        choices.append(MaskSource.SELECTION)
+    if has_layer_mask:
+        choices.append(MaskSource.LAYER_MASK)
+    choices.append(MaskSource.NONE)
+    return choices
+
+
+def reference_mask_choices(has_transparency: bool, has_layer_mask: bool) -> list[MaskSource]:
+    """Choices for the reference's foreground mask, the default first.
+
+    A reference with transparency (a character cut out on its own layer) uses its alpha by
+    default; a selection mask on the reference layer comes next.
+    """
+    choices = []
+    if has_transparency:
+        choices.append(MaskSource.ALPHA)
+    if has_layer_mask:
+        choices.append(MaskSource.LAYER_MASK)
+    choices.append(MaskSource.NONE)
+    return choices
+
+
+def keep_choice(previous: MaskSource | None, choices: list[MaskSource]) -> MaskSource:
+    """Keep the user's pick while it is still available; otherwise the default."""
+    return previous if previous in choices else choices[0]

@@ -1,0 +1,178 @@
+"""The colorize flow without Krita: request building, result decoding, the controller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from refcolor_krita.controller import Callbacks, ColorizeController, Inputs, State
+from refcolor_krita.jobs import Controls, Snapshot, VariationLayers, build_request, result_layers
+from refcolor_krita.masks import MaskSource
+from refcolor_krita.pixels import Pixels, PluginError
+
+from refcolor_protocol import (
+    Cancel,
+    ColorizeRequest,
+    Error,
+    Header,
+    ImageRef,
+    LayerName,
+    Layout,
+    Message,
+    Mode,
+    Progress,
+    Result,
+    ResultLayer,
+)
+
+W, H = 4, 3
+
+
+def bgra(width: int = W, height: int = H, value: int = 7) -> Pixels:
+    return Pixels(bytes([value, 0, 0, 255]) * (width * height), width, height, Layout.BGRA8)
+
+
+def mask(width: int = W, height: int = H) -> Pixels:
+    return Pixels(b"\xff" * (width * height), width, height, Layout.L8)
+
+
+def test_build_request_carries_images_masks_and_controls() -> None:
+    snapshot = Snapshot(bgra(), bgra(2, 2), mask(), mask(2, 2), bgra(3, 3))
+    controls = Controls(mode=Mode.FOREGROUND, steps=9, seed=5, variations=2, fg_strength=1.5, model="tiny")
+    request, buffers = build_request(snapshot, controls)
+    assert request.sketch == ImageRef(W, H, Layout.BGRA8, W * H * 4, 0)
+    assert request.sketch_mask == ImageRef(W, H, Layout.L8, W * H, 2)
+    assert request.background is not None and request.background.buffer == 4
+    assert [bytes(b) for b in buffers] == [
+        p.data
+        for p in (
+            snapshot.sketch,
+            snapshot.reference,
+            snapshot.sketch_mask,
+            snapshot.reference_mask,
+            snapshot.background,
+        )
+    ]
+    p = request.params
+    assert (p.mode, p.steps, p.seed, p.variations, p.fg_strength, request.model) == (
+        Mode.FOREGROUND,
+        9,
+        5,
+        2,
+        1.5,
+        "tiny",
+    )
+
+
+def test_build_request_refuses_a_mask_of_another_size() -> None:
+    with pytest.raises(PluginError, match="line-art mask is 2x2 but the line-art is 4x3"):
+        build_request(Snapshot(bgra(), bgra(), mask(2, 2)), Controls())
+
+
+def result_message(job: Header, variations: int = 1, size: tuple[int, int] = (W, H)) -> Message:
+    layers, buffers = [], []
+    for v in range(variations):
+        for name, value in (("foreground", 10 + v), ("background", 20 + v), ("combined", 30 + v)):
+            data = bytes([value, 1, 2, 128]) * (size[0] * size[1])
+            layers.append(
+                ResultLayer(LayerName(name), v, ImageRef(size[0], size[1], Layout.RGBA8, len(data), len(buffers)))
+            )
+            buffers.append(data)
+    header = Header("r", "result", "s", "d", "1.0")
+    return Message(header, Result(job.msg_id, "tiny", tuple(layers), tuple(range(variations))), job, tuple(buffers))
+
+
+def test_result_layers_become_bgra_per_variation() -> None:
+    job = Header("job", "colorize_request", "s", "d", "1.0")
+    (first, second) = result_layers(result_message(job, 2), (W, H))
+    assert first.foreground.layout is Layout.BGRA8
+    assert first.foreground.data[:4] == bytes([2, 1, 10, 128]) and second.background.data[:4] == bytes([2, 1, 21, 128])
+    with pytest.raises(PluginError, match="expected RGBA8 at the document's 5x5"):
+        result_layers(result_message(job), (5, 5))
+
+
+class FakeDocuments:
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+        self.added: list[tuple[Any, list[VariationLayers], bool]] = []
+
+    def snapshot(self, inputs: Inputs) -> tuple[Snapshot, Any]:
+        if self.fail:
+            raise PluginError(self.fail)
+        return Snapshot(bgra(), bgra(2, 2), mask()), "target"
+
+    def document_size(self, target: Any) -> tuple[int, int]:
+        return W, H
+
+    def add_results(self, target: Any, layers: list[VariationLayers], replace_previous: bool) -> list[str]:
+        self.added.append((target, layers, replace_previous))
+        return [f"Colorized {i + 1}" for i in range(len(layers))]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, list[object]]] = []
+        self.events: list[tuple[str, object]] = []
+
+    def send(self, content: object, buffers: list[object]) -> Header:
+        self.sent.append((content, buffers))
+        return Header(f"m{len(self.sent)}", type(content).msg_type, "s", "d", "1.0")
+
+    def callbacks(self) -> Callbacks:
+        return Callbacks(
+            state=lambda s: self.events.append(("state", s)),
+            progress=lambda step, total: self.events.append(("progress", (step, total))),
+            preview=lambda p: self.events.append(("preview", p.size)),
+            done=lambda names: self.events.append(("done", names)),
+            failed=lambda text: self.events.append(("failed", text)),
+        )
+
+
+INPUTS = Inputs(line_art="la", reference="ref", sketch_mask=MaskSource.SELECTION, replace_previous=True)
+
+
+def test_controller_runs_a_job_to_its_layers() -> None:
+    docs, rec = FakeDocuments(), Recorder()
+    controller = ColorizeController(docs, rec.send, rec.callbacks())
+    controller.colorize(INPUTS, Controls(steps=2))
+    ((request, buffers),) = rec.sent
+    assert isinstance(request, ColorizeRequest) and len(buffers) == 3
+    job = Header("m1", "colorize_request", "s", "d", "1.0")
+    other = Header("zzz", "colorize_request", "s", "d", "1.0")
+    preview = ImageRef(2, 1, Layout.RGBA8, 8, 0)
+    controller.handle(
+        Message(Header("p", "progress", "s", "d", "1.0"), Progress("m1", 1, 2, 0, preview), job, (bytes(8),))
+    )
+    controller.handle(result_message(other))  # another job's result: ignored
+    assert docs.added == []
+    controller.handle(result_message(job))
+    assert [kind for kind, _ in rec.events] == ["state", "progress", "progress", "preview", "state", "done"]
+    assert rec.events[0] == ("state", State.RUNNING) and rec.events[-1] == ("done", ["Colorized 1"])
+    ((target, layers, replace),) = docs.added
+    assert target == "target" and replace is True and layers[0].foreground.size == (W, H)
+    assert controller.state is State.IDLE
+
+
+def test_controller_cancel_and_errors() -> None:
+    docs, rec = FakeDocuments(), Recorder()
+    controller = ColorizeController(docs, rec.send, rec.callbacks())
+    controller.colorize(INPUTS, Controls())
+    controller.colorize(INPUTS, Controls())  # refused while running
+    assert len(rec.sent) == 1 and rec.events[-1][0] == "failed"
+    controller.cancel()
+    assert isinstance(rec.sent[-1][0], Cancel) and rec.sent[-1][0].job_id == "m1"
+    assert controller.state is State.CANCELLING
+    job = Header("m1", "colorize_request", "s", "d", "1.0")
+    controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("cancelled", "job m1 was cancelled"), job))
+    assert rec.events[-1] == ("failed", "Cancelled: the document was not changed.") and docs.added == []
+    controller.colorize(INPUTS, Controls())
+    job = Header("m3", "colorize_request", "s", "d", "1.0")
+    controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("queue_full", "full", "wait"), job))
+    assert rec.events[-1] == ("failed", "full (wait)") and controller.state is State.IDLE
+
+
+def test_controller_reports_document_problems_without_sending() -> None:
+    rec = Recorder()
+    controller = ColorizeController(FakeDocuments(fail="the line-art layer is empty"), rec.send, rec.callbacks())
+    controller.colorize(INPUTS, Controls())
+    assert rec.sent == [] and rec.events == [("failed", "the line-art layer is empty")]

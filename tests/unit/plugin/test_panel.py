@@ -1,0 +1,49 @@
+"""The docker's widgets, offscreen (PyQt5, no Krita)."""
+
+from __future__ import annotations
+
+from refcolor_krita.masks import MaskSource
+from refcolor_krita.panel import MODE_HELP, Panel
+from refcolor_krita.settings import Settings
+
+from refcolor_protocol import Mode
+
+
+def test_controls_start_from_settings_and_read_back(monkeypatch) -> None:
+    panel = Panel(Settings(mode="plain", steps=12, seed=99, reference_scale=7.5, variations=3))
+    controls = panel.controls("tiny")
+    assert (controls.mode, controls.steps, controls.seed, controls.variations, controls.model) == (
+        Mode.PLAIN,
+        12,
+        99,
+        3,
+        "tiny",
+    )
+    assert controls.reference_scale == 7.5
+    assert panel.mode_help.text() == MODE_HELP[Mode.PLAIN]
+    monkeypatch.setattr("refcolor_krita.panel.random.randrange", lambda n: 1234)
+    panel.new_seed.click()
+    assert panel.controls().seed == 1234
+    panel.fg_strength.set_value(1.5)
+    assert panel.controls().fg_strength == 1.5
+
+
+def test_fill_keeps_the_users_pick() -> None:
+    panel = Panel(Settings())
+    panel.fill_masks(panel.sketch_mask, [MaskSource.SELECTION, MaskSource.NONE])
+    assert panel.sketch_mask.currentData() is MaskSource.SELECTION
+    panel.sketch_mask.setCurrentIndex(1)
+    panel.fill_masks(panel.sketch_mask, [MaskSource.SELECTION, MaskSource.LAYER_MASK, MaskSource.NONE])
+    assert panel.sketch_mask.currentData() is MaskSource.NONE
+    panel.fill_masks(panel.sketch_mask, [MaskSource.LAYER_MASK, MaskSource.NONE])
+    assert panel.sketch_mask.currentData() is MaskSource.NONE
+
+
+def test_running_state_toggles_buttons() -> None:
+    panel = Panel(Settings())
+    panel.set_running(True)
+    assert not panel.colorize.isEnabled() and panel.cancel.isEnabled()
+    panel.set_progress(3, 10)
+    assert panel.progress.value() == 3 and panel.progress.maximum() == 10
+    panel.set_status("Lost the backend", ok=False)
+    assert "c0392b" in panel.status.styleSheet()
