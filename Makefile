@@ -7,7 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint serve bench clean
+.PHONY: setup system-deps test lint serve bench clean
+
+# Krita (for the real-Krita tests), Xvfb and xauth (GUI test), imagemagick (screenshots).
+SYSTEM_PACKAGES := krita xvfb xauth imagemagick
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # torch==2.13.0 (the CPU build) goes in first: every torch range below it is then already
 # satisfied, so nothing pulls a newer CUDA build.
@@ -16,9 +20,17 @@ $(STAMP): protocol/pyproject.toml backend/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e protocol -e 'backend[test]'
+	# pyzmq for Krita's embedded Python (3.11, the same ABI as this venv's) for the Krita tests
+	$(PY) -m pip install --quiet --target $(VENV)/krita-site pyzmq
 	touch $(STAMP)
 
-setup: $(STAMP)
+system-deps:
+	@if ! command -v kritarunner >/dev/null || ! command -v xvfb-run >/dev/null || ! command -v import >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+setup: system-deps $(STAMP)
 
 lint: setup
 	$(VENV)/bin/ruff check .
