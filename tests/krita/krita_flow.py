@@ -177,7 +177,8 @@ def main(*args: Any) -> None:
     config_path = args[-1] if args else os.environ["REFCOLOR_FLOW_CONFIG"]
     if isinstance(config_path, (list, tuple)):
         config_path = config_path[-1]
-    config = json.load(open(config_path))
+    with open(config_path) as handle:
+        config = json.load(handle)
     try:
         observed = run(config)
         rc = 0
