@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ping = commands.add_parser("ping", help="print a running backend's hello (exit 0 only if it answers)")
     add_ping_arguments(ping)
     ping.set_defaults(func=run_ping)
+    _add_lazy(commands, "colorize", "colorize a sketch from a reference (writes PNG layers)", "refcolor.colorize_cli")
     _add_lazy(commands, "data", "build the training data set from Debian packages", "refcolor.data_cli")
     _add_lazy(commands, "eval", "evaluate models and baselines on held-out triplets", "refcolor.eval_cli")
     return parser

@@ -135,6 +135,10 @@ class ColorizeController:
             except PluginError as exc:
                 self.callbacks.failed(str(exc))
                 return
+            except Exception as exc:  # never a traceback dialog: say it in the docker, log the rest
+                logger.exception("adding the result layers failed")
+                self.callbacks.failed(f"Could not add the result layers: {type(exc).__name__}: {exc}")
+                return
             self.callbacks.done(names)
         elif msg.msg_type == "error":
             self._finish()

@@ -105,9 +105,14 @@ def read_file(path: str, what: str) -> Pixels:
 
 
 def read_image(source: Any, what: str) -> tuple[Pixels, tuple[int, int, int, int] | None]:
+    """A reference or background: an image file, or a layer over its whole document, so a
+    character painted on transparency keeps the transparency around it (its mask)."""
     if isinstance(source, str):
         return read_file(source, what), None
-    return read_layer(source, what, whole_document=False)
+    pixels, rect = read_layer(source, what, whole_document=True)
+    if pixels.data[3::4].count(0) == pixels.width * pixels.height:
+        raise PluginError(f"the {what} layer “{source.node.name()}” is empty: paint or paste something on it")
+    return pixels, rect
 
 
 def read_mask(node: Any, rect: tuple[int, int, int, int], what: str) -> Pixels:

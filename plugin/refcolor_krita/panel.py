@@ -133,6 +133,8 @@ class Panel(QWidget):
         self.mode.setCurrentIndex(max(0, index))
         self.mode.currentIndexChanged.connect(self._mode_help)
         self.new_seed.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31)))
+        for combo in (self.sketch_mask, self.reference_mask):
+            combo.activated.connect(lambda _, c=combo: c.setProperty("user_pick", c.currentData()))
         self._mode_help()
 
     def _build(self) -> None:
@@ -193,8 +195,9 @@ class Panel(QWidget):
         combo.blockSignals(False)
 
     def fill_masks(self, combo: QComboBox, choices: list[MaskSource]) -> None:
-        previous = combo.currentData()
-        self.fill(combo, [(LABELS[c], c) for c in choices], keep=keep_choice(previous, choices))
+        """Offer ``choices``; a pick the user made stays while available, else the default."""
+        picked = combo.property("user_pick")
+        self.fill(combo, [(LABELS[c], c) for c in choices], keep=keep_choice(picked, choices))
 
     def pick_file(self, combo: QComboBox, title: str) -> str | None:
         path, _ = QFileDialog.getOpenFileName(self, title, "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")

@@ -4,10 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, ThreadServer, short_ipc_address
-
-from refcolor.server import ServerConfig
-from refcolor_protocol.connection import new_key
+from support import ServerProcess, ThreadServer, short_ipc_address, thread_server
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +16,6 @@ def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=["tcp", "ipc"])
 def bind(request: pytest.FixtureRequest) -> str:
     return "tcp://127.0.0.1:0" if request.param == "tcp" else short_ipc_address()
-
-
-def thread_server(**overrides: object) -> ThreadServer:
-    config = {"bind": "tcp://127.0.0.1:0", "key": new_key(), "model": "classical", **overrides}
-    return ThreadServer(ServerConfig(**config))  # type: ignore[arg-type]
 
 
 @pytest.fixture

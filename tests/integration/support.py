@@ -17,7 +17,7 @@ import numpy as np
 
 from refcolor.server import Server, ServerConfig
 from refcolor_protocol import Attachments, Client, ColorizeParams, ColorizeRequest, Layout, Message
-from refcolor_protocol.connection import read_connection_file
+from refcolor_protocol.connection import new_key, read_connection_file
 
 REFCOLOR = [sys.executable, "-m", "refcolor.cli"]
 
@@ -194,3 +194,8 @@ def submit_and_vanish(address: str, key: bytes) -> None:
                 os._exit(0)
         time.sleep(0.01)
     os._exit(3)
+
+
+def thread_server(**overrides: object) -> ThreadServer:
+    config = {"bind": "tcp://127.0.0.1:0", "key": new_key(), "model": "classical", **overrides}
+    return ThreadServer(ServerConfig(**config))  # type: ignore[arg-type]

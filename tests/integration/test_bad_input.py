@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import zmq
 from broken_models import GatedColorizer
-from conftest import thread_server
-from support import build_request, grid_sketch, solid
+from support import build_request, grid_sketch, solid, thread_server
 
 from refcolor import models
 from refcolor_protocol import DELIMITER, Attachments, ColorizeRequest, ErrorCode, Layout, Ping, RemoteError, Session

@@ -3,29 +3,17 @@ and a real backend process."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kritatest import KRITA_SITE, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from support import ServerProcess  # noqa: E402
-
-KRITA_SITE = ROOT / ".venv" / "krita-site"  # pyzmq for Krita's Python, installed by `make setup`
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed: run `make setup` (it installs krita, xvfb and xauth with apt-get)")
-    return path
+from support import ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -51,30 +39,6 @@ def krita_env(tmp_path: Path, krita_site: Path) -> dict[str, str]:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess.start(tmp_path / "backend", "--model", "classical")
+    server = ServerProcess.start(tmp_path / "backend", "--model", "tiny")
     yield server
     server.kill()
-
-
-def run_flow(env: dict[str, str], tmp_path: Path, **config: object) -> dict[str, object]:
-    """Run tests/krita/krita_flow.py inside kritarunner; returns what it observed."""
-    kritarunner = require("kritarunner")
-    out = tmp_path / f"observed-{config['scenario']}.json"
-    config_path = tmp_path / f"config-{config['scenario']}.json"
-    config_path.write_text(json.dumps({"out": str(out), "timeout_s": 90, "steps": 4, **config}))
-    done = subprocess.run(
-        [kritarunner, "-s", "krita_flow", "-f", "main", "--", str(config_path)],
-        env={**env, "QT_QPA_PLATFORM": "offscreen"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if not out.exists():
-        pytest.fail(
-            f"kritarunner produced no result (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
-    observed = json.loads(out.read_text())
-    if "exception" in observed:
-        pytest.fail(f"the flow raised inside Krita:\n{observed['exception']}")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return observed

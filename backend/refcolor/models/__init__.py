@@ -23,6 +23,8 @@ Factory = Callable[[str], Colorizer]
 _REGISTRY: dict[str, str] = {
     "classical": "refcolor.models.classical:load",
     "classical-mean": "refcolor.models.classical:load_mean",
+    "tiny": "refcolor.model.colorizer:load_tiny",  # full architecture, random weights (tests)
+    "folder": "refcolor.model.colorizer:load_folder",  # a saved pipeline folder (see load_colorizer)
 }
 
 
@@ -36,7 +38,7 @@ def register(name: str, target: str) -> None:
 
 
 def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(name for name in _REGISTRY if name != "folder")
 
 
 def load_colorizer(name: str, device: str = "cpu") -> Colorizer:

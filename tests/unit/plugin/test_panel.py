@@ -28,15 +28,19 @@ def test_controls_start_from_settings_and_read_back(monkeypatch) -> None:
     assert panel.controls().fg_strength == 1.5
 
 
-def test_fill_keeps_the_users_pick() -> None:
+def test_mask_defaults_follow_what_is_available_until_the_user_picks() -> None:
     panel = Panel(Settings())
-    panel.fill_masks(panel.sketch_mask, [MaskSource.SELECTION, MaskSource.NONE])
+    panel.fill_masks(panel.sketch_mask, [MaskSource.NONE])  # no selection yet
+    panel.fill_masks(panel.sketch_mask, [MaskSource.SELECTION, MaskSource.NONE])  # now there is one
     assert panel.sketch_mask.currentData() is MaskSource.SELECTION
     panel.sketch_mask.setCurrentIndex(1)
+    panel.sketch_mask.activated.emit(1)  # the user picks "None"
     panel.fill_masks(panel.sketch_mask, [MaskSource.SELECTION, MaskSource.LAYER_MASK, MaskSource.NONE])
     assert panel.sketch_mask.currentData() is MaskSource.NONE
+    panel.sketch_mask.setCurrentIndex(0)
+    panel.sketch_mask.activated.emit(0)  # the user picks the selection, which then goes away
     panel.fill_masks(panel.sketch_mask, [MaskSource.LAYER_MASK, MaskSource.NONE])
-    assert panel.sketch_mask.currentData() is MaskSource.NONE
+    assert panel.sketch_mask.currentData() is MaskSource.LAYER_MASK
 
 
 def test_running_state_toggles_buttons() -> None:

@@ -1,0 +1,150 @@
+"""The diffusion model behind the service's job interface (:class:`refcolor.engine.Colorizer`).
+
+Registry targets: ``refcolor.model.colorizer:load_tiny`` (``load(device)``) and
+``refcolor.model.colorizer:load_folder`` (``load_folder(path, device)``). Device and
+dtype are chosen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo, NullContext
+from refcolor.model.adapters import Mode
+from refcolor.model.config import TINY
+from refcolor.model.pipeline import ColorizationOutput, ReferenceColorizationPipeline
+
+logger = logging.getLogger(__name__)
+
+MODES = tuple(m.value for m in Mode)
+CACHE_ENTRIES = 16  # a few references, sketches and background sets of recent jobs
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """fp32 on CPU; bf16 on GPUs that have it, else fp16."""
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class DiffusionColorizer:
+    """Runs :class:`ReferenceColorizationPipeline` for jobs; caches encodings across jobs."""
+
+    def __init__(
+        self,
+        pipe: ReferenceColorizationPipeline,
+        name: str,
+        device: str,
+        description: str = "",
+        max_batch: int = 4,
+    ) -> None:
+        self.pipe = pipe
+        self.max_batch = max_batch  # variations per pipeline call: bounds memory for large requests
+        self.pipe.set_progress_bar_config(disable=True)
+        self.cache = pipe.enable_encoding_cache(CACHE_ENTRIES)
+        self.info = ModelInfo(
+            name=name,
+            kind="diffusion",
+            device=device,
+            modes=MODES,
+            native_resolution=int(pipe.config.native_resolution),
+            description=description,
+        )
+
+    def pipeline_kwargs(self, job: ColorizeJob) -> dict[str, Any]:
+        """The pipeline arguments of ``job`` (everything but the callback and generators)."""
+        p = job.params
+        return dict(
+            sketch=job.sketch,
+            reference=job.reference,
+            sketch_mask=job.sketch_mask,
+            reference_mask=job.reference_mask,
+            background=job.background,
+            mode=p.mode,
+            num_inference_steps=p.steps,
+            scheduler=getattr(p.scheduler, "value", p.scheduler),
+            reference_guidance_scale=p.reference_scale,
+            sketch_guidance_scale=p.sketch_scale,
+            guidance_start=p.guidance_start,
+            guidance_end=p.guidance_end,
+            foreground_strength=p.fg_strength,
+            background_strength=p.bg_strength,
+            merge=p.merge,
+            mask_threshold=p.mask_threshold,
+            # The protocol allows any side; the model needs multiples of 64.
+            resolution=max(64, round(p.resolution / 64) * 64) if p.resolution else None,
+            num_variations=p.variations,
+        )
+
+    def run(self, job: ColorizeJob, ctx: JobContext) -> list[ColorizationOutput]:
+        """The pipeline's outputs for ``job``, reporting every step to ``ctx`` (which may cancel).
+
+        Variations run in batches of at most ``max_batch``; each has its own seed, so batching
+        does not change the images. Progress counts the steps of all batches.
+        """
+        variations, steps = job.params.variations, job.params.steps
+        seeds = [(job.seed + i) % 2**32 for i in range(variations)]
+        batches = [seeds[i : i + self.max_batch] for i in range(0, variations, self.max_batch)]
+        total = steps * len(batches)
+        want_previews = bool(getattr(job.params, "previews", True))
+        kwargs = self.pipeline_kwargs(job)
+        outputs = []
+        for index, batch in enumerate(batches):
+
+            def on_step(
+                pipe: ReferenceColorizationPipeline,
+                step: int,
+                timestep: int,
+                tensors: dict[str, Any],
+                done: int = index * steps,
+            ) -> dict[str, Any]:
+                latents = tensors["latents"]
+                preview = (lambda: pipe.preview_image(latents)) if want_previews else None
+                ctx.progress(done + step + 1, total, preview=preview)  # raises JobCancelled on cancel
+                return {}
+
+            kwargs["num_variations"] = len(batch)
+            generators = [torch.Generator("cpu").manual_seed(s) for s in batch]
+            outputs.append(self.pipe(**kwargs, generator=generators, callback_on_step_end=on_step))
+        return outputs
+
+    def colorize(self, job: ColorizeJob, ctx: JobContext) -> list[LayerSet]:
+        ctx.check_cancelled()
+        layers = [
+            (c, f, b)
+            for out in self.run(job, ctx)
+            for c, f, b in zip(out.combined, out.foreground, out.background, strict=True)
+        ]
+        return [
+            LayerSet(combined=c, foreground=f, background=b, seed=(job.seed + i) % 2**32)
+            for i, (c, f, b) in enumerate(layers)
+        ]
+
+
+def pipeline_seconds(colorizer: DiffusionColorizer, job: ColorizeJob) -> float:
+    """Wall time of the pipeline alone for ``job`` (for the server's overhead benchmark)."""
+    start = time.perf_counter()
+    colorizer.run(job, NullContext())
+    return time.perf_counter() - start
+
+
+def load_tiny(device: str = "cpu") -> DiffusionColorizer:
+    """The ``tiny`` model: the full architecture with random weights (seed 0), for tests."""
+    from refcolor.model.factory import build_pipeline  # builds modules; keep import-time light
+
+    pipe = build_pipeline(TINY, seed=0).to(device)
+    dtype = default_dtype(device)
+    if dtype != torch.float32:
+        pipe.to(dtype=dtype)
+    return DiffusionColorizer(pipe, "tiny", device, "random-weight test model (full architecture)")
+
+
+def load_folder(path: str, device: str = "cpu") -> DiffusionColorizer:
+    """A pipeline saved with ``save_pretrained`` in ``path``."""
+    pipe = ReferenceColorizationPipeline.from_pretrained(path, torch_dtype=default_dtype(device)).to(device)
+    return DiffusionColorizer(pipe, Path(path).name, device, f"model folder {path}")

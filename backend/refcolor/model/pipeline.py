@@ -1,0 +1,417 @@
+"""``ReferenceColorizationPipeline``: sketch + reference -> colored layers (Yan et al., CVPR 2025).
+
+Stages of ``__call__``: 1 check inputs; 2 bring images to the model's sizes; 3 encode
+(cached by content hash when enabled); 4 build the guidance batches of the mode; 5 denoise;
+6 decode, bring the colors back to full resolution with edge-aware upsampling and split them
+into combined/foreground/background layers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from refcolor.model import imaging, inputs
+from refcolor.model.adapters import Mode, check_adapters, set_mode
+from refcolor.model.attention import install_split_processors, masks_per_level
+from refcolor.model.background import BackgroundEncoder
+from refcolor.model.cache import EncodingCache, content_hash
+from refcolor.model.conditioning import (
+    COND,
+    NO_REFERENCE,
+    NO_SKETCH,
+    build_batch,
+    combine_guidance,
+    token_sets_for_mode,
+)
+from refcolor.model.reference_encoder import encode_reference, encoder_input_size
+from refcolor.model.schedulers import make_scheduler
+from refcolor.model.sketch_encoder import SketchEncoder
+from refcolor.model.unet import SketchUNet
+from refcolor.model.upsample import edge_aware_upsample
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[["ReferenceColorizationPipeline", int, int, dict[str, torch.Tensor]], dict[str, Any]]
+# SD's approximate latent -> RGB map; only for cheap previews.
+LATENT_RGB = torch.tensor(
+    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+)
+
+
+@dataclass
+class ColorizationOutput:
+    """One entry per variation; every layer is (H, W, 4) uint8 RGBA at the output size."""
+
+    combined: list[np.ndarray]  # opaque colors
+    foreground: list[np.ndarray]  # alpha = the sketch mask
+    background: list[np.ndarray]  # alpha = its complement
+    native: np.ndarray  # (V, h, w, 3) float colors at model resolution, before upsampling
+    interrupted: bool = False  # True when the interrupt flag stopped denoising early
+
+
+class ReferenceColorizationPipeline(DiffusionPipeline):
+    """Split cross-attention sketch colorization. Components are built by :mod:`refcolor.model.factory`."""
+
+    model_cpu_offload_seq = "image_encoder->background_encoder->sketch_encoder->unet->vae"
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        unet: SketchUNet,
+        sketch_encoder: SketchEncoder,
+        background_encoder: BackgroundEncoder,
+        image_encoder: torch.nn.Module,
+        scheduler: SchedulerMixin,
+        native_resolution: int = 512,
+        both_mode_shares_tokens: bool = False,
+    ) -> None:
+        super().__init__()
+        check_adapters(unet)
+        install_split_processors(unet)
+        self.register_modules(
+            vae=vae,
+            unet=unet,
+            sketch_encoder=sketch_encoder,
+            background_encoder=background_encoder,
+            image_encoder=image_encoder,
+            scheduler=scheduler,
+        )
+        self.register_to_config(
+            native_resolution=native_resolution, both_mode_shares_tokens=both_mode_shares_tokens
+        )
+        self.encoding_cache: EncodingCache | None = None
+        self._interrupt = False
+        self.set_mode(Mode.PLAIN)
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> ReferenceColorizationPipeline:  # type: ignore[override]
+        """diffusers' loader, then every weight copied into fresh memory.
+
+        Loaded tensors can sit at odd addresses inside the file buffer, and BLAS picks other kernels
+        for unaligned data, so fp32 results would differ in the last bits from the model that was
+        saved; the copy makes a reloaded pipeline reproduce it exactly.
+        """
+        pipe = super().from_pretrained(*args, **kwargs)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                for tensor in itertools.chain(component.parameters(), component.buffers()):
+                    tensor.data = tensor.data.clone()
+        return pipe
+
+    # ---- controls -------------------------------------------------------------------------------
+
+    def set_mode(self, mode: str | Enum) -> Mode:
+        """Activate the adapters of ``mode`` (raises ValueError for an unknown mode)."""
+        self._mode = set_mode(self.unet, mode)
+        return self._mode
+
+    def enable_encoding_cache(self, max_entries: int = 16) -> EncodingCache:
+        self.encoding_cache = EncodingCache(max_entries)
+        return self.encoding_cache
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    def request_interrupt(self) -> None:
+        """Stop denoising after the current step (from a callback or another thread)."""
+        self._interrupt = True
+
+    @property
+    def latent_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    # ---- 1. inputs ------------------------------------------------------------------------------
+
+    def check_inputs(self, **kwargs: Any) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first bad argument and its value.
+
+        Takes ``__call__``'s arguments by name; see :func:`refcolor.model.inputs.check_inputs`.
+        """
+        inputs.check_inputs(**kwargs)
+
+    # ---- 3. encoders (cached) -------------------------------------------------------------------
+
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        return compute() if self.encoding_cache is None else self.encoding_cache.get_or_compute(key, compute)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return imaging.to_tensor(array).to(self._execution_device)
+
+    def encode_sketch(self, ink: np.ndarray) -> list[torch.Tensor]:
+        """Sketch features of native-size line ink (h, w) in [0, 1]; the blank sketch is all zeros."""
+
+        def compute() -> list[torch.Tensor]:
+            x = self._tensor(ink * 2.0 - 1.0).to(
+                self.sketch_encoder.dtype
+            )  # (1, 1, h, w), white lines on black
+            x = x.expand(-1, self.sketch_encoder.config.in_channels, -1, -1)
+            with torch.no_grad():
+                return [f.to(self.unet.dtype) for f in self.sketch_encoder(x)]
+
+        return self._cached(("sketch", content_hash(ink)), compute)
+
+    def encode_reference_tokens(self, rgb: np.ndarray) -> torch.Tensor:
+        """(1, T, D) tokens of an (S, S, 3) float RGB reference in [0, 1]."""
+
+        def compute() -> torch.Tensor:
+            with torch.no_grad():
+                pixels = self._tensor(rgb * 2.0 - 1.0).to(self.image_encoder.dtype)
+                return encode_reference(self.image_encoder, pixels).to(self.unet.dtype)
+
+        return self._cached(("reference", content_hash(rgb)), compute)
+
+    def encode_background_tokens(
+        self,
+        reference_rgb: np.ndarray,
+        reference_mask: np.ndarray | None,
+        background_rgb: np.ndarray | None,
+        threshold: float,
+    ) -> torch.Tensor:
+        """Background tokens: of a separate background image, else the reference with its foreground
+        whited out, through the recovery transformer; plus the threshold embedding (official
+        ``bg_enhance``)."""
+
+        def compute() -> torch.Tensor:
+            with torch.no_grad():
+                embedding = self.background_encoder.threshold_embedding(threshold).to(self.unet.dtype)
+                if background_rgb is not None:
+                    return self.encode_reference_tokens(background_rgb) + embedding
+                keep = (
+                    reference_rgb
+                    if reference_mask is None
+                    else np.where((reference_mask < threshold)[..., None], reference_rgb, 1.0)
+                )
+                tokens = self.encode_reference_tokens(keep.astype(np.float32))
+                dtype = self.background_encoder.dtype
+                return self.background_encoder.recover(tokens.to(dtype), threshold).to(self.unet.dtype)
+
+        key = ("background", content_hash(reference_rgb, reference_mask, background_rgb, threshold))
+        return self._cached(key, compute)
+
+    # ---- preview --------------------------------------------------------------------------------
+
+    @staticmethod
+    def preview_image(latents: torch.Tensor, index: int = 0) -> np.ndarray:
+        """A cheap (h, w, 4) uint8 preview of ``latents[index]`` (a linear latent -> RGB map, no VAE)."""
+        latent = latents[index].detach().float().cpu()  # (C, h, w)
+        factors = LATENT_RGB[: latent.shape[0]]
+        rgb = torch.einsum("chw,cr->hwr", latent, factors).add(1).div(2).clamp(0, 1).numpy()
+        return np.dstack([imaging.to_uint8(rgb), np.full(rgb.shape[:2], 255, np.uint8)])
+
+    # ---- the call -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        sketch: imaging.ImageInput,
+        reference: imaging.ImageInput,
+        sketch_mask: imaging.ImageInput | None = None,
+        reference_mask: imaging.ImageInput | None = None,
+        background: imaging.ImageInput | None = None,
+        mode: str | Enum = Mode.PLAIN,
+        num_inference_steps: int = 20,
+        scheduler: str = "dpmpp_2m",
+        reference_guidance_scale: float = 5.0,
+        sketch_guidance_scale: float = 1.0,
+        guidance_start: float = 0.0,
+        guidance_end: float = 1.0,
+        foreground_strength: float = 1.0,
+        background_strength: float = 1.0,
+        merge: float = 0.0,
+        mask_threshold: float = 0.5,
+        resolution: int | None = None,
+        num_variations: int = 1,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> ColorizationOutput:
+        """Colorize ``sketch`` after ``reference``.
+
+        Args:
+            sketch: line art (dark lines on white or on transparency), any size; outputs have its size.
+            reference: the color reference; its alpha, if not opaque, is its foreground mask.
+            sketch_mask: (H, W) foreground mask of the sketch (255/1 = character). None: all foreground.
+            reference_mask: foreground mask of the reference (overrides its alpha).
+            background: a separate background reference, used for the background tokens instead of
+                recovering them from the reference.
+            mode: ``plain``, ``foreground``, ``background`` or ``both`` (see :mod:`refcolor.model.adapters`).
+            num_inference_steps: denoising steps.
+            scheduler: ``dpmpp_2m``, ``euler_a``, ``ddim`` or ``unipc``.
+            reference_guidance_scale: classifier-free guidance on the reference (1 = off).
+            sketch_guidance_scale: classifier-free guidance on the sketch (1 = off).
+            guidance_start, guidance_end: fractions of the schedule during which the reference is
+                used at all (outside, the context is a zero token, as the official model).
+            foreground_strength, background_strength: scales of the two attention sides.
+            merge: foreground attention = (1 - merge) * fg + merge * bg.
+            mask_threshold: threshold of the sketch and reference masks (and of the threshold embedding).
+            resolution: model side length (multiple of 64); None/0 = the model's native one.
+            num_variations: images to make, each from its own noise.
+            generator: one generator, or one per variation (CPU generators reproduce across devices).
+            callback_on_step_end: ``f(pipe, step, timestep, {"latents": ...}) -> dict`` after every
+                step; a returned ``"latents"`` replaces the latents. Exceptions propagate (cancel).
+            callback_on_step_end_tensor_inputs: tensors handed to the callback.
+
+        Returns:
+            :class:`ColorizationOutput`.
+        """
+        # 1. inputs
+        self.check_inputs(
+            sketch=sketch,
+            reference=reference,
+            sketch_mask=sketch_mask,
+            reference_mask=reference_mask,
+            background=background,
+            mode=mode,
+            num_inference_steps=num_inference_steps,
+            scheduler=scheduler,
+            reference_guidance_scale=reference_guidance_scale,
+            sketch_guidance_scale=sketch_guidance_scale,
+            guidance_start=guidance_start,
+            guidance_end=guidance_end,
+            foreground_strength=foreground_strength,
+            background_strength=background_strength,
+            merge=merge,
+            mask_threshold=mask_threshold,
+            resolution=resolution,
+            num_variations=num_variations,
+            generator=generator,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        self._interrupt = False
+        parsed_mode = self.set_mode(mode)
+        device, dtype = self._execution_device, self.unet.dtype
+
+        # 2. model sizes
+        side = resolution or self.config.native_resolution
+        images = inputs.prepare_images(
+            sketch,
+            reference,
+            sketch_mask,
+            reference_mask,
+            background,
+            side,
+            encoder_input_size(self.image_encoder),
+        )
+        width, height = images.native_size
+
+        # 3. encode
+        features = self.encode_sketch(images.ink)
+        blank = self.encode_sketch(np.zeros_like(images.ink))
+        reference_tokens = self.encode_reference_tokens(images.reference_rgb)
+        background_tokens: torch.Tensor | None = None
+        threshold_embedding: torch.Tensor | None = None
+        if parsed_mode in (Mode.BACKGROUND, Mode.BOTH):
+            if images.reference_mask is None and images.background_rgb is None:
+                logger.warning(
+                    "mode %s without a reference mask, reference alpha or background image: "
+                    "the background tokens are recovered from the whole reference",
+                    parsed_mode.value,
+                )
+            background_tokens = self.encode_background_tokens(
+                images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
+            )
+            threshold_embedding = self.background_encoder.threshold_embedding(mask_threshold).to(dtype)
+
+        # 4. guidance batches: inside the reference window and outside it
+        tokens = token_sets_for_mode(
+            parsed_mode,
+            reference_tokens,
+            background_tokens,
+            threshold_embedding,
+            self.config.both_mode_shares_tokens,
+        )
+        masks: dict[int, torch.Tensor] | None = None
+        if tokens.background is not None:
+            latent_mask_t = F.interpolate(
+                self._tensor(images.native_mask), scale_factor=1 / self.latent_factor, mode="area"
+            )
+            masks = masks_per_level(
+                latent_mask_t.to(dtype), len(self.unet.config.block_out_channels), mask_threshold
+            )
+        use_ref, use_sketch = reference_guidance_scale != 1.0, sketch_guidance_scale != 1.0
+        inside = (COND,) + ((NO_REFERENCE,) if use_ref else ()) + ((NO_SKETCH,) if use_sketch else ())
+        outside = (COND,) + ((NO_SKETCH,) if use_sketch else ())
+        scales = dict(foreground_scale=foreground_strength, background_scale=background_strength, merge=merge)
+        batch_in = build_batch(inside, tokens, features, blank, num_variations, masks, **scales)
+        batch_out = build_batch(
+            outside, tokens.zeros(tokens=1), features, blank, num_variations, masks, **scales
+        )
+
+        # 5. denoise
+        sampler = make_scheduler(scheduler, self.scheduler.config)
+        sampler.set_timesteps(num_inference_steps, device=device)
+        generators = list(generator) if isinstance(generator, Sequence) else generator
+        shape = (
+            num_variations,
+            self.unet.config.in_channels,
+            height // self.latent_factor,
+            width // self.latent_factor,
+        )
+        latents = (
+            randn_tensor(shape, generator=generators, device=device, dtype=dtype) * sampler.init_noise_sigma
+        )
+        step_kwargs = (
+            {"generator": generators} if "generator" in inspect.signature(sampler.step).parameters else {}
+        )
+        last_train_step = sampler.config.num_train_timesteps - 1
+        interrupted = False
+        with self.progress_bar(total=len(sampler.timesteps)) as bar:
+            for i, t in enumerate(sampler.timesteps):
+                if self.interrupt:
+                    interrupted = True
+                    break
+                progress = 1.0 - float(t) / last_train_step
+                batch = batch_in if guidance_start <= progress <= guidance_end else batch_out
+                model_input = sampler.scale_model_input(torch.cat([latents] * len(batch.branches)), t)
+                noise = self.unet(
+                    model_input,
+                    t,
+                    batch.context,
+                    batch.sketch_features,
+                    cross_attention_kwargs=batch.cross_attention_kwargs,
+                ).sample
+                predictions = dict(zip(batch.branches, noise.chunk(len(batch.branches)), strict=True))
+                noise = combine_guidance(predictions, reference_guidance_scale, sketch_guidance_scale)
+                latents = sampler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    tensors = {
+                        name: {"latents": latents}[name] for name in callback_on_step_end_tensor_inputs
+                    }
+                    returned = callback_on_step_end(self, i, int(t), tensors) or {}
+                    latents = returned.get("latents", latents)
+                bar.update()
+
+        # 6. decode, upsample
+        decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        native = ((decoded.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (V, h, w, 3)
+        full_mask = images.full_mask
+        alpha = (
+            np.full(images.full_ink.shape, 255, np.uint8)
+            if full_mask is None
+            else imaging.to_uint8(full_mask)
+        )
+        combined, foreground, background_layers = [], [], []
+        stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
+        upsampled = edge_aware_upsample(stacked, images.full_ink)
+        for v in range(len(native)):
+            rgb = imaging.to_uint8(upsampled[..., 3 * v : 3 * v + 3])
+            combined.append(np.dstack([rgb, np.full_like(alpha, 255)]))
+            foreground.append(np.dstack([rgb, alpha]))
+            background_layers.append(np.dstack([rgb, 255 - alpha]))
+        self.maybe_free_model_hooks()
+        return ColorizationOutput(combined, foreground, background_layers, native, interrupted)

@@ -1,0 +1,50 @@
+"""The service running the real diffusion architecture (the `tiny` config, random weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support import box_mask, build_request, grid_sketch, result_layers, solid, thread_server
+
+from refcolor_protocol import CancelOutcome, ErrorCode, Progress, RemoteError
+
+W, H = 160, 96
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = thread_server(model="tiny", preview_every=2, preview_size=64)
+    yield running
+    running.stop()
+
+
+def test_tiny_model_serves_layers_with_progress_and_previews(server) -> None:
+    mask = box_mask(W, H, (40, 20, 120, 80))
+    request, buffers = build_request(grid_sketch(W, H), solid(48, 48, (200, 30, 30)), mask, steps=4, seed=5)
+    events = []
+    with server.client() as client:
+        assert client.hello().model.kind == "diffusion"
+        result = client.colorize(request, buffers, on_event=events.append, timeout=120)
+    layers = result_layers(result)
+    assert layers[("combined", 0)].shape == (H, W, 4)
+    np.testing.assert_array_equal(layers[("foreground", 0)][..., 3], mask)
+    steps = [e.content.step for e in events if isinstance(e.content, Progress)]
+    assert steps == [0, 1, 2, 3, 4]
+    assert any(e.content.preview is not None for e in events if isinstance(e.content, Progress))
+
+
+def test_tiny_model_job_can_be_cancelled(server) -> None:
+    request, buffers = build_request(grid_sketch(W, H), solid(48, 48, (200, 30, 30)), steps=200, seed=5)
+    with server.client() as client:
+        header = client.send(request, buffers)
+        seen = []
+
+        def on_event(msg) -> None:
+            if isinstance(msg.content, Progress):
+                seen.append(msg.content.step)
+                if msg.content.step == 2:
+                    assert client.cancel(header.msg_id).outcome is CancelOutcome.STOPPING
+
+        with pytest.raises(RemoteError) as info:
+            client.wait(header, timeout=120, on_event=on_event)
+    assert info.value.code == ErrorCode.CANCELLED.value and max(seen) < 10

@@ -1,0 +1,167 @@
+"""Split cross-attention: each side sees only its own tokens, and plain mode is diffusers' processor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from refcolor.model.adapters import set_mode
+from refcolor.model.attention import SplitAttentionInputs, SplitCrossAttnProcessor, masks_per_level
+from refcolor.model.pipeline import ReferenceColorizationPipeline
+
+TOKENS, WIDTH = 12, 32
+
+
+def first_attn2(pipe: ReferenceColorizationPipeline) -> Attention:
+    return pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
+
+
+def inputs(
+    batch: int = 2, positions: int = 64, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    channels = 16
+    hidden = torch.randn(batch, positions, channels, generator=g)
+    return (
+        hidden,
+        torch.randn(batch, TOKENS, WIDTH, generator=g),
+        torch.randn(batch, TOKENS, WIDTH, generator=g),
+    )
+
+
+def half_mask(positions: int = 64) -> torch.Tensor:
+    mask = torch.zeros(1, positions, dtype=torch.bool)
+    mask[0, ::3] = True
+    return mask
+
+
+def run_split(
+    attn: Attention,
+    hidden: torch.Tensor,
+    fg: torch.Tensor,
+    bg: torch.Tensor,
+    mask: torch.Tensor,
+    **scales: float,
+) -> torch.Tensor:
+    split = SplitAttentionInputs(fg, bg, {hidden.shape[1]: mask}, **scales)
+    with torch.no_grad():
+        return attn(hidden, encoder_hidden_states=fg, split=split)
+
+
+def two_pass_reference(
+    pipe: ReferenceColorizationPipeline,
+    attn: Attention,
+    hidden: torch.Tensor,
+    fg: torch.Tensor,
+    bg: torch.Tensor,
+    mask: torch.Tensor,
+    fg_scale: float = 1.0,
+    bg_scale: float = 1.0,
+    merge: float = 0.0,
+) -> torch.Tensor:
+    """The official formula: two full attentions (each through its own adapter via peft's normal forward)."""
+
+    def branch(mode: str, tokens: torch.Tensor) -> torch.Tensor:
+        set_mode(pipe.unet, mode)
+        q, k, v = attn.to_q(hidden), attn.to_k(tokens), attn.to_v(tokens)
+        b, heads = hidden.shape[0], attn.heads
+        q, k, v = (t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, -1, attn.inner_dim)
+
+    with torch.no_grad():
+        out_fg = branch("foreground", fg) * fg_scale
+        out_bg = branch("background", bg) * bg_scale
+        out_fg = out_fg * (1 - merge) + out_bg * merge
+        set_mode(pipe.unet, "both")
+        return attn.to_out[0](torch.where(mask[..., None], out_fg, out_bg))
+
+
+def test_background_tokens_do_not_reach_foreground_positions(pipe: ReferenceColorizationPipeline) -> None:
+    pipe.set_mode("both")
+    attn, mask = first_attn2(pipe), half_mask()
+    hidden, fg, bg = inputs()
+    before = run_split(attn, hidden, fg, bg, mask)
+    after_bg = run_split(attn, hidden, fg, bg + 3.0, mask)
+    after_fg = run_split(attn, hidden, fg * -2.0, bg, mask)
+    fg_pos, bg_pos = mask[0], ~mask[0]
+    assert torch.equal(before[:, fg_pos], after_bg[:, fg_pos])
+    assert not torch.allclose(before[:, bg_pos], after_bg[:, bg_pos])
+    assert torch.equal(before[:, bg_pos], after_fg[:, bg_pos])
+    assert not torch.allclose(before[:, fg_pos], after_fg[:, fg_pos])
+
+
+def test_all_foreground_mask_reduces_both_to_foreground_only(pipe: ReferenceColorizationPipeline) -> None:
+    attn = first_attn2(pipe)
+    hidden, fg, bg = inputs()
+    pipe.set_mode("both")
+    both = run_split(attn, hidden, fg, bg, torch.ones(1, 64, dtype=torch.bool))
+    pipe.set_mode("foreground")
+    with torch.no_grad():
+        foreground_only = attn(hidden, encoder_hidden_states=fg)  # plain attention, foreground adapter only
+    torch.testing.assert_close(both, foreground_only, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scales", [{}, {"foreground_scale": 0.7, "background_scale": 1.3}, {"merge": 0.4}])
+def test_split_equals_the_two_full_pass_formula(
+    pipe: ReferenceColorizationPipeline, scales: dict[str, float]
+) -> None:
+    attn, mask = first_attn2(pipe), half_mask()
+    hidden, fg, bg = inputs(seed=1)
+    pipe.set_mode("both")
+    split = run_split(attn, hidden, fg, bg, mask, **scales)
+    expected = two_pass_reference(
+        pipe,
+        attn,
+        hidden,
+        fg,
+        bg,
+        mask,
+        scales.get("foreground_scale", 1.0),
+        scales.get("background_scale", 1.0),
+        scales.get("merge", 0.0),
+    )
+    torch.testing.assert_close(split, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_per_sample_masks_match_separate_calls(pipe: ReferenceColorizationPipeline) -> None:
+    pipe.set_mode("both")
+    attn = first_attn2(pipe)
+    hidden, fg, bg = inputs()
+    masks = torch.stack([half_mask()[0], ~half_mask()[0]])  # (2, N), different per sample
+    together = run_split(attn, hidden, fg, bg, masks)
+    for i in range(2):
+        alone = run_split(attn, hidden[i : i + 1], fg[i : i + 1], bg[i : i + 1], masks[i : i + 1])
+        torch.testing.assert_close(together[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_mode_matches_diffusers_processor_exactly(pipe: ReferenceColorizationPipeline) -> None:
+    pipe.set_mode("plain")
+    g = torch.Generator().manual_seed(0)
+    sample, tokens = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, TOKENS, WIDTH, generator=g)
+    with torch.no_grad():
+        ours = pipe.unet(sample, 500, tokens).sample
+        processors = pipe.unet.attn_processors
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+        try:
+            theirs = pipe.unet(sample, 500, tokens).sample
+        finally:
+            pipe.unet.set_attn_processor(processors)
+    assert isinstance(first_attn2(pipe).processor, SplitCrossAttnProcessor)
+    assert torch.equal(ours, theirs)
+
+
+def test_missing_level_mask_names_what_was_given(pipe: ReferenceColorizationPipeline) -> None:
+    hidden, fg, bg = inputs()
+    split = SplitAttentionInputs(fg, bg, {16: torch.ones(1, 16, dtype=torch.bool)})
+    with pytest.raises(ValueError, match=r"64 query positions.*\[16\]"):
+        first_attn2(pipe)(hidden, encoder_hidden_states=fg, split=split)
+
+
+def test_masks_per_level_follow_the_unet_sizes() -> None:
+    mask = torch.zeros(1, 1, 10, 6)
+    mask[..., :, :3] = 1.0
+    masks = masks_per_level(mask, levels=3, threshold=0.5)
+    assert sorted(masks) == [3 * 2, 5 * 3, 10 * 6]  # sizes round up, as the UNet's downsamplers
+    assert masks[60].view(10, 6)[:, :3].all() and not masks[60].view(10, 6)[:, 3:].any()

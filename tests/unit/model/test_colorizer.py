@@ -1,0 +1,204 @@
+"""The pipeline behind the service's job interface: layers, progress, cancel, cache, registry, CLI."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import refcolor.models
+from refcolor.engine import ColorizeJob, JobCancelled, NullContext, PreviewFn
+from refcolor.model.colorizer import DiffusionColorizer, load_tiny, pipeline_seconds
+from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
+
+
+@pytest.fixture
+def colorizer(tiny_pipe) -> DiffusionColorizer:
+    return DiffusionColorizer(tiny_pipe, "tiny", "cpu")
+
+
+def make_job(sketch, reference, mask=None, seed: int = 7, reference_mask=None, **params) -> ColorizeJob:
+    settings = {"mode": Mode.BOTH, "steps": 3, "resolution": 64, "scheduler": Scheduler.EULER_A, **params}
+    return ColorizeJob(
+        sketch=sketch,
+        reference=reference,
+        params=ColorizeParams(**settings),
+        seed=seed,
+        sketch_mask=mask,
+        reference_mask=reference_mask,
+    )
+
+
+class RecordingContext:
+    def __init__(self, cancel_at: int | None = None) -> None:
+        self.steps: list[tuple[int, int]] = []
+        self.previews: list[np.ndarray] = []
+        self.cancel_at = cancel_at
+
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
+        self.steps.append((step, total))
+        if preview is not None:
+            self.previews.append(preview())
+        if step == self.cancel_at:
+            raise JobCancelled
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def test_variations_come_back_as_layer_sets_with_their_seeds(
+    colorizer, sketch, reference, sketch_mask
+) -> None:
+    ctx = RecordingContext()
+    layer_sets = colorizer.colorize(make_job(sketch, reference, sketch_mask, variations=2), ctx)
+    assert [s.seed for s in layer_sets] == [7, 8]
+    for layers in layer_sets:
+        assert layers.combined.shape == (*sketch.shape[:2], 4)
+        assert np.array_equal(layers.foreground[..., 3], sketch_mask)
+    assert not np.array_equal(layer_sets[0].combined, layer_sets[1].combined)
+    assert ctx.steps == [(1, 3), (2, 3), (3, 3)]
+    assert all(p.dtype == np.uint8 and p.shape == (8, 8, 4) for p in ctx.previews)
+
+
+def test_variations_run_in_batches_without_changing_the_images(tiny_pipe, sketch, reference) -> None:
+    job = make_job(sketch, reference, variations=3, mode=Mode.PLAIN)
+    batched, ctx = DiffusionColorizer(tiny_pipe, "tiny", "cpu", max_batch=2), RecordingContext()
+    together = DiffusionColorizer(tiny_pipe, "tiny", "cpu").colorize(job, NullContext())
+    in_batches = batched.colorize(job, ctx)
+    assert [s.seed for s in in_batches] == [7, 8, 9]
+    for a, b in zip(together, in_batches, strict=True):
+        assert np.abs(a.combined.astype(int) - b.combined.astype(int)).max() <= 1
+    assert ctx.steps == [(i, 6) for i in range(1, 7)]  # two batches of 3 steps
+
+
+def test_cancel_from_progress_stops_the_job(colorizer, sketch, reference) -> None:
+    ctx = RecordingContext(cancel_at=2)
+    with pytest.raises(JobCancelled):
+        colorizer.colorize(make_job(sketch, reference, steps=5), ctx)
+    assert ctx.steps == [(1, 5), (2, 5)]
+
+
+@contextmanager
+def counting(*modules: torch.nn.Module) -> Iterator[list[int]]:
+    """Count forward calls of each module (real hooks, removed afterwards)."""
+    calls = [0] * len(modules)
+    handles = [
+        m.register_forward_hook(lambda *args, i=i: calls.__setitem__(i, calls[i] + 1))
+        for i, m in enumerate(modules)
+    ]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_cache_skips_unchanged_encodings_and_changes_nothing(
+    tiny_pipe, sketch, reference, sketch_mask, reference_mask
+) -> None:
+    def job(reference: np.ndarray, mask: np.ndarray, seed: int, **params) -> ColorizeJob:
+        return make_job(sketch, reference, mask, seed, reference_mask=reference_mask, **params)
+
+    uncached = DiffusionColorizer(tiny_pipe, "tiny", "cpu")
+    uncached.pipe.encoding_cache = None
+    expected = uncached.colorize(job(reference, sketch_mask, seed=3), NullContext())
+
+    colorizer = DiffusionColorizer(tiny_pipe, "tiny", "cpu")
+    encoders = (
+        tiny_pipe.image_encoder.vision_model,
+        tiny_pipe.sketch_encoder,
+        tiny_pipe.background_encoder.transformer,
+    )
+    with counting(*encoders) as calls:
+        colorizer.colorize(job(reference, sketch_mask, seed=2), NullContext())
+        first = list(calls)
+        assert first == [2, 2, 1]  # reference + whited-out reference; sketch + blank sketch; one recovery
+        mask = sketch_mask.copy()
+        mask[:, :30] = 0
+        again = colorizer.colorize(job(reference, sketch_mask, seed=3), NullContext())
+        colorizer.colorize(job(reference, mask, seed=4, fg_strength=0.5), NullContext())
+        assert calls == first  # a new seed, mask or strength re-encodes nothing
+        assert np.array_equal(again[0].combined, expected[0].combined)
+        other = 255 - reference
+        other[..., 3] = 255
+        colorizer.colorize(job(other, sketch_mask, seed=3), NullContext())
+        assert calls[0] == first[0] + 2  # a new reference is encoded (whole and whited out)
+
+
+def test_pipeline_seconds_times_a_job(colorizer, sketch, reference) -> None:
+    assert pipeline_seconds(colorizer, make_job(sketch, reference, steps=2)) > 0
+
+
+def test_registry_loads_the_tiny_model(sketch, reference) -> None:
+    refcolor.models.register("tiny-under-test", "refcolor.model.colorizer:load_tiny")
+    model = refcolor.models.load_colorizer("tiny-under-test", "cpu")
+    assert model.info.kind == "diffusion" and model.info.native_resolution == 256
+    assert model.pipe.unet.dtype == torch.float32  # fp32 on CPU by default
+    assert set(model.info.modes) == {"plain", "foreground", "background", "both"}
+    reference_model = load_tiny("cpu")
+    a = model.colorize(make_job(sketch, reference, mode=Mode.PLAIN), NullContext())
+    b = reference_model.colorize(make_job(sketch, reference, mode=Mode.PLAIN), NullContext())
+    assert np.array_equal(a[0].combined, b[0].combined)  # the tiny weights are fixed by their seed
+
+
+def test_folder_models_load_through_the_registry(tiny_pipe, sketch, reference, tmp_path: Path) -> None:
+    tiny_pipe.save_pretrained(tmp_path / "my-model")
+    refcolor.models.register("folder", "refcolor.model.colorizer:load_folder")
+    model = refcolor.models.load_colorizer(str(tmp_path / "my-model"), "cpu")
+    assert model.info.name == "my-model"
+    direct = DiffusionColorizer(tiny_pipe, "tiny", "cpu")
+    job = make_job(sketch, reference, mode=Mode.PLAIN)
+    assert np.array_equal(
+        model.colorize(job, NullContext())[0].combined, direct.colorize(job, NullContext())[0].combined
+    )
+
+
+def test_cli_writes_the_three_layers(sketch, reference, sketch_mask, tmp_path: Path) -> None:
+    from refcolor import colorize_cli
+
+    Image.fromarray(sketch, "RGBA").save(tmp_path / "sketch.png")
+    Image.fromarray(reference, "RGBA").save(tmp_path / "ref.png")
+    Image.fromarray(sketch_mask, "L").save(tmp_path / "mask.png")
+    refcolor.models.register("tiny", "refcolor.model.colorizer:load_tiny")
+    parser = argparse.ArgumentParser()
+    colorize_cli.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            str(tmp_path / "sketch.png"),
+            str(tmp_path / "ref.png"),
+            "--mask",
+            str(tmp_path / "mask.png"),
+            "--steps",
+            "2",
+            "--resolution",
+            "64",
+            "--mode",
+            "background",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert colorize_cli.run(args) == 0
+    for name in ("combined", "foreground", "background"):
+        image = Image.open(tmp_path / "out" / f"sketch_{name}.png")
+        assert image.size == (sketch.shape[1], sketch.shape[0]) and image.mode == "RGBA"
+    alpha = np.asarray(Image.open(tmp_path / "out" / "sketch_foreground.png"))[..., 3]
+    assert np.array_equal(alpha, sketch_mask)
+
+
+def test_cli_reports_bad_input_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refcolor import colorize_cli
+
+    parser = argparse.ArgumentParser()
+    colorize_cli.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "missing.png"), str(tmp_path / "ref.png"), "-o", str(tmp_path)])
+    assert colorize_cli.run(args) == 2
+    assert "missing.png" in capsys.readouterr().err
