@@ -39,9 +39,7 @@ class OneLayer(ModelMixin, PeftAdapterMixin):
 
     def __init__(self, channels: int, heads: int, context: int) -> None:
         super().__init__()
-        self.attn2 = Attention(
-            query_dim=channels, cross_attention_dim=context, heads=heads, dim_head=channels // heads
-        )
+        self.attn2 = Attention(query_dim=channels, cross_attention_dim=context, heads=heads, dim_head=channels // heads)
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int, device: str) -> float:
@@ -108,9 +106,7 @@ def main() -> None:
         set_mode(layer, "background")
         one_adapter = timed(lambda: plain_processor(attn, hidden, fg), args.repeats, args.device)
         set_mode(layer, "both")
-        split_ms = timed(
-            lambda: attn(hidden, encoder_hidden_states=fg, split=split), args.repeats, args.device
-        )
+        split_ms = timed(lambda: attn(hidden, encoder_hidden_states=fg, split=split), args.repeats, args.device)
         two_pass_ms = timed(lambda: two_pass(attn, hidden, fg, bg, mask), args.repeats, args.device)
         reference = two_pass(attn, hidden, fg, bg, mask)
         error = (attn(hidden, encoder_hidden_states=fg, split=split) - reference).abs().max().item()

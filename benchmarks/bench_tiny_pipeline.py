@@ -65,9 +65,7 @@ def main() -> None:
         results["plain"].append(seconds(colorizer, synthetic_job(args.size, args.steps, i, Mode.PLAIN)))
         colorizer.cache.clear()
         results["both_cold"].append(seconds(colorizer, synthetic_job(args.size, args.steps, i, Mode.BOTH)))
-        results["both_warm"].append(
-            seconds(colorizer, synthetic_job(args.size, args.steps, i + 100, Mode.BOTH))
-        )
+        results["both_warm"].append(seconds(colorizer, synthetic_job(args.size, args.steps, i + 100, Mode.BOTH)))
     median = {k: statistics.median(v) for k, v in results.items()}
     print(f"threads: {torch.get_num_threads()} size: {args.size} steps: {args.steps}")
     print(f"tiny_plain_job_s: {median['plain']:.3f}")
