@@ -1,5 +1,6 @@
 # One command each, on a fresh machine (set-up included):
 #   make test   — install everything into .venv and run the whole test suite (what CI runs)
+#   make colorize — colorize SKETCH with REFERENCE (default: the bundled example) into out/
 #   make serve  — start the backend service
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test lint serve bench clean
+.PHONY: setup system-deps test lint serve colorize bench clean
 
 # Krita (for the real-Krita tests), Xvfb and xauth (GUI test), imagemagick (screenshots).
 SYSTEM_PACKAGES := krita xvfb xauth imagemagick
@@ -40,6 +41,15 @@ test: setup lint
 
 serve: setup
 	$(VENV)/bin/refcolor serve
+
+SKETCH ?= docs/examples/sketch.png
+REFERENCE ?= docs/examples/reference.png
+MASK ?= docs/examples/sketch-mask.png
+REFERENCE_MASK ?= docs/examples/reference-mask.png
+MODEL ?= tiny
+colorize: setup
+	$(VENV)/bin/refcolor colorize $(SKETCH) $(REFERENCE) $(if $(MASK),--mask $(MASK)) \
+		$(if $(REFERENCE_MASK),--reference-mask $(REFERENCE_MASK)) --model $(MODEL) -o out/
 
 bench: setup
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
