@@ -68,7 +68,7 @@ TARGETS = tuple(
 def read_version(pyproject: Path = VERSION_SOURCE) -> str:
     match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.MULTILINE)
     if match is None:
-        raise SystemExit(f"no `version = \"...\"` line in {pyproject}; expected the [project] version there")
+        raise SystemExit(f'no `version = "..."` line in {pyproject}; expected the [project] version there')
     return match.group(1)
 
 
@@ -144,7 +144,8 @@ def stage(folder: Path, wheels: dict[str, Path]) -> Path:
     package = folder / PLUGIN_NAME
     shutil.copytree(PLUGIN / PLUGIN_NAME, package, ignore=shutil.ignore_patterns("__pycache__", "vendor"))
     vendor = package / "vendor"
-    shutil.copytree(PROTOCOL_PACKAGE, vendor / "common" / "refcolor_protocol", ignore=shutil.ignore_patterns("__pycache__"))
+    no_cache = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(PROTOCOL_PACKAGE, vendor / "common" / "refcolor_protocol", ignore=no_cache)
     for tag, wheel in sorted(wheels.items()):
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(vendor / tag)

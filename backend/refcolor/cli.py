@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ping_arguments(ping)
     ping.set_defaults(func=run_ping)
     _add_lazy(commands, "colorize", "colorize a sketch from a reference (writes PNG layers)", "refcolor.colorize_cli")
+    _add_lazy(commands, "install-plugin", "install the Krita plugin into a Krita profile", "refcolor.install_plugin")
     _add_lazy(commands, "data", "build the training data set from Debian packages", "refcolor.data_cli")
     _add_lazy(commands, "eval", "evaluate models and baselines on held-out triplets", "refcolor.eval_cli")
     return parser

@@ -113,6 +113,11 @@ class BackendConnection(QObject):
         self._hello_timer.setSingleShot(True)
         self._hello_timer.timeout.connect(self._hello_timed_out)
         self._tried_start = False
+        # ZeroMQ's fds are edge-triggered; should an edge ever be missed, this low-rate pump
+        # still picks the messages up, so a job can never hang waiting for a notification.
+        self._safety_pump = QTimer(self)
+        self._safety_pump.setInterval(200)
+        self._safety_pump.timeout.connect(self.pump)
 
     # --- connecting ---------------------------------------------------------------------------
 
@@ -137,6 +142,7 @@ class BackendConnection(QObject):
             notifier = QSocketNotifier(fd, QSocketNotifier.Read, self)
             notifier.activated.connect(self.pump)
             self._notifiers.append(notifier)
+        self._safety_pump.start()
         self._hello = self.client.send(Hello("refcolor-krita", "0.1.0"))
         self._hello_timer.start(HELLO_TIMEOUT_MS)
         self.status.emit(f"Connecting to {info.address}…", False)
@@ -148,6 +154,7 @@ class BackendConnection(QObject):
         self._retry.start(RETRY_MS)
 
     def _close_client(self) -> None:
+        self._safety_pump.stop()
         for notifier in self._notifiers:
             notifier.setEnabled(False)
             notifier.deleteLater()

@@ -24,13 +24,21 @@ def krita_site() -> Path:
 
 
 @pytest.fixture
-def krita_env(tmp_path: Path, krita_site: Path) -> dict[str, str]:
-    """Environment for Krita with an isolated profile (config, data, cache, runtime)."""
+def krita_profile(tmp_path: Path) -> dict[str, str]:
+    """Environment for Krita with an isolated profile (config, data, cache, runtime) and no PYTHONPATH."""
     env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
         folder = tmp_path / "profile" / name.lower()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         env[name] = str(folder)
+    return env
+
+
+@pytest.fixture
+def krita_env(krita_profile: dict[str, str], krita_site: Path) -> dict[str, str]:
+    """krita_profile with the repository's protocol, plugin and pyzmq on PYTHONPATH."""
+    env = dict(krita_profile)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "protocol"), str(ROOT / "plugin"), str(krita_site), str(ROOT / "tests" / "krita")]
     )
