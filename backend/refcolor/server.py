@@ -403,13 +403,10 @@ class Server:
     def _send_positions(self) -> None:
         """Tell every waiting job's client where it now stands (also finds vanished clients)."""
         ahead = 1 if self.queue.running is not None else 0
-        for index, job in enumerate(self.queue.waiting()):
+        waiting = self.queue.waiting()
+        for index, job in enumerate(waiting):
             state = JobState(job.job_id, JobPhase.QUEUED, index + ahead)
-            self._send(
-                job.identity,
-                Status(self.server_id, len(self.queue.waiting()), None, (state,), True),
-                job.header,
-            )
+            self._send(job.identity, Status(self.server_id, len(waiting), None, (state,), True), job.header)
 
     # --- worker events ------------------------------------------------------------------------
 

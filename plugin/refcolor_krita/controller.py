@@ -63,6 +63,7 @@ class _Job:
     target: Any
     size: tuple[int, int]
     replace_previous: bool
+    cancelling: bool = False
 
 
 @dataclass
@@ -90,7 +91,7 @@ class ColorizeController:
     def state(self) -> State:
         if self.job is None:
             return State.IDLE
-        return State.CANCELLING if getattr(self.job, "cancelling", False) else State.RUNNING
+        return State.CANCELLING if self.job.cancelling else State.RUNNING
 
     def colorize(self, inputs: Inputs, controls: Controls) -> None:
         """Start a job. Errors the user can fix go to ``callbacks.failed``; nothing is raised."""
@@ -112,7 +113,7 @@ class ColorizeController:
         if self.job is None:
             return
         self.send(Cancel(self.job.header.msg_id), [])
-        self.job.cancelling = True  # type: ignore[attr-defined]
+        self.job.cancelling = True
         self.callbacks.state(State.CANCELLING)
 
     def handle(self, msg: Message) -> None:
