@@ -46,7 +46,7 @@ SKETCH ?= docs/examples/sketch.png
 REFERENCE ?= docs/examples/reference.png
 MASK ?= docs/examples/sketch-mask.png
 REFERENCE_MASK ?= docs/examples/reference-mask.png
-MODEL ?= tiny
+MODEL ?= nano
 colorize: setup
 	$(VENV)/bin/refcolor colorize $(SKETCH) $(REFERENCE) $(if $(MASK),--mask $(MASK)) \
 		$(if $(REFERENCE_MASK),--reference-mask $(REFERENCE_MASK)) --model $(MODEL) -o out/

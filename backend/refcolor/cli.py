@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from refcolor import __version__
+from refcolor.model_options import add_model_options, apply_model_options
 from refcolor_protocol.cli import add_ping_arguments, run_ping
 from refcolor_protocol.connection import default_connection_file, new_key
 
@@ -33,6 +34,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--no-key", action="store_true", help="do not sign messages (only allowed on 127.0.0.1 or ipc://)"
     )
+    add_model_options(serve)
     serve.set_defaults(func=_run_serve)
 
 
@@ -52,9 +54,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_steps=args.max_steps,
     )
+    apply_model_options(args)
     try:
         server = Server(config)
-    except (ValueError, UnknownModelError) as exc:
+    except (ValueError, UnknownModelError, FileNotFoundError) as exc:
         print(f"refcolor serve: {exc}", file=sys.stderr)
         return 2
     except zmq.ZMQError as exc:
@@ -84,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lazy(commands, "install-plugin", "install the Krita plugin into a Krita profile", "refcolor.install_plugin")
     _add_lazy(commands, "data", "build the training data set from Debian packages", "refcolor.data_cli")
     _add_lazy(commands, "eval", "evaluate models and baselines on held-out triplets", "refcolor.eval_cli")
+    _add_lazy(commands, "convert", "convert an official ColorizeDiffusion checkpoint", "refcolor.convert_cli")
+    _add_lazy(commands, "oracle", "check a checkpoint against an official oracle file", "refcolor.oracle_cli")
+    _add_lazy(commands, "models", "download and list models", "refcolor.models_cli")
+    _add_lazy(commands, "train", "train a model config (resumable) and export it", "refcolor.train_cli")
     return parser
 
 

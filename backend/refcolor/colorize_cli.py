@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from refcolor.engine import ColorizeJob, PreviewFn
+from refcolor.model_options import add_model_options, apply_model_options
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-scale", type=float, default=5.0, help="reference guidance scale")
     parser.add_argument("--sketch-scale", type=float, default=1.0, help="sketch guidance scale")
     parser.add_argument("--resolution", type=int, default=0, help="model side length (0 = native)")
-    parser.add_argument("--model", default="tiny", help="registered model name or model folder")
+    parser.add_argument("--model", default="nano", help="registered model name or model folder (default nano)")
     parser.add_argument("--device", default="cpu")
+    add_model_options(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
 
 
@@ -65,7 +67,8 @@ class _ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Colorize ``args.sketch`` and write ``<output>/<stem>_{combined,foreground,background}[_<i>].png``."""
+    """Colorize ``args.sketch`` and write ``<output>/<stem>_{combined,foreground,background}[_<i>].png``
+    and ``<stem>_sheet.png`` (sketch, reference and every result side by side)."""
     from refcolor.models import UnknownModelError, load_colorizer  # imports torch: keep --help fast
 
     try:
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             reference_mask=_mask(args.reference_mask),
             background=None if args.background is None else _image(args.background),
         )
+        apply_model_options(args)
         colorizer = load_colorizer(args.model, args.device)
     except (OSError, ValueError, UnknownModelError) as error:
         print(f"refcolor colorize: {error}", file=sys.stderr)
@@ -108,4 +112,22 @@ def run(args: argparse.Namespace) -> int:
             path = args.output / f"{args.sketch.stem}_{name}{suffix}.png"
             Image.fromarray(pixels, "RGBA").save(path)
             print(path)
+    sheet = args.output / f"{args.sketch.stem}_sheet.png"
+    side_by_side([sketch, job.reference, *(layers.combined for layers in layer_sets)]).save(sheet)
+    print(sheet)
     return 0
+
+
+def side_by_side(images: list[np.ndarray], height: int = 512, gap: int = 8) -> Image.Image:
+    """RGBA images scaled to ``height`` and laid out left to right on white (transparency shows white)."""
+    tiles = []
+    for pixels in images:
+        tile = Image.fromarray(pixels, "RGBA")
+        tile = tile.resize((max(1, round(tile.width * height / tile.height)), height), Image.Resampling.LANCZOS)
+        tiles.append(tile)
+    sheet = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), height), "white")
+    x = 0
+    for tile in tiles:
+        sheet.paste(tile, (x, 0), tile)
+        x += tile.width + gap
+    return sheet

@@ -74,7 +74,7 @@ class ServerConfig:
     bind: str = DEFAULT_BIND  # a port of 0 or * picks a free one (see Server.address)
     key: bytes = b""  # empty: no signing, allowed on loopback/ipc only
     connection_file: Path | None = None  # written at start (0600), removed at shutdown
-    model: str = "classical"
+    model: str = "nano"
     device: str = "cpu"
     max_pixels: int = 8192 * 8192  # per image: a 64-megapixel RGBA image is 256 MiB
     max_queue: int = 8  # waiting jobs hold their images in memory, so keep this modest

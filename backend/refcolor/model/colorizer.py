@@ -148,3 +148,19 @@ def load_folder(path: str, device: str = "cpu") -> DiffusionColorizer:
     """A pipeline saved with ``save_pretrained`` in ``path``."""
     pipe = ReferenceColorizationPipeline.from_pretrained(path, torch_dtype=default_dtype(device)).to(device)
     return DiffusionColorizer(pipe, Path(path).name, device, f"model folder {path}")
+
+
+NANO_FOLDER = Path(__file__).resolve().parent.parent / "weights" / "nano"
+
+
+def load_nano(device: str = "cpu") -> DiffusionColorizer:
+    """The ``nano`` default model shipped in the package (``refcolor/weights/nano``, see its README)."""
+    if not (NANO_FOLDER / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"the nano weights are missing from {NANO_FOLDER}; reinstall refcolor, or train them with "
+            "`refcolor train --config nano --export` into that folder"
+        )
+    pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, torch_dtype=default_dtype(device)).to(device)
+    return DiffusionColorizer(
+        pipe, "nano", device, "the default model: small, trained by refcolor on openly licensed art"
+    )

@@ -4,8 +4,9 @@
 256x256 job in about a second on two CPU cores). ``v1.5`` has the shapes of the
 official ColorizeDiffusion v1.5 ("switch") checkpoint so a converter can map its
 keys onto ours; ``official-tiny`` has the shapes of the authors' tiny test variant
-(``shared/official/tiny_config.json``). ``nano`` is reserved for the trained
-default model (its own issue).
+(``shared/official/tiny_config.json``). ``nano`` is the trained default model
+(``refcolor/weights/nano``, recipe in :mod:`refcolor.train`): 128 px in pixel space
+(4x4 patches as channels), a reference encoder trained with it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ class VaeSpec:
     latent_channels: int = 4
     norm_num_groups: int = 32
     scaling_factor: float = 0.18215  # SD2.1's latent scale, as the official config
+    # > 0: no learned VAE but a PatchAutoencoder (pixels rearranged into patch_size^2 * 3 channels);
+    # block_out_channels, layers_per_block and norm_num_groups are then unused.
+    patch_size: int = 0
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.patch_size or 2 ** (len(self.block_out_channels) - 1)
+
+    @property
+    def channels(self) -> int:
+        return 3 * self.patch_size**2 if self.patch_size else self.latent_channels
 
 
 @dataclass(frozen=True)
@@ -168,7 +180,35 @@ TINY = ModelConfig(
     background=BackgroundSpec(dim=32, layers=2, learned_queries=64, head_dim=16, threshold_sinusoidal_dim=64),
 )
 
-V1_5 = ModelConfig(name="v1.5", native_resolution=512)
+# The released weights were used with the official shared-token "both" context; `--both-clean` turns it off.
+V1_5 = ModelConfig(name="v1.5", native_resolution=512, both_mode_shares_tokens=True)
+
+NANO = ModelConfig(
+    name="nano",
+    native_resolution=128,
+    unet=UNetSpec(
+        block_out_channels=(64, 128, 192),
+        layers_per_block=1,
+        attention_head_dim=32,
+        cross_attention_dim=128,
+        norm_num_groups=16,
+        # No self-attention over the 32x32 level: it would cost more than the rest of the UNet.
+        attention_levels=(False, True, True),
+    ),
+    vae=VaeSpec(patch_size=4, scaling_factor=1.0),  # pixel space, 4x4 patches; scale set by training
+    sketch_encoder=SketchEncoderSpec(stem_channels=(16, 32, 64)),
+    reference_encoder=ReferenceEncoderSpec(
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=8,
+        projection_dim=128,
+    ),
+    background=BackgroundSpec(dim=128, layers=2, learned_queries=64, head_dim=32, threshold_sinusoidal_dim=64),
+    foreground_adapter=AdapterSpec(rank=8),
+)
 
 OFFICIAL_TINY = ModelConfig(
     name="official-tiny",
@@ -191,7 +231,7 @@ OFFICIAL_TINY = ModelConfig(
     both_mode_shares_tokens=True,
 )
 
-CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (TINY, V1_5, OFFICIAL_TINY)}
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (TINY, NANO, V1_5, OFFICIAL_TINY)}
 
 
 def get_config(name: str) -> ModelConfig:
@@ -200,8 +240,6 @@ def get_config(name: str) -> ModelConfig:
     Raises:
         KeyError: unknown name (the message lists the known ones).
     """
-    if name == "nano":
-        raise KeyError("model config 'nano' is reserved for the trained default model and not defined yet")
     try:
         return CONFIGS[name]
     except KeyError:

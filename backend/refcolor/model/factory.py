@@ -10,6 +10,7 @@ from diffusers import AutoencoderKL
 from refcolor.model.adapters import add_split_adapters
 from refcolor.model.background import BackgroundEncoder
 from refcolor.model.config import ModelConfig
+from refcolor.model.patch_autoencoder import PatchAutoencoder
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.model.reference_encoder import build_clip_encoder
 from refcolor.model.schedulers import default_scheduler
@@ -40,20 +41,24 @@ def build_components(
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        latent_factor = 2 ** (len(config.vae.block_out_channels) - 1)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * len(config.vae.block_out_channels),
-            up_block_types=("UpDecoderBlock2D",) * len(config.vae.block_out_channels),
-            block_out_channels=config.vae.block_out_channels,
-            layers_per_block=config.vae.layers_per_block,
-            latent_channels=config.vae.latent_channels,
-            norm_num_groups=config.vae.norm_num_groups,
-            sample_size=config.native_resolution,
-            scaling_factor=config.vae.scaling_factor,
-        )
-        unet = build_unet(config.unet, config.vae.latent_channels, config.native_resolution // latent_factor)
+        latent_factor = config.vae.downsample_factor
+        vae: torch.nn.Module
+        if config.vae.patch_size:
+            vae = PatchAutoencoder(config.vae.patch_size, 3, config.vae.scaling_factor)
+        else:
+            vae = AutoencoderKL(
+                in_channels=3,
+                out_channels=3,
+                down_block_types=("DownEncoderBlock2D",) * len(config.vae.block_out_channels),
+                up_block_types=("UpDecoderBlock2D",) * len(config.vae.block_out_channels),
+                block_out_channels=config.vae.block_out_channels,
+                layers_per_block=config.vae.layers_per_block,
+                latent_channels=config.vae.latent_channels,
+                norm_num_groups=config.vae.norm_num_groups,
+                sample_size=config.native_resolution,
+                scaling_factor=config.vae.scaling_factor,
+            )
+        unet = build_unet(config.unet, config.vae.channels, config.native_resolution // latent_factor)
         add_split_adapters(
             unet, config.foreground_adapter, config.background_adapter, random_init=every_path_random
         )
@@ -66,7 +71,7 @@ def build_components(
             raise ValueError(
                 f"{config.name}: the sketch stem downsamples by {sketch_encoder.downsample_factor} "
                 "but the VAE "
-                f"by {latent_factor}; give stem_channels {len(config.vae.block_out_channels)} entries"
+                f"by {latent_factor}; give stem_channels log2({latent_factor}) + 1 entries"
             )
         spec = config.background
         background_encoder = BackgroundEncoder(

@@ -36,6 +36,7 @@ from refcolor.model.conditioning import (
     combine_guidance,
     token_sets_for_mode,
 )
+from refcolor.model.patch_autoencoder import PatchAutoencoder, downsample_factor
 from refcolor.model.reference_encoder import encode_reference, encoder_input_size
 from refcolor.model.schedulers import make_scheduler
 from refcolor.model.sketch_encoder import SketchEncoder
@@ -55,8 +56,8 @@ LATENT_RGB = torch.tensor(
 class ColorizationOutput:
     """One entry per variation; every layer is (H, W, 4) uint8 RGBA at the output size."""
 
-    combined: list[np.ndarray]  # opaque colors
-    foreground: list[np.ndarray]  # alpha = the sketch mask
+    combined: list[np.ndarray]  # opaque: the fills with the sketch's lines multiplied over them
+    foreground: list[np.ndarray]  # the fills alone (they go under the line art); alpha = the sketch mask
     background: list[np.ndarray]  # alpha = its complement
     native: np.ndarray  # (V, h, w, 3) float colors at model resolution, before upsampling
     interrupted: bool = False  # True when the interrupt flag stopped denoising early
@@ -70,7 +71,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PatchAutoencoder,
         unet: SketchUNet,
         sketch_encoder: SketchEncoder,
         background_encoder: BackgroundEncoder,
@@ -133,7 +134,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
     @property
     def latent_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return downsample_factor(self.vae)
 
     # ---- 1. inputs ------------------------------------------------------------------------------
 
@@ -205,12 +206,16 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
     # ---- preview --------------------------------------------------------------------------------
 
-    @staticmethod
-    def preview_image(latents: torch.Tensor, index: int = 0) -> np.ndarray:
-        """A cheap (h, w, 4) uint8 preview of ``latents[index]`` (a linear latent -> RGB map, no VAE)."""
+    def preview_image(self, latents: torch.Tensor, index: int = 0) -> np.ndarray:
+        """A cheap (h, w, 4) uint8 preview of ``latents[index]``: the pixels themselves in pixel space,
+        else SD's linear latent -> RGB map (no VAE decode)."""
         latent = latents[index].detach().float().cpu()  # (C, h, w)
-        factors = LATENT_RGB[: latent.shape[0]]
-        rgb = torch.einsum("chw,cr->hwr", latent, factors).add(1).div(2).clamp(0, 1).numpy()
+        if isinstance(self.vae, PatchAutoencoder):
+            image = self.vae.decode(latent[None] / self.vae.config.scaling_factor).sample[0]
+            rgb = image.permute(1, 2, 0).add(1).div(2).clamp(0, 1).numpy()
+        else:
+            factors = LATENT_RGB[: latent.shape[0]]
+            rgb = torch.einsum("chw,cr->hwr", latent, factors).add(1).div(2).clamp(0, 1).numpy()
         return np.dstack([imaging.to_uint8(rgb), np.full(rgb.shape[:2], 255, np.uint8)])
 
     # ---- the call -------------------------------------------------------------------------------
@@ -408,9 +413,11 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         combined, foreground, background_layers = [], [], []
         stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
         upsampled = edge_aware_upsample(stacked, images.full_ink)
+        paper = (1.0 - images.full_ink)[..., None]  # the line art multiplied over the fills
         for v in range(len(native)):
-            rgb = imaging.to_uint8(upsampled[..., 3 * v : 3 * v + 3])
-            combined.append(np.dstack([rgb, np.full_like(alpha, 255)]))
+            fills = upsampled[..., 3 * v : 3 * v + 3]
+            rgb = imaging.to_uint8(fills)
+            combined.append(np.dstack([imaging.to_uint8(fills * paper), np.full_like(alpha, 255)]))
             foreground.append(np.dstack([rgb, alpha]))
             background_layers.append(np.dstack([rgb, 255 - alpha]))
         self.maybe_free_model_hooks()

@@ -8,9 +8,11 @@ nothing else changes.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from refcolor.engine import Colorizer
 
@@ -23,9 +25,13 @@ Factory = Callable[[str], Colorizer]
 _REGISTRY: dict[str, str] = {
     "classical": "refcolor.models.classical:load",
     "classical-mean": "refcolor.models.classical:load_mean",
+    "nano": "refcolor.model.colorizer:load_nano",  # the shipped default model
     "tiny": "refcolor.model.colorizer:load_tiny",  # full architecture, random weights (tests)
     "folder": "refcolor.model.colorizer:load_folder",  # a saved pipeline folder (see load_colorizer)
+    "v1.5": "refcolor.model.v15:load",  # the official weights, converted (refcolor models download v1.5)
 }
+# name -> keyword options for its factory (e.g. v1.5's weights folder), set by the CLI before serving.
+_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 class UnknownModelError(ValueError):
@@ -37,15 +43,23 @@ def register(name: str, target: str) -> None:
     _REGISTRY[name] = target
 
 
+def set_model_options(name: str, **options: Any) -> None:
+    """Keyword options passed to ``name``'s factory whenever it is loaded (None/False ones are dropped)."""
+    _OPTIONS[name] = {key: value for key, value in options.items() if value is not None and value is not False}
+
+
 def available_models() -> list[str]:
     return sorted(name for name in _REGISTRY if name != "folder")
 
 
-def load_colorizer(name: str, device: str = "cpu") -> Colorizer:
+def load_colorizer(name: str, device: str = "cpu", **options: Any) -> Colorizer:
     """Load the model called ``name`` (a registered name or a model folder) on ``device``.
+
+    ``options`` (merged over those of :func:`set_model_options`) go to the model's factory.
 
     Raises:
         UnknownModelError: ``name`` is not registered and is not a folder.
+        ValueError: the factory takes no such option.
     """
     target = _REGISTRY.get(name)
     if target is None:
@@ -57,4 +71,9 @@ def load_colorizer(name: str, device: str = "cpu") -> Colorizer:
         )
     module_name, func_name = target.split(":")
     logger.info("loading model %s on %s", name, device)
-    return getattr(importlib.import_module(module_name), func_name)(device)
+    factory = getattr(importlib.import_module(module_name), func_name)
+    options = {**_OPTIONS.get(name, {}), **options}
+    unknown = sorted(set(options) - set(inspect.signature(factory).parameters))
+    if unknown:
+        raise ValueError(f"model {name!r} takes no option {', '.join(unknown)}")
+    return factory(device, **options)

@@ -180,6 +180,8 @@ def test_cli_writes_the_three_layers(sketch, reference, sketch_mask, tmp_path: P
             "64",
             "--mode",
             "background",
+            "--model",
+            "tiny",
             "-o",
             str(tmp_path / "out"),
         ]
@@ -188,8 +190,17 @@ def test_cli_writes_the_three_layers(sketch, reference, sketch_mask, tmp_path: P
     for name in ("combined", "foreground", "background"):
         image = Image.open(tmp_path / "out" / f"sketch_{name}.png")
         assert image.size == (sketch.shape[1], sketch.shape[0]) and image.mode == "RGBA"
-    alpha = np.asarray(Image.open(tmp_path / "out" / "sketch_foreground.png"))[..., 3]
-    assert np.array_equal(alpha, sketch_mask)
+    foreground = np.asarray(Image.open(tmp_path / "out" / "sketch_foreground.png"))
+    assert np.array_equal(foreground[..., 3], sketch_mask)
+    # combined = the fills with the sketch's lines multiplied over them: darker on lines only.
+    combined = np.asarray(Image.open(tmp_path / "out" / "sketch_combined.png")).astype(int)
+    fills = foreground[..., :3].astype(int)
+    paper = sketch[..., 0] == 255
+    assert np.abs(combined[paper][:, :3] - fills[paper]).max() <= 1
+    ink = sketch[..., 0] < 64
+    assert (combined[ink][:, :3] < fills[ink] - 8).mean() > 0.5 or fills[ink].max() < 16
+    sheet = Image.open(tmp_path / "out" / "sketch_sheet.png")
+    assert sheet.height == 512 and sheet.width > 2 * 512  # sketch, reference, result
 
 
 def test_cli_reports_bad_input_without_a_traceback(

@@ -19,7 +19,7 @@ from refcolor.model.conditioning import (
     token_sets_for_mode,
 )
 
-ORACLE = Path("/work/shared/official/tiny_switch_io.safetensors")
+ORACLE = Path(__file__).resolve().parents[3].parent / "shared" / "official" / "tiny_switch_io.safetensors"
 
 
 @pytest.mark.skipif(not ORACLE.is_file(), reason="official tiny oracle not present")

@@ -39,10 +39,9 @@ def test_images_and_masks_convert_or_fail_naming_the_argument() -> None:
         imaging.to_mask(np.zeros((2, 2), np.int64), "sketch_mask")
 
 
-def test_configs_are_found_by_name_and_nano_is_reserved() -> None:
+def test_configs_are_found_by_name() -> None:
     assert get_config("tiny") is CONFIGS["tiny"]
     assert get_config("v1.5").unet.cross_attention_dim == 1024
-    with pytest.raises(KeyError, match="reserved"):
-        get_config("nano")
+    assert get_config("nano").native_resolution == 128
     with pytest.raises(KeyError, match="unknown model config 'huge'"):
         get_config("huge")

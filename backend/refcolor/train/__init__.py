@@ -1,0 +1,1 @@
+"""Training the default model: recipes, the prepared sample cache and the resumable loop."""

@@ -1,0 +1,523 @@
+"""The training loop: three resumable stages, checkpoints, loss log, sample sheets, export.
+
+Everything a run needs to continue lives in its folder: ``checkpoint.pt`` (weights,
+EMA, optimizer, stage and step, the recipe), ``log.jsonl`` (one line per logged step),
+``samples/<stage>-<step>.png`` and the prepared sample cache ``cache/``. A step's
+randomness comes from ``numpy.random.default_rng([seed, stage, step])`` and a torch
+generator seeded the same way, so a resumed run draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
+from PIL import Image
+
+from refcolor.model.adapters import Mode, set_mode
+from refcolor.model.attention import SplitAttentionInputs, install_split_processors, masks_per_level
+from refcolor.model.conditioning import token_sets_for_mode
+from refcolor.model.config import ModelConfig
+from refcolor.model.factory import build_components
+from refcolor.model.patch_autoencoder import downsample_factor
+from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.model.reference_encoder import encode_reference, encoder_input_size
+from refcolor.model.schedulers import default_scheduler
+from refcolor.train.cache import Batch, CacheSpec, SampleCache, build_cache
+from refcolor.train.recipe import STAGES, Recipe, StageRecipe
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+SHEET_SAMPLES = 4  # cache samples shown on every sample sheet
+
+
+def lora_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for name, p in unet.named_parameters() if ".lora_" in name]
+
+
+def base_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for name, p in unet.named_parameters() if ".lora_" not in name]
+
+
+def same_but_steps(saved: Recipe, new: Recipe, stage_index: int) -> bool:
+    """Whether ``new`` differs from ``saved`` at most in the step counts of stages from ``stage_index`` on
+    (a run can be lengthened or shortened while it goes; what is already trained cannot change)."""
+    relaxed = {
+        name: replace(new.stage(name), steps=saved.stage(name).steps)
+        for name in STAGES[stage_index:]
+    }
+    return replace(new, **relaxed) == saved
+
+
+class Trainer:
+    """Trains ``config``'s modules with ``recipe`` in ``run_dir``.
+
+    Args:
+        data: the data set folder of ``refcolor data build`` (its ``train/characters`` and
+            ``train/backgrounds`` are used).
+        device: ``cpu`` or ``cuda[:n]``; CUDA trains in bf16 autocast where supported.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        recipe: Recipe,
+        run_dir: Path,
+        data: Path,
+        device: str = "cpu",
+        seed: int = 0,
+        workers: int = 2,
+    ) -> None:
+        self.config, self.recipe, self.seed = config, recipe, seed
+        self.run_dir, self.data, self.device, self.workers = Path(run_dir), Path(data), device, workers
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.parts = build_components(config, seed=seed, every_path_random=False)
+        for module in self.parts.values():
+            module.to(device).train()
+        install_split_processors(self.parts["unet"])
+        self.stage_index, self.step = 0, 0
+        self.ema: EMAModel | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._stop_requested = False
+        self.noise_schedule = DDPMScheduler(
+            num_train_timesteps=config.schedule.num_train_timesteps,
+            beta_start=config.schedule.beta_start,
+            beta_end=config.schedule.beta_end,
+            beta_schedule=config.schedule.beta_schedule,
+            prediction_type=config.schedule.prediction_type,
+        )
+        self._cache: SampleCache | None = None
+
+    # ---- state ----------------------------------------------------------------------------------
+
+    @property
+    def stage(self) -> str:
+        return STAGES[self.stage_index] if self.stage_index < len(STAGES) else "done"
+
+    @property
+    def finished(self) -> bool:
+        return self.stage_index >= len(STAGES)
+
+    def cache(self) -> SampleCache:
+        if self._cache is None:
+            spec = CacheSpec(
+                characters=self.data / "train" / "characters",
+                backgrounds=self.data / "train" / "backgrounds",
+                count=self.recipe.samples,
+                sample_size=self.recipe.sample_size,
+                native=self.config.native_resolution,
+                encoder_size=encoder_input_size(self.parts["image_encoder"]),
+                seed=self.seed,
+            )
+            self._cache = SampleCache(build_cache(spec, self.run_dir / "cache", self.workers))
+        return self._cache
+
+    def trainable(self, stage: str) -> list[torch.nn.Parameter]:
+        """The parameters ``stage`` trains; every other parameter is frozen."""
+        p = self.parts
+        if stage == "vae":
+            chosen = list(p["vae"].parameters())
+        elif stage == "base":
+            chosen = base_parameters(p["unet"]) + list(p["sketch_encoder"].parameters())
+            chosen += list(p["image_encoder"].parameters())
+        elif stage == "adapters":
+            chosen = lora_parameters(p["unet"]) + list(p["background_encoder"].parameters())
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
+        return chosen
+
+    def _freeze_all_but(self, parameters: list[torch.nn.Parameter]) -> None:
+        keep = {id(q) for q in parameters}
+        for module in self.parts.values():
+            for q in module.parameters():
+                q.requires_grad_(id(q) in keep)
+
+    def _start_stage(
+        self, optimizer_state: dict[str, Any] | None = None, ema_state: dict[str, Any] | None = None
+    ) -> None:
+        stage_recipe = self.recipe.stage(self.stage)
+        parameters = self.trainable(self.stage)
+        self._freeze_all_but(parameters)
+        if not parameters:  # e.g. the vae stage of a PatchAutoencoder: nothing to train
+            return
+        decay = [q for q in parameters if q.ndim > 1]
+        no_decay = [q for q in parameters if q.ndim <= 1]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": stage_recipe.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=stage_recipe.learning_rate,
+            betas=(0.9, 0.99),
+        )
+        self.ema = EMAModel(parameters, decay=self.recipe.ema_decay, use_ema_warmup=True, power=2 / 3)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        if ema_state is not None:
+            self.ema.load_state_dict(ema_state)
+
+    def save_checkpoint(self) -> Path:
+        path = self.run_dir / CHECKPOINT
+        state = {
+            "config": self.config.name,
+            "recipe": self.recipe.to_dict(),
+            "seed": self.seed,
+            "stage_index": self.stage_index,
+            "step": self.step,
+            "vae_scaling_factor": float(self.parts["vae"].config.scaling_factor),
+            "modules": {name: module.state_dict() for name, module in self.parts.items()},
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+        }
+        temporary = path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+        logger.info("checkpoint: stage %s step %d -> %s", self.stage, self.step, path)
+        return path
+
+    def load_checkpoint(self) -> bool:
+        """Continue from ``run_dir/checkpoint.pt`` if there is one (returns whether there was).
+
+        Raises:
+            ValueError: the checkpoint belongs to another config, recipe or seed.
+        """
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        saved = Recipe.from_dict(state["recipe"])
+        if state["config"] != self.config.name or not same_but_steps(saved, self.recipe, state["stage_index"]):
+            raise ValueError(
+                f"{path} was written by config {state['config']!r} with another recipe; "
+                "resume with the same --config, or train into a new folder "
+                "(only the step counts of the current and later stages may change)"
+            )
+        if saved != self.recipe:
+            logger.warning("step counts changed since the checkpoint: %s", self.recipe)
+        if state["seed"] != self.seed:
+            raise ValueError(f"{path} was trained with seed {state['seed']}, not {self.seed}")
+        self.parts["vae"].register_to_config(scaling_factor=state["vae_scaling_factor"])
+        for name, module in self.parts.items():
+            module.load_state_dict(state["modules"][name])
+        self.stage_index, self.step = state["stage_index"], state["step"]
+        if not self.finished:
+            self._start_stage(state["optimizer"], state["ema"])
+        logger.info("resumed %s at stage %s step %d", path, self.stage, self.step)
+        return True
+
+    # ---- steps ----------------------------------------------------------------------------------
+
+    def _rng(self) -> tuple[np.random.Generator, torch.Generator]:
+        rng = np.random.default_rng([self.seed, self.stage_index, self.step])
+        generator = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+        return rng, generator
+
+    def _batch(self, stage_recipe: StageRecipe, rng: np.random.Generator) -> Batch:
+        cache = self.cache()
+        indices = rng.choice(len(cache), size=min(stage_recipe.batch, len(cache)), replace=False)
+        fade = self.recipe.ink_fade if self.stage != "vae" else (1.0, 1.0)
+        return cache.batch(indices, rng, fade).to(self.device)
+
+    def vae_loss(self, batch: Batch, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
+        vae = self.parts["vae"]
+        crop = min(self.recipe.vae_crop, batch.target.shape[-1])
+        y = int(rng.integers(0, batch.target.shape[-2] - crop + 1))
+        x = int(rng.integers(0, batch.target.shape[-1] - crop + 1))
+        images = batch.target[..., y : y + crop, x : x + crop]
+        posterior = vae.encode(images).latent_dist
+        # The posterior's mean, not a sample: with a KL weight this small the sampling noise (std ~1 at
+        # the start) buries every weak signal, and colour is a weak one next to luminance. The
+        # diffusion model needs a good autoencoder, not a generative one.
+        reconstruction = vae.decode(posterior.mode()).sample
+        loss = F.l1_loss(reconstruction, images) + self.recipe.vae_kl_weight * posterior.kl().mean()
+        if self.recipe.vae_chroma_weight:
+            chroma = images - images.mean(1, keepdim=True)
+            predicted = reconstruction - reconstruction.mean(1, keepdim=True)
+            loss = loss + self.recipe.vae_chroma_weight * F.l1_loss(predicted, chroma)
+        return loss
+
+    @torch.no_grad()
+    def latents(self, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        vae = self.parts["vae"]
+        return vae.encode(target).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+
+    def sketch_features(self, ink: torch.Tensor) -> list[torch.Tensor]:
+        """As the pipeline: ink in [0, 1] -> [-1, 1], one channel repeated to the encoder's."""
+        encoder = self.parts["sketch_encoder"]
+        return encoder((ink * 2 - 1).expand(-1, encoder.config.in_channels, -1, -1))
+
+    def reference_tokens(self, reference: torch.Tensor) -> torch.Tensor:
+        return encode_reference(self.parts["image_encoder"], reference * 2 - 1)
+
+    def _noisy(
+        self, latents: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+        steps = self.noise_schedule.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=latents.device)
+        return self.noise_schedule.add_noise(latents, noise, timesteps), noise, timesteps
+
+    def _keep(self, share: float, batch: int, rng: np.random.Generator) -> torch.Tensor:
+        """(B, 1, 1) 1 for kept samples, 0 for the ``share`` dropped ones."""
+        keep = (rng.random(batch) >= share).astype(np.float32)
+        return torch.from_numpy(keep).view(-1, 1, 1).to(self.device)
+
+    def base_loss(self, batch: Batch, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
+        unet = self.parts["unet"]
+        set_mode(unet, Mode.PLAIN)
+        size = batch.target.shape[0]
+        latents = self.latents(batch.target, generator)
+        tokens = self.reference_tokens(batch.reference) * self._keep(self.recipe.reference_dropout, size, rng)
+        ink = batch.ink * self._keep(self.recipe.sketch_dropout, size, rng).unsqueeze(-1)
+        noisy, noise, timesteps = self._noisy(latents, generator)
+        prediction = unet(noisy, timesteps, tokens, self.sketch_features(ink)).sample
+        return F.mse_loss(prediction, noise)
+
+    def adapter_loss(self, batch: Batch, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
+        unet, background = self.parts["unet"], self.parts["background_encoder"]
+        modes = self.recipe.adapter_modes
+        mode = Mode(str(rng.choice(list(modes), p=np.array(list(modes.values())) / sum(modes.values()))))
+        set_mode(unet, mode)
+        for q in lora_parameters(unet):  # peft freezes inactive adapters on a switch; keep all trainable
+            q.requires_grad_(True)
+        threshold = float(rng.uniform(*self.recipe.thresholds))
+        size = batch.target.shape[0]
+        with torch.no_grad():
+            latents = self.latents(batch.target, generator)
+            features = self.sketch_features(batch.ink)
+            tokens = self.reference_tokens(batch.reference)
+            whited = torch.where(batch.reference_mask < threshold, batch.reference, torch.ones_like(batch.reference))
+            whited_tokens = self.reference_tokens(whited)
+        embedding = background.threshold_embedder(torch.full((size,), threshold, device=self.device))
+        background_tokens = background.transformer(whited_tokens + embedding)
+        sets = token_sets_for_mode(mode, tokens, background_tokens, embedding, self.config.both_mode_shares_tokens)
+        keep = self._keep(self.recipe.reference_dropout, size, rng)
+        assert sets.background is not None
+        factor = downsample_factor(self.parts["vae"])
+        latent_mask = F.interpolate(batch.mask, scale_factor=1 / factor, mode="area")
+        split = SplitAttentionInputs(
+            foreground_tokens=sets.foreground * keep,
+            background_tokens=sets.background * keep,
+            masks=masks_per_level(latent_mask, len(unet.config.block_out_channels), threshold),
+        )
+        noisy, noise, timesteps = self._noisy(latents, generator)
+        prediction = unet(
+            noisy, timesteps, split.foreground_tokens, features, cross_attention_kwargs={"split": split}
+        ).sample
+        return F.mse_loss(prediction, noise)
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def _learning_rate(self, stage_recipe: StageRecipe) -> float:
+        """Linear warm-up, then cosine decay to a tenth."""
+        if self.step < stage_recipe.warmup:
+            return stage_recipe.learning_rate * (self.step + 1) / stage_recipe.warmup
+        progress = (self.step - stage_recipe.warmup) / max(1, stage_recipe.steps - stage_recipe.warmup)
+        return stage_recipe.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM finish the current step, save a checkpoint and return."""
+
+        def request(signum: int, frame: object) -> None:
+            logger.warning("signal %d: stopping after this step", signum)
+            self._stop_requested = True
+
+        previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def train(
+        self, until: str | None = None, max_seconds: float | None = None, max_steps: int | None = None
+    ) -> bool:
+        """Train from where the run stands, through stage ``until`` (default: all), for at most
+        ``max_seconds`` or ``max_steps`` steps (then a checkpoint is saved). Returns True when every
+        requested stage is done."""
+        last = STAGES.index(until) if until else len(STAGES) - 1
+        losses: dict[str, Callable[[Batch, np.random.Generator, torch.Generator], torch.Tensor]] = {
+            "vae": self.vae_loss,
+            "base": self.base_loss,
+            "adapters": self.adapter_loss,
+        }
+        start, taken = time.monotonic(), 0
+        with self._stop_on_signals():
+            while self.stage_index <= last:
+                stage_recipe = self.recipe.stage(self.stage)
+                parameters = self.trainable(self.stage)
+                if not parameters:
+                    self._finish_stage()
+                    continue
+                if self.optimizer is None:
+                    self._start_stage()
+                assert self.optimizer is not None and self.ema is not None
+                window: list[float] = []
+                tick = time.monotonic()
+                while self.step < stage_recipe.steps:
+                    out_of_time = max_seconds is not None and time.monotonic() - start > max_seconds
+                    if self._stop_requested or out_of_time or (max_steps is not None and taken >= max_steps):
+                        self.save_checkpoint()
+                        return False
+                    rng, generator = self._rng()
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self._learning_rate(stage_recipe)
+                    loss = losses[self.stage](self._batch(stage_recipe, rng), rng, generator)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"stage {self.stage} step {self.step}: loss is {loss.item()}; "
+                            "lower the learning rate or resume from the last checkpoint"
+                        )
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                    self.optimizer.step()
+                    self.ema.step(parameters)
+                    self.step += 1
+                    taken += 1
+                    window.append(float(loss.detach()))
+                    if self.step % self.recipe.log_every == 0 or self.step == stage_recipe.steps:
+                        seconds = (time.monotonic() - tick) / len(window)
+                        record = {"stage": self.stage, "step": self.step, "loss": float(np.mean(window)),
+                                  "lr": self.optimizer.param_groups[0]["lr"], "seconds_per_step": seconds}  # fmt: skip
+                        self._log(record)
+                        logger.info("%s step %d/%d loss %.4f (%.2f s/step)", self.stage, self.step,
+                                    stage_recipe.steps, record["loss"], seconds)  # fmt: skip
+                        window, tick = [], time.monotonic()
+                    if self.step % self.recipe.sample_every == 0:
+                        self.sample_sheet()
+                        tick = time.monotonic()  # the sheet's time is not a training step's
+                    if self.step % self.recipe.checkpoint_every == 0:
+                        self.save_checkpoint()
+                self._finish_stage()
+        return True
+
+    def _finish_stage(self) -> None:
+        """The EMA weights become the weights; the VAE gets its latent scale; on to the next stage."""
+        if self.ema is not None:
+            self.ema.copy_to(self.trainable(self.stage))
+        if self.stage == "vae":
+            self.calibrate_latent_scale()
+        self.sample_sheet()
+        logger.info("stage %s done", self.stage)
+        self.stage_index += 1
+        self.step = 0
+        self.optimizer, self.ema = None, None
+        self.save_checkpoint()
+
+    @torch.no_grad()
+    def calibrate_latent_scale(self, count: int = 256) -> float:
+        """Set the VAE's ``scaling_factor`` to 1 / std of the latents of ``count`` cache samples."""
+        vae = self.parts["vae"]
+        cache = self.cache()
+        rng = np.random.default_rng([self.seed, 99])
+        indices = rng.choice(len(cache), size=min(count, len(cache)), replace=False)
+        latents = [
+            vae.encode(cache.batch(chunk, rng).target.to(self.device)).latent_dist.mode()
+            for chunk in np.array_split(indices, max(1, len(indices) // 32))
+        ]
+        scale = 1.0 / float(torch.cat(latents).std())
+        vae.register_to_config(scaling_factor=scale)
+        logger.info("latent scaling factor %.4f", scale)
+        return scale
+
+    # ---- outputs --------------------------------------------------------------------------------
+
+    @contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """Inside: the current stage's EMA weights in place of the trained ones."""
+        if self.ema is None:
+            yield
+            return
+        parameters = self.trainable(self.stage)
+        self.ema.store(parameters)
+        self.ema.copy_to(parameters)
+        try:
+            yield
+        finally:
+            self.ema.restore(parameters)
+
+    def pipeline(self) -> ReferenceColorizationPipeline:
+        """A pipeline sharing this trainer's modules (so it sees the weights as they are now)."""
+        config = self.config
+        return ReferenceColorizationPipeline(
+            **self.parts,
+            scheduler=default_scheduler(config.schedule),
+            native_resolution=config.native_resolution,
+            both_mode_shares_tokens=config.both_mode_shares_tokens,
+        )
+
+    @torch.no_grad()
+    def sample_sheet(self, steps: int = 20) -> Path:
+        """``samples/<stage>-<step>.png``: rows of sketch | reference | target | output (| plain output)."""
+        cache = self.cache()
+        folder = self.run_dir / "samples"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{self.stage}-{self.step:06d}.png"
+        indices = np.arange(min(SHEET_SAMPLES, len(cache)))
+        batch = cache.batch(indices, np.random.default_rng(0))  # fixed: mirror draws are seeded
+        rows = []
+        with self.ema_weights():
+            pipe = self.pipeline()
+            pipe.set_progress_bar_config(disable=True)
+            for i in range(len(indices)):
+                target = ((batch.target[i].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+                ink = batch.ink[i, 0].numpy()
+                sketch = np.repeat(((1 - ink) * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+                reference = (batch.reference[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                reference_mask = (batch.reference_mask[i, 0].numpy() * 255).round().astype(np.uint8)
+                mask = (batch.mask[i, 0].numpy() * 255).round().astype(np.uint8)
+                cells = [sketch, _resize(reference, sketch.shape[:2]), target]
+                if self.stage == "vae":
+                    vae = self.parts["vae"]
+                    x = batch.target[i : i + 1].to(self.device)
+                    decoded = vae.decode(vae.encode(x).latent_dist.mode()).sample[0]
+                    cells.append(((decoded.permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8))
+                else:
+                    modes = ("plain",) if self.stage == "base" else ("both", "plain")
+                    for mode in modes:
+                        out = pipe(
+                            sketch, reference, sketch_mask=mask, reference_mask=reference_mask, mode=mode,
+                            num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(i),
+                        )  # fmt: skip
+                        cells.append((out.native[0] * 255).round().astype(np.uint8))
+                rows.append(np.concatenate(cells, axis=1))
+        for module in self.parts.values():
+            module.train()
+        Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+        logger.info("sample sheet %s", path)
+        return path
+
+    def export(self, folder: Path) -> Path:
+        """Save the model as a pipeline folder (``from_pretrained`` loads it); EMA weights if mid-stage."""
+        with self.ema_weights():
+            pipe = self.pipeline()
+            set_mode(pipe.unet, Mode.PLAIN)
+            pipe.save_pretrained(str(folder))
+        logger.info("exported %s (stage %s step %d) to %s", self.config.name, self.stage, self.step, folder)
+        return Path(folder)
+
+
+def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
+

@@ -1,0 +1,75 @@
+"""The shipped default model: small, loaded by default everywhere, and it colours after the reference."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from refcolor import colorize_cli
+from refcolor.engine import ColorizeJob, NullContext
+from refcolor.model.colorizer import NANO_FOLDER
+from refcolor.model.config import NANO
+from refcolor.models import load_colorizer
+from refcolor.server import ServerConfig
+from refcolor_protocol.messages import ColorizeParams, Mode
+
+MAX_BYTES = 40 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def nano():
+    return load_colorizer("nano")
+
+
+def test_shipped_weights_are_small_safetensors() -> None:
+    files = sorted(NANO_FOLDER.rglob("*.safetensors"))
+    assert files, f"no weights in {NANO_FOLDER}"
+    assert sum(f.stat().st_size for f in files) <= MAX_BYTES
+    assert not list(NANO_FOLDER.rglob("*.bin")) and not list(NANO_FOLDER.rglob("*.pt"))
+    assert (NANO_FOLDER / "README.md").is_file()  # the model card
+
+
+def test_nano_is_the_default_of_the_cli_and_the_server(nano) -> None:
+    parser = argparse.ArgumentParser()
+    colorize_cli.add_arguments(parser)
+    assert parser.parse_args(["s.png", "r.png", "-o", "out"]).model == "nano"
+    assert ServerConfig().model == "nano"
+    assert nano.info.name == "nano" and nano.info.native_resolution == NANO.native_resolution
+    assert tuple(nano.pipe.unet.config.block_out_channels) == NANO.unet.block_out_channels
+    assert set(nano.info.modes) == {m.value for m in Mode}
+
+
+def disc_scene(side: int, inside: tuple[int, int, int], outside: tuple[int, int, int]) -> np.ndarray:
+    """(side, side, 4): a dark-outlined disc of colour ``inside`` on ``outside``."""
+    yy, xx = np.mgrid[:side, :side]
+    r = np.hypot(yy - side / 2, xx - side / 2) / side
+    rgb = np.where((r < 0.3)[..., None], inside, outside).astype(np.uint8)
+    rgb[(r >= 0.28) & (r < 0.3)] = 20
+    return np.dstack([rgb, np.full((side, side), 255, np.uint8)])
+
+
+def foreground_color(nano, reference: np.ndarray) -> np.ndarray:
+    side = 256
+    scene = disc_scene(side, (255, 255, 255), (255, 255, 255))  # the outline only: a sketch
+    yy, xx = np.mgrid[:side, :side]
+    mask = np.where(np.hypot(yy - side / 2, xx - side / 2) / side < 0.29, 255, 0).astype(np.uint8)
+    job = ColorizeJob(
+        sketch=scene,
+        reference=reference,
+        params=ColorizeParams(mode=Mode.BOTH, steps=12, seed=1, previews=False),
+        seed=1,
+        sketch_mask=mask,
+        reference_mask=mask,
+    )
+    (layers,) = nano.colorize(job, NullContext())
+    inner = np.hypot(yy - side / 2, xx - side / 2) / side < 0.2
+    return layers.foreground[inner][:, :3].astype(float).mean(0)
+
+
+def test_nano_takes_the_foreground_colour_from_the_reference(nano) -> None:
+    red = foreground_color(nano, disc_scene(256, (220, 40, 40), (60, 160, 60)))
+    blue = foreground_color(nano, disc_scene(256, (40, 60, 220), (60, 160, 60)))
+    # Redness (R - B) of the character follows the reference's character.
+    assert red[0] - red[2] > blue[0] - blue[2] + 20, (red, blue)

@@ -1,0 +1,170 @@
+"""The training loop on the tiny config: stages train what they should, resuming changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from refcolor import train_cli
+from refcolor.model.config import TINY
+from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.train.cache import CacheSpec, SampleCache, build_cache
+from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
+from refcolor.train.trainer import CHECKPOINT, Trainer, base_parameters, lora_parameters
+
+RECIPE = replace(
+    SMOKE,
+    samples=6,
+    sample_size=64,
+    vae=StageRecipe(steps=2, batch=2, learning_rate=1e-3, warmup=1),
+    base=StageRecipe(steps=3, batch=2, learning_rate=1e-3, warmup=1),
+    adapters=StageRecipe(steps=3, batch=2, learning_rate=1e-3, warmup=1),
+    sample_every=10_000,
+    checkpoint_every=10_000,
+)
+
+
+@pytest.fixture
+def data(folders: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A data set folder laid out as `refcolor data build` writes it."""
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    for folder in folders:
+        folder.rename(root / "train" / folder.name)
+    return root
+
+
+def make_trainer(data: Path, run: Path, recipe: Recipe = RECIPE) -> Trainer:
+    return Trainer(TINY, recipe, run, data, workers=0)
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}.{key}": value.detach().clone()
+        for name, module in trainer.parts.items()
+        for key, value in module.state_dict().items()
+    }
+
+
+def test_recipes_round_trip_through_their_dicts() -> None:
+    for recipe in (NANO, SMOKE, RECIPE):
+        assert Recipe.from_dict(recipe.to_dict()) == recipe
+    with pytest.raises(ValueError, match="unknown stage 'decoder'"):
+        NANO.stage("decoder")
+
+
+def test_cache_holds_samples_as_the_pipeline_prepares_them(data: Path, tmp_path: Path) -> None:
+    spec = CacheSpec(data / "train/characters", data / "train/backgrounds", 4, 64, 128, 32)
+    folder = build_cache(spec, tmp_path / "cache", workers=0)
+    cache = SampleCache(folder)
+    assert len(cache) == 4
+    assert cache.arrays["target"].shape == (4, 128, 128, 3) and cache.arrays["reference"].shape == (4, 32, 32, 3)
+    batch = cache.batch(np.arange(4), np.random.default_rng(0))
+    assert batch.target.shape == (4, 3, 128, 128) and -1 <= batch.target.min() < batch.target.max() <= 1
+    assert batch.ink.max() > 0.5 and batch.mask.max() == 1 and batch.mask.min() == 0
+    # Sketch, mask and target are mirrored together: ink sits where the target has its dark ring.
+    dark = batch.target.mean(1, keepdim=True) < -0.6
+    assert batch.ink[dark].mean() > batch.ink[~dark].mean() + 0.2
+    assert build_cache(spec, folder, workers=0) == folder  # reused
+    with pytest.raises(ValueError, match="another folder"):
+        build_cache(replace(spec, count=5), folder, workers=0)
+
+
+def test_each_stage_trains_only_its_own_parameters(data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(data, tmp_path / "run")
+    unet = trainer.parts["unet"]
+    before = weights(trainer)
+    assert trainer.train(until="vae")
+    after_vae = weights(trainer)
+    changed = {k for k in before if not torch.equal(before[k], after_vae[k])}
+    assert changed and all(k.startswith("vae.") for k in changed)
+    assert trainer.parts["vae"].config.scaling_factor != 1.0  # calibrated on the latents
+
+    assert trainer.train(until="base")
+    after_base = weights(trainer)
+    changed = {k for k in after_vae if not torch.equal(after_vae[k], after_base[k])}
+    assert any(k.startswith("unet.") for k in changed) and any(k.startswith("image_encoder.") for k in changed)
+    assert any(k.startswith("sketch_encoder.") for k in changed)
+    assert not any(".lora_" in k or k.startswith(("vae.", "background_encoder.")) for k in changed)
+
+    assert trainer.train()
+    final = weights(trainer)
+    changed = {k for k in after_base if not torch.equal(after_base[k], final[k])}
+    assert any(".lora_B.foreground" in k for k in changed) and any(".lora_B.background" in k for k in changed)
+    assert any(k.startswith("background_encoder.") for k in changed)
+    assert all(".lora_" in k or k.startswith("background_encoder.") for k in changed)
+    assert trainer.finished and lora_parameters(unet) and base_parameters(unet)
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2 + 3 + 3 and '"stage": "adapters"' in log[-1]
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data: Path, tmp_path: Path) -> None:
+    whole = make_trainer(data, tmp_path / "whole")
+    assert whole.train()
+    interrupted = make_trainer(data, tmp_path / "parts")
+    assert not interrupted.train(max_steps=4)  # stops inside the base stage, after a checkpoint
+    assert (tmp_path / "parts" / CHECKPOINT).is_file() and interrupted.stage == "base"
+    resumed = make_trainer(data, tmp_path / "parts")
+    assert resumed.load_checkpoint() and (resumed.stage, resumed.step) == ("base", 2)
+    assert not resumed.train(max_steps=2)  # across the stage boundary, into the adapters
+    again = make_trainer(data, tmp_path / "parts")
+    again.load_checkpoint()
+    assert again.train() and again.finished
+    expected, got = weights(whole), weights(again)
+    mismatched = [k for k in expected if not torch.allclose(expected[k], got[k], atol=1e-6)]
+    assert not mismatched, mismatched[:5]
+
+
+def test_a_checkpoint_of_another_recipe_is_refused(data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(data, tmp_path / "run")
+    trainer.train(max_steps=1)
+    other = make_trainer(data, tmp_path / "run", replace(RECIPE, reference_dropout=0.5))
+    with pytest.raises(ValueError, match="another recipe"):
+        other.load_checkpoint()
+    # The step counts of the stage under way and later ones may change; finished stages may not.
+    longer = replace(RECIPE, vae=replace(RECIPE.vae, steps=5), adapters=replace(RECIPE.adapters, steps=9))
+    assert make_trainer(data, tmp_path / "run", longer).load_checkpoint()
+    trainer.train(until="vae")
+    with pytest.raises(ValueError, match="another recipe"):
+        make_trainer(data, tmp_path / "run", longer).load_checkpoint()
+
+
+def test_export_loads_with_from_pretrained_and_sample_sheets_are_written(data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(data, tmp_path / "run")
+    trainer.train()
+    sheet = trainer.sample_sheet(steps=2)
+    assert Image.open(sheet).size == (5 * 256, 4 * 256)  # sketch, reference, target, both, plain
+    folder = trainer.export(tmp_path / "model")
+    pipe = ReferenceColorizationPipeline.from_pretrained(folder)
+    assert pipe.vae.config.scaling_factor == pytest.approx(trainer.parts["vae"].config.scaling_factor)
+    for name, module in trainer.parts.items():
+        loaded = getattr(pipe, name).state_dict()
+        for key, value in module.state_dict().items():
+            key = key.replace(".base_layer.", ".") if key not in loaded else key
+            assert torch.equal(loaded[key], value), f"{name}.{key}"
+
+
+def cli_args(data: Path, run: Path, **overrides: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args(["--config", "tiny", "--recipe", "smoke", "--data", str(data), "--run", str(run)])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_cli_refuses_what_it_cannot_train(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_cli.run(cli_args(tmp_path / "nothing", tmp_path / "run")) == 2
+    assert "refcolor data build" in capsys.readouterr().err
+    assert train_cli.run(cli_args(data, tmp_path / "run", recipe="nano")) == 2
+    assert "is for config 'nano'" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"")
+    assert train_cli.run(cli_args(data, tmp_path / "run")) == 2
+    assert "--resume" in capsys.readouterr().err
