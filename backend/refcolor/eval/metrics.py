@@ -11,7 +11,8 @@ blend of both sides) does not count against anyone.
   palette than the foreground one (and vice versa). The ground truth itself has a
   non-zero rate (a green cloak in front of a green forest), which is reported beside.
 * Line fidelity: Canny edges of the output against the sketch's skeletonised lines,
-  precision/recall within ``tolerance`` pixels, F1.
+  precision/recall within ``tolerance`` pixels, F1; also of the fills alone (a method that
+  lays the user's line art over its colours gets its lines for free, its fills do not).
 * Fréchet distance (Heusel et al. 2017, eq. 6) between feature sets, computed exactly
   through the low-rank form below so it stays cheap enough to bootstrap.
 """
@@ -129,13 +130,20 @@ def truth_for(
     return Truth(lab, fg, bg, palette(lab[fg], seed=seed), palette(lab[bg], seed=seed), sketch_lines(sketch))
 
 
-METRICS = ("fg_error", "bg_error", "fg_leak", "bg_leak", "line_f1")
+METRICS = ("fg_error", "bg_error", "fg_leak", "bg_leak", "line_f1", "fill_line_f1")
 BOUNDS = {"fg_error": (0.0, np.inf), "bg_error": (0.0, np.inf), "fg_leak": (0.0, 1.0), "bg_leak": (0.0, 1.0),
-          "line_f1": (0.0, 1.0)}  # fmt: skip
+          "line_f1": (0.0, 1.0), "fill_line_f1": (0.0, 1.0)}  # fmt: skip
 
 
-def image_metrics(output: np.ndarray, truth: Truth, tolerance: float = 2.0) -> dict[str, float]:
-    """Every per-image metric of one (H, W, 3) uint8 output."""
+def image_metrics(
+    output: np.ndarray, truth: Truth, tolerance: float = 2.0, fills: np.ndarray | None = None
+) -> dict[str, float]:
+    """Every per-image metric of one (H, W, 3) uint8 output.
+
+    ``fills``: the method's colours without the line art laid over them (its foreground and
+    background layers), when it has such; their line F1 says whether colour boundaries alone
+    follow the sketch. Without it, the output counts as its own fills.
+    """
     lab = to_lab(output)
     return {
         "fg_error": region_error(lab, truth.lab, truth.foreground),
@@ -143,6 +151,7 @@ def image_metrics(output: np.ndarray, truth: Truth, tolerance: float = 2.0) -> d
         "fg_leak": leak_share(lab[truth.foreground], truth.fg_palette, truth.bg_palette),
         "bg_leak": leak_share(lab[truth.background], truth.bg_palette, truth.fg_palette),
         "line_f1": line_f1(edges(output), truth.lines, tolerance),
+        "fill_line_f1": line_f1(edges(output if fills is None else fills), truth.lines, tolerance),
     }
 
 

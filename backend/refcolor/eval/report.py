@@ -18,6 +18,7 @@ COLUMNS = (
     ("fg_leak", "FG leak %", 100),
     ("bg_leak", "BG leak %", 100),
     ("line_f1", "line F1 ↑", 1),
+    ("fill_line_f1", "fills F1 ↑", 1),
     ("frechet", "Fréchet ↓", 1),
 )
 

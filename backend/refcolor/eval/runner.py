@@ -114,16 +114,29 @@ class Evaluation:
         }
 
 
-def colorize_all(method: Method, triplets: Sequence[Sample], seed: int) -> tuple[list[np.ndarray], float]:
+def fills_rgb(layers: LayerSet) -> np.ndarray:
+    """(H, W, 3) uint8: the foreground layer over the background layer over white (no line art)."""
+    over = np.full((*layers.foreground.shape[:2], 3), 255.0, np.float32)
+    for layer in (layers.background, layers.foreground):
+        alpha = layer[..., 3:4].astype(np.float32) / 255.0
+        over = layer[..., :3] * alpha + over * (1.0 - alpha)
+    return (over + 0.5).astype(np.uint8)
+
+
+def colorize_all(
+    method: Method, triplets: Sequence[Sample], seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Every triplet's output and fills (see :func:`fills_rgb`), and the seconds per image."""
     if method.colorizer is None:
-        return [t.target for t in triplets], 0.0
-    outputs = []
+        return [t.target for t in triplets], [t.target for t in triplets], 0.0
+    outputs, fills = [], []
     start = time.perf_counter()
     for index, sample in enumerate(triplets):
         job = job_for(sample, Mode(method.mode), seed + index, method.steps)
         layers = method.colorizer.colorize(job, NullContext())
         outputs.append(output_rgb(layers[0], sample.target.shape[:2]))
-    return outputs, (time.perf_counter() - start) / max(1, len(triplets))
+        fills.append(fills_rgb(layers[0]))
+    return outputs, fills, (time.perf_counter() - start) / max(1, len(triplets))
 
 
 def evaluate(
@@ -152,10 +165,10 @@ def evaluate(
     results = []
     for method in [Method(GROUND_TRUTH, GROUND_TRUTH, ""), *methods]:
         logger.info("running %s on %d triplets", method.name, len(triplets))
-        outputs, seconds = colorize_all(method, triplets, seed)
+        outputs, fills, seconds = colorize_all(method, triplets, seed)
         per_image: dict[str, list[float]] = {name: [] for name in metrics.METRICS}
-        for output, truth in zip(outputs, truths, strict=True):
-            for name, value in metrics.image_metrics(output, truth, tolerance).items():
+        for output, fill, truth in zip(outputs, fills, truths, strict=True):
+            for name, value in metrics.image_metrics(output, truth, tolerance, fill).items():
                 per_image[name].append(value)
         result = MethodResult(method, outputs, per_image, seconds)
         result.summary = {

@@ -112,3 +112,12 @@ def test_bootstrap_interval_contains_the_statistic():
     values = np.random.default_rng(0).normal(10, 1, 100)
     interval = metrics.bootstrap_interval(lambda idx: float(values[idx].mean()), 100, resamples=100)
     assert interval.low < interval.mean < interval.high and interval.high - interval.low < 1.0
+
+
+def test_fills_are_scored_apart_from_the_lines_laid_over_them():
+    target, mask, sketch = scene()
+    truth = metrics.truth_for(target, mask, sketch)
+    blank = np.full_like(target, 255)
+    result = metrics.image_metrics(target, truth, fills=blank)
+    assert result["line_f1"] > 0.9 and result["fill_line_f1"] == 0.0
+    assert metrics.image_metrics(target, truth)["fill_line_f1"] == result["line_f1"]  # no fills: the output

@@ -1,0 +1,67 @@
+"""The shipped nano model end to end, as `refcolor colorize` runs it: load, then a 20-step job.
+
+Target (issue 6): a 1024x1024 sketch in <= 20 s end to end on 2 CPU cores. Measures the
+bundled example upscaled to --size (its line art and masks nearest-upscaled), in ``both``
+mode with the default guidance, and separately the model load.
+
+Prints ``name: value`` lines (seconds; job time is the median over --repeats).
+
+Run: .venv/bin/python benchmarks/bench_nano_end_to_end.py [--size 1024] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from refcolor.engine import ColorizeJob, NullContext
+from refcolor.models import load_colorizer
+from refcolor_protocol.messages import ColorizeParams, Mode
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def load(name: str, size: int, mode: str) -> np.ndarray:
+    image = Image.open(EXAMPLES / name).convert(mode)
+    return np.asarray(image.resize((size, size), Image.Resampling.NEAREST))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    colorizer = load_colorizer("nano", "cpu")
+    load_seconds = time.perf_counter() - start
+    reference = np.asarray(Image.open(EXAMPLES / "reference.png").convert("RGBA"))
+    reference_mask = np.asarray(Image.open(EXAMPLES / "reference-mask.png").convert("L"))
+    times = []
+    for repeat in range(args.repeats):
+        job = ColorizeJob(
+            sketch=load("sketch.png", args.size, "RGBA"),
+            reference=reference,
+            params=ColorizeParams(mode=Mode.BOTH, steps=args.steps, seed=repeat, previews=False),
+            seed=repeat,
+            sketch_mask=load("sketch-mask.png", args.size, "L"),
+            reference_mask=reference_mask,
+        )
+        colorizer.cache.clear()  # every repeat pays for its encodings, as a first run does
+        start = time.perf_counter()
+        colorizer.colorize(job, NullContext())
+        times.append(time.perf_counter() - start)
+    job_seconds = statistics.median(times)
+    print(f"nano_load_seconds: {load_seconds:.2f}")
+    print(f"nano_job_{args.size}px_seconds: {job_seconds:.2f}")
+    print(f"nano_end_to_end_{args.size}px_seconds: {load_seconds + job_seconds:.2f}")
+
+
+if __name__ == "__main__":
+    main()
