@@ -207,6 +207,9 @@ NANO = ModelConfig(
         projection_dim=128,
     ),
     background=BackgroundSpec(dim=128, layers=2, learned_queries=64, head_dim=32, threshold_sinusoidal_dim=64),
+    # v-prediction: an eps-predicting model this small, trained this briefly, leaves noise in the last
+    # steps (low-noise eps is the hardest target); v stays well-posed at every noise level.
+    schedule=ScheduleSpec(prediction_type="v_prediction"),
     foreground_adapter=AdapterSpec(rank=8),
 )
 

@@ -81,7 +81,7 @@ NANO = Recipe(
     samples=12_000,
     sample_size=256,
     vae=StageRecipe(steps=0, batch=16, learning_rate=0.0),  # a PatchAutoencoder: only its scale is set
-    base=StageRecipe(steps=1600, batch=16, learning_rate=3e-4, warmup=200, weight_decay=0.01),
+    base=StageRecipe(steps=1500, batch=16, learning_rate=3e-4, warmup=200, weight_decay=0.01),
     adapters=StageRecipe(steps=400, batch=16, learning_rate=3e-4, warmup=50),
 )
 

@@ -267,10 +267,20 @@ class Trainer:
     def _noisy(
         self, latents: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noisy latents, the UNet's target for them (per the schedule's prediction type), timesteps."""
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
         steps = self.noise_schedule.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=latents.device)
-        return self.noise_schedule.add_noise(latents, noise, timesteps), noise, timesteps
+        prediction = self.noise_schedule.config.prediction_type
+        if prediction == "epsilon":
+            target = noise
+        elif prediction == "v_prediction":
+            target = self.noise_schedule.get_velocity(latents, noise, timesteps)
+        elif prediction == "sample":
+            target = latents
+        else:
+            raise ValueError(f"prediction type {prediction!r} is not supported for training")
+        return self.noise_schedule.add_noise(latents, noise, timesteps), target, timesteps
 
     def _keep(self, share: float, batch: int, rng: np.random.Generator) -> torch.Tensor:
         """(B, 1, 1) 1 for kept samples, 0 for the ``share`` dropped ones."""
@@ -284,9 +294,9 @@ class Trainer:
         latents = self.latents(batch.target, generator)
         tokens = self.reference_tokens(batch.reference) * self._keep(self.recipe.reference_dropout, size, rng)
         ink = batch.ink * self._keep(self.recipe.sketch_dropout, size, rng).unsqueeze(-1)
-        noisy, noise, timesteps = self._noisy(latents, generator)
+        noisy, target, timesteps = self._noisy(latents, generator)
         prediction = unet(noisy, timesteps, tokens, self.sketch_features(ink)).sample
-        return F.mse_loss(prediction, noise)
+        return F.mse_loss(prediction, target)
 
     def adapter_loss(self, batch: Batch, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
         unet, background = self.parts["unet"], self.parts["background_encoder"]
@@ -315,11 +325,11 @@ class Trainer:
             background_tokens=sets.background * keep,
             masks=masks_per_level(latent_mask, len(unet.config.block_out_channels), threshold),
         )
-        noisy, noise, timesteps = self._noisy(latents, generator)
+        noisy, target, timesteps = self._noisy(latents, generator)
         prediction = unet(
             noisy, timesteps, split.foreground_tokens, features, cross_attention_kwargs={"split": split}
         ).sample
-        return F.mse_loss(prediction, noise)
+        return F.mse_loss(prediction, target)
 
     # ---- the loop -------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from refcolor import train_cli
-from refcolor.model.config import TINY
+from refcolor.model.config import TINY, ScheduleSpec, VaeSpec
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.train.cache import CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
@@ -168,3 +168,18 @@ def test_cli_refuses_what_it_cannot_train(data: Path, tmp_path: Path, capsys: py
     (tmp_path / "run" / CHECKPOINT).write_bytes(b"")
     assert train_cli.run(cli_args(data, tmp_path / "run")) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_pixel_space_v_prediction_model_skips_the_autoencoder_stage(data: Path, tmp_path: Path) -> None:
+    config = replace(TINY, vae=VaeSpec(patch_size=8), schedule=ScheduleSpec(prediction_type="v_prediction"))
+    trainer = Trainer(config, RECIPE, tmp_path / "run", data, workers=0)
+    assert trainer.trainable("vae") == []
+    assert trainer.train(until="base")
+    scale = trainer.parts["vae"].config.scaling_factor
+    latents = trainer.latents(trainer.cache().batch(np.arange(6), np.random.default_rng(0)).target, torch.Generator())
+    assert scale != 1.0 and 0.8 < float(latents.std()) < 1.25  # calibrated to unit spread
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 3 and all('"stage": "base"' in line for line in log)  # no autoencoder steps
+    folder = trainer.export(tmp_path / "model")
+    pipe = ReferenceColorizationPipeline.from_pretrained(folder)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
