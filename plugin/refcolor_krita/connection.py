@@ -191,7 +191,12 @@ class BackendConnection(QObject):
         if self.client is None:
             return
         for msg in self.client.poll_events():
-            self._dispatch(msg)
+            # One handler's failure must not drop the messages drained with it (a job's result
+            # would be lost and the job would wait forever): log it and go on.
+            try:
+                self._dispatch(msg)
+            except Exception:
+                logger.exception("handling a %s message from the backend failed", msg.msg_type)
 
     def _dispatch(self, msg: Message) -> None:
         if self._hello is not None and msg.parent_id == self._hello.msg_id:

@@ -114,7 +114,7 @@ def run_gui_smoke(
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "krita-gui.png", ARTIFACTS / artifact)
     assert facts.get("docker_found"), f"the Reference Colorize docker is missing: {facts}"
-    assert facts["ok"], facts
+    assert facts["ok"], f"{facts}\nKrita's output (last 4000 characters):\n{log[-4000:]}"
     assert facts["status"].startswith("Done: added Colorized 1"), facts["status"]
     assert facts["pickers"]["sketch_mask"] == "Current selection"
     assert facts["pickers"]["reference_mask"] == "Layer transparency"
