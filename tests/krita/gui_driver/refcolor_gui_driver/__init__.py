@@ -148,8 +148,10 @@ class Driver(Extension):
             self.facts["stack"] = [n.name() for n in self.doc.rootNode().childNodes()]
             self.facts["progress"] = [self.docker.panel.progress.value(), self.docker.panel.progress.maximum()]
             self.later(lambda: self.finish(True), 1500)  # let the canvas repaint before the screenshot
-        elif self.docker.controller.job is None:
+        elif self.docker.controller.job is None and not text.startswith("Colorizing"):
             self.finish(False)  # the job failed; the status says why
+        # job None with "Colorizing…" still shown: the result arrived and its layers are being added
+        # (Krita's API may run the event loop meanwhile, so this check can land in between).
         else:
             self.later(self.wait_for_result)
 
