@@ -70,7 +70,7 @@ class Trainer:
     Args:
         data: the data set folder of ``refcolor data build`` (its ``train/characters`` and
             ``train/backgrounds`` are used).
-        device: ``cpu`` or ``cuda[:n]``; CUDA trains in bf16 autocast where supported.
+        device: ``cpu`` or ``cuda[:n]`` (fp32 on either; no mixed precision yet).
     """
 
     def __init__(
