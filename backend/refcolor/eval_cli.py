@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="denoising steps for models (default: the protocol's)"
     )
+    parser.add_argument("--reference-scale", type=float, default=None,
+                        help="reference guidance for models (default: the protocol's)")  # fmt: skip
     parser.add_argument(
         "--no-frechet", action="store_true", help="skip the Fréchet distance (no encoder needed)"
     )
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     modes = [Mode(m) for m in args.modes] if args.modes else None
     methods: list[Method] = baseline_methods() if args.baselines else []
     for model in args.model:
-        methods += model_methods(model, args.device, modes, args.steps)
+        methods += model_methods(model, args.device, modes, args.steps, args.reference_scale)
     features = None
     if not args.no_frechet:
         from refcolor.eval.features import LiteFeatures
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "size": args.size,
         "steps": args.steps,
+        "reference_scale": args.reference_scale,
         "tolerance": args.tolerance,
         "border": 2,
         "frechet_features": None if features is None else "efficientnet-lite0 (ImageNet), 1280-d pooled",

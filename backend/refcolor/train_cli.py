@@ -16,6 +16,8 @@ from pathlib import Path
 
 from refcolor.train.recipe import RECIPES, STAGES
 
+PRECISIONS = ("fp32", "bf16")  # = refcolor.train.trainer.PRECISIONS (importing it here would load torch)
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="afterwards, save the model as a pipeline folder here")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="processes preparing the sample cache")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="bf16: bfloat16 autocast (faster on GPUs and AVX-512 BF16 CPUs)")  # fmt: skip
+    parser.add_argument("--init-from", type=Path, default=None, metavar="DIR",
+                        help="start a new run from this model folder's weights (e.g. an earlier --export)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 
 
@@ -68,9 +74,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"refcolor train: {run_dir} already has a checkpoint; add --resume to continue it "
               "or give another --run folder", file=sys.stderr)  # fmt: skip
         return 2
-    trainer = Trainer(config, recipe, run_dir, args.data, args.device, args.seed, args.workers)
+    if args.init_from is not None and args.resume and (run_dir / CHECKPOINT).is_file():
+        print("refcolor train: --init-from starts a new run; drop it when resuming", file=sys.stderr)
+        return 2
+    if args.init_from is not None and not (args.init_from / "model_index.json").is_file():
+        print(f"refcolor train: --init-from {args.init_from} is not a model folder (no model_index.json); "
+              "give the folder an earlier run exported with --export", file=sys.stderr)  # fmt: skip
+        return 2
+    trainer = Trainer(config, recipe, run_dir, args.data, args.device, args.seed, args.workers, args.precision)
     try:
-        trainer.load_checkpoint()
+        if not trainer.load_checkpoint() and args.init_from is not None:
+            trainer.initialise_from(args.init_from)
     except ValueError as exc:
         print(f"refcolor train: {exc}", file=sys.stderr)
         return 2

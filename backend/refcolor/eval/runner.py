@@ -35,10 +35,15 @@ class Method:
     mode: str  # Mode value, "" for the ground truth
     colorizer: Colorizer | None = None
     steps: int | None = None  # None: ColorizeParams' default
+    reference_scale: float | None = None  # reference guidance; None: ColorizeParams' default
 
 
 def model_methods(
-    model: str, device: str = "cpu", modes: Sequence[Mode] | None = None, steps: int | None = None
+    model: str,
+    device: str = "cpu",
+    modes: Sequence[Mode] | None = None,
+    steps: int | None = None,
+    reference_scale: float | None = None,
 ) -> list[Method]:
     """One method per inference mode the model supports (restricted to ``modes`` if given)."""
     from refcolor.models import load_colorizer
@@ -50,16 +55,20 @@ def model_methods(
         raise ValueError(
             f"model {model!r} supports modes {colorizer.info.modes}, none of the requested {modes}"
         )
-    return [Method(f"{model} [{m.value}]", model, m.value, colorizer, steps) for m in wanted]
+    return [Method(f"{model} [{m.value}]", model, m.value, colorizer, steps, reference_scale) for m in wanted]
 
 
 def baseline_methods() -> list[Method]:
     return [Method(BASELINE_NAME, BASELINE_NAME, BASELINE_MODE.value, classical_baseline(), BASELINE_STEPS)]
 
 
-def job_for(sample: Sample, mode: Mode, seed: int, steps: int | None = None) -> ColorizeJob:
+def job_for(
+    sample: Sample, mode: Mode, seed: int, steps: int | None = None, reference_scale: float | None = None
+) -> ColorizeJob:
     """The job a user would send for this triplet: sketch + its mask, reference + its mask."""
-    extra = {} if steps is None else {"steps": steps}
+    extra: dict[str, float | int] = {} if steps is None else {"steps": steps}
+    if reference_scale is not None:
+        extra["reference_scale"] = reference_scale
     params = ColorizeParams(mode=mode, seed=seed, variations=1, previews=False, **extra)
     return ColorizeJob(
         sketch=sample.sketch_rgba(),
@@ -132,7 +141,7 @@ def colorize_all(
     outputs, fills = [], []
     start = time.perf_counter()
     for index, sample in enumerate(triplets):
-        job = job_for(sample, Mode(method.mode), seed + index, method.steps)
+        job = job_for(sample, Mode(method.mode), seed + index, method.steps, method.reference_scale)
         layers = method.colorizer.colorize(job, NullContext())
         outputs.append(output_rgb(layers[0], sample.target.shape[:2]))
         fills.append(fills_rgb(layers[0]))

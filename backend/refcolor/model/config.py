@@ -139,6 +139,9 @@ class ModelConfig:
     # The official "both" mode builds its context as [fg, bg] repeated, so each side attends to
     # *all* tokens (tiny_switch_io.txt, mode_both). False gives the paper's clean split.
     both_mode_shares_tokens: bool = False
+    # How far (model-resolution pixels) the upsampler averages chroma within each closed region of
+    # the line art; luminance always uses 2 (refcolor.model.upsample.TENT_RADIUS).
+    chroma_radius: float = 2.0
 
     def __post_init__(self) -> None:
         if self.reference_encoder.projection_dim != self.unet.cross_attention_dim:

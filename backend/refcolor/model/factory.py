@@ -104,6 +104,7 @@ def build_pipeline(
         scheduler=default_scheduler(config.schedule),
         native_resolution=config.native_resolution,
         both_mode_shares_tokens=config.both_mode_shares_tokens,
+        chroma_radius=config.chroma_radius,
     )
     logger.debug("built %s pipeline (seed %d)", config.name, seed)
     return pipe

@@ -41,7 +41,7 @@ from refcolor.model.reference_encoder import encode_reference, encoder_input_siz
 from refcolor.model.schedulers import make_scheduler
 from refcolor.model.sketch_encoder import SketchEncoder
 from refcolor.model.unet import SketchUNet
-from refcolor.model.upsample import edge_aware_upsample
+from refcolor.model.upsample import TENT_RADIUS, upsample_fills
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,13 @@ class ColorizationOutput:
 
 
 class ReferenceColorizationPipeline(DiffusionPipeline):
-    """Split cross-attention sketch colorization. Components are built by :mod:`refcolor.model.factory`."""
+    """Split cross-attention sketch colorization. Components are built by :mod:`refcolor.model.factory`.
+
+    Config: ``native_resolution`` (side of the square area the model works at),
+    ``both_mode_shares_tokens`` (the official "both" context quirk) and ``chroma_radius`` (how
+    far, in model-resolution pixels, the upsampler averages chroma inside each closed region of
+    the line art; see :func:`refcolor.model.upsample.upsample_fills`).
+    """
 
     model_cpu_offload_seq = "image_encoder->background_encoder->sketch_encoder->unet->vae"
     _callback_tensor_inputs: ClassVar[list[str]] = ["latents"]
@@ -79,6 +85,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         native_resolution: int = 512,
         both_mode_shares_tokens: bool = False,
+        chroma_radius: float = TENT_RADIUS,
     ) -> None:
         super().__init__()
         check_adapters(unet)
@@ -92,7 +99,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             scheduler=scheduler,
         )
         self.register_to_config(
-            native_resolution=native_resolution, both_mode_shares_tokens=both_mode_shares_tokens
+            native_resolution=native_resolution,
+            both_mode_shares_tokens=both_mode_shares_tokens,
+            chroma_radius=chroma_radius,
         )
         self.encoding_cache: EncodingCache | None = None
         self._interrupt = False
@@ -412,7 +421,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         )
         combined, foreground, background_layers = [], [], []
         stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
-        upsampled = edge_aware_upsample(stacked, images.full_ink)
+        upsampled = upsample_fills(stacked, images.full_ink, float(self.config.chroma_radius))
         paper = (1.0 - images.full_ink)[..., None]  # the line art multiplied over the fills
         for v in range(len(native)):
             fills = upsampled[..., 3 * v : 3 * v + 3]

@@ -43,6 +43,7 @@ from refcolor.train.recipe import STAGES, Recipe, StageRecipe
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+PRECISIONS = ("fp32", "bf16")
 SHEET_SAMPLES = 4  # cache samples shown on every sample sheet
 
 
@@ -70,7 +71,10 @@ class Trainer:
     Args:
         data: the data set folder of ``refcolor data build`` (its ``train/characters`` and
             ``train/backgrounds`` are used).
-        device: ``cpu`` or ``cuda[:n]`` (fp32 on either; no mixed precision yet).
+        device: ``cpu`` or ``cuda[:n]``.
+        precision: ``fp32``, or ``bf16`` for bfloat16 autocast of the forward pass (weights,
+            optimizer and EMA stay fp32). On a CPU with AVX-512 BF16 the nano base step is about
+            20 % faster; on a GPU it is the usual choice.
     """
 
     def __init__(
@@ -82,8 +86,11 @@ class Trainer:
         device: str = "cpu",
         seed: int = 0,
         workers: int = 2,
+        precision: str = "fp32",
     ) -> None:
-        self.config, self.recipe, self.seed = config, recipe, seed
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.config, self.recipe, self.seed, self.precision = config, recipe, seed, precision
         self.run_dir, self.data, self.device, self.workers = Path(run_dir), Path(data), device, workers
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.parts = build_components(config, seed=seed, every_path_random=False)
@@ -102,6 +109,7 @@ class Trainer:
             prediction_type=config.schedule.prediction_type,
         )
         self._cache: SampleCache | None = None
+        self.init_from: str | None = None
 
     # ---- state ----------------------------------------------------------------------------------
 
@@ -183,6 +191,7 @@ class Trainer:
             "modules": {name: module.state_dict() for name, module in self.parts.items()},
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "init_from": self.init_from,
         }
         temporary = path.with_suffix(".tmp")
         torch.save(state, temporary)
@@ -215,10 +224,33 @@ class Trainer:
         for name, module in self.parts.items():
             module.load_state_dict(state["modules"][name])
         self.stage_index, self.step = state["stage_index"], state["step"]
+        self.init_from = state.get("init_from")
         if not self.finished:
             self._start_stage(state["optimizer"], state["ema"])
         logger.info("resumed %s at stage %s step %d", path, self.stage, self.step)
         return True
+
+    def initialise_from(self, folder: Path) -> None:
+        """Start a new run from a model folder's weights (``--export`` of an earlier run): a warm start.
+
+        Every module must match this config exactly. The recipe then runs from its first stage as
+        usual (a finished stage cannot be lengthened on resume; this is how to train on).
+
+        Raises:
+            ValueError: the run has already started, or the folder's modules do not fit this config.
+        """
+        if self.stage_index or self.step:
+            raise ValueError("--init-from only starts a new run; this one has already trained")
+        source = ReferenceColorizationPipeline.from_pretrained(str(folder), torch_dtype=torch.float32)
+        for name, module in self.parts.items():
+            try:
+                module.load_state_dict(getattr(source, name).state_dict(), strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"{folder}: its {name} does not fit config {self.config.name!r}: {exc}") from None
+        self.parts["vae"].register_to_config(scaling_factor=float(source.vae.config.scaling_factor))
+        self.init_from = str(folder)
+        self._log({"init_from": self.init_from})
+        logger.info("initialised every module from %s", folder)
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -333,6 +365,9 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def _learning_rate(self, stage_recipe: StageRecipe) -> float:
         """Linear warm-up, then cosine decay to a tenth."""
         if self.step < stage_recipe.warmup:
@@ -392,7 +427,8 @@ class Trainer:
                     rng, generator = self._rng()
                     for group in self.optimizer.param_groups:
                         group["lr"] = self._learning_rate(stage_recipe)
-                    loss = losses[self.stage](self._batch(stage_recipe, rng), rng, generator)
+                    with self._autocast():
+                        loss = losses[self.stage](self._batch(stage_recipe, rng), rng, generator)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"stage {self.stage} step {self.step}: loss is {loss.item()}; "
@@ -475,6 +511,7 @@ class Trainer:
             scheduler=default_scheduler(config.schedule),
             native_resolution=config.native_resolution,
             both_mode_shares_tokens=config.both_mode_shares_tokens,
+            chroma_radius=config.chroma_radius,
         )
 
     @torch.no_grad()

@@ -10,7 +10,7 @@ from refcolor import eval_cli
 from refcolor.engine import ColorizeJob, LayerSet, ModelInfo
 from refcolor.eval import runner
 from refcolor.eval.triplets import make_triplets
-from refcolor_protocol.messages import Mode
+from refcolor_protocol.messages import ColorizeParams, Mode
 
 
 class BlankColorizer:
@@ -49,6 +49,19 @@ def test_ground_truth_row_is_perfect_and_a_blank_model_is_not(folders):
     job = blank.jobs[2]
     assert job.seed == 9 and job.params.mode is Mode.BOTH and job.params.variations == 1
     assert np.array_equal(job.sketch_mask, triplets[2].mask) and job.sketch.shape == (64, 64, 4)
+
+
+def test_steps_and_reference_guidance_reach_the_jobs(folders):
+    triplets = make_triplets(*folders, n=2, seed=0, size=48)
+    blank = BlankColorizer()
+    methods = [runner.Method("blank [both]", "blank", "both", blank, steps=7, reference_scale=2.5)]
+    runner.evaluate(methods, triplets, seed=0)
+    assert [(job.params.steps, job.params.reference_scale) for job in blank.jobs] == [(7, 2.5), (7, 2.5)]
+    runner.evaluate([runner.Method("blank [both]", "blank", "both", blank)], triplets[:1], seed=0)
+    defaults = ColorizeParams()
+    assert (blank.jobs[-1].params.steps, blank.jobs[-1].params.reference_scale) == (
+        defaults.steps, defaults.reference_scale
+    )
 
 
 def test_baseline_fills_regions_from_its_own_side(folders):

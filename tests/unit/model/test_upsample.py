@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refcolor.model.upsample import edge_aware_upsample, line_regions
+from refcolor.model.upsample import LUMA, edge_aware_upsample, line_regions, upsample_fills
 
 RED, BLUE, GREEN = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.2, 0.8, 0.2)
 
@@ -74,3 +74,38 @@ def test_any_target_size_and_tiny_regions_are_filled(shape: tuple[int, int]) -> 
     up = edge_aware_upsample(low, ink)
     assert up.shape == (*shape, 3) and np.isfinite(up).all()
     assert up.min() >= low.min() - 1e-6 and up.max() <= low.max() + 1e-6  # convex combinations only
+
+
+def test_chroma_smoothing_removes_colour_speckle_but_keeps_shading_and_regions() -> None:
+    ink, ideal, regions = synthetic()
+    low = model_like_colors(ideal, ink)  # (32, 32, 3)
+    rng = np.random.default_rng(0)
+    shade = np.linspace(0.7, 1.0, low.shape[1], dtype=np.float32)[None, :, None]  # a luminance ramp
+    speckle = rng.normal(0, 0.08, low.shape).astype(np.float32)
+    speckle -= (speckle @ LUMA)[..., None]  # chroma-only noise: luma unchanged
+    noisy = low * shade + speckle
+    truth = edge_aware_upsample(low * shade, ink)
+    plain, smooth = upsample_fills(noisy, ink), upsample_fills(noisy, ink, chroma_radius=5.0)
+    assert np.array_equal(plain, edge_aware_upsample(noisy, ink))  # the default radius changes nothing
+    for name, region in regions.items():
+        plain_error = np.abs(plain - truth)[region].mean()
+        smooth_error = np.abs(smooth - truth)[region].mean()
+        assert smooth_error < 0.6 * plain_error, name
+        assert np.abs(smooth - ideal * 0.85).max(axis=-1)[region].max() < 0.4, name  # still no bleeding
+    # Shading (luminance) is untouched by the chroma radius.
+    np.testing.assert_allclose(smooth @ LUMA, plain @ LUMA, atol=1e-5)
+
+
+def test_upsample_fills_keeps_flat_fills_exact_and_stacked_images_apart() -> None:
+    ink, ideal, regions = synthetic()
+    low = model_like_colors(ideal, ink)
+    stacked = np.concatenate([low, low[..., ::-1]], axis=-1)  # two variations, different colours
+    up = upsample_fills(stacked, ink, chroma_radius=4.0)
+    for v, image in enumerate((ideal, ideal[..., ::-1])):
+        error = np.abs(up[..., 3 * v : 3 * v + 3] - image).max(axis=-1)
+        for name, region in regions.items():
+            assert error[region].mean() < 0.02, (v, name)
+    with pytest.raises(ValueError, match=r"radius 0\.5 is below 1"):
+        edge_aware_upsample(low, ink, radius=0.5)
+    with pytest.raises(ValueError, match="stacked RGB"):
+        upsample_fills(low[..., :2], ink)

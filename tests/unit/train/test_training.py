@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from refcolor import train_cli
-from refcolor.model.config import TINY, ScheduleSpec, VaeSpec
+from refcolor.model.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.train.cache import CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
@@ -183,3 +183,46 @@ def test_a_pixel_space_v_prediction_model_skips_the_autoencoder_stage(data: Path
     folder = trainer.export(tmp_path / "model")
     pipe = ReferenceColorizationPipeline.from_pretrained(folder)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_a_new_run_can_start_from_an_exported_model(data: Path, tmp_path: Path) -> None:
+    first = make_trainer(data, tmp_path / "first")
+    first.train()
+    folder = first.export(tmp_path / "model")
+    exported = weights(first)
+    second = make_trainer(data, tmp_path / "second")
+    assert any(not torch.equal(exported[k], v) for k, v in weights(second).items())  # fresh random weights
+    second.initialise_from(folder)
+    assert all(torch.equal(exported[k], v) for k, v in weights(second).items())
+    assert second.parts["vae"].config.scaling_factor == first.parts["vae"].config.scaling_factor
+    second.train(max_steps=3)  # a checkpoint mid-run remembers where the run started from
+    resumed = make_trainer(data, tmp_path / "second")
+    assert resumed.load_checkpoint() and resumed.init_from == str(folder)
+    with pytest.raises(ValueError, match="already trained"):
+        resumed.initialise_from(folder)
+    other = Trainer(replace(TINY, foreground_adapter=AdapterSpec(rank=2)), RECIPE, tmp_path / "third", data, workers=0)
+    with pytest.raises(ValueError, match="its unet does not fit config 'tiny'"):
+        other.initialise_from(folder)
+
+
+def test_bf16_precision_runs_the_forward_pass_in_bfloat16_and_keeps_fp32_weights(
+    data: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(TINY, RECIPE, tmp_path / "run", data, workers=0, precision="bf16")
+    seen: list[torch.dtype] = []
+    trainer.parts["unet"].conv_in.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    before = weights(trainer)
+    assert trainer.train(until="base")
+    assert seen and set(seen) == {torch.bfloat16}
+    after = weights(trainer)
+    assert all(value.dtype == torch.float32 for value in after.values() if value.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("unet."))
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        Trainer(TINY, RECIPE, tmp_path / "other", data, workers=0, precision="fp8")
+
+
+def test_cli_refuses_an_init_folder_that_is_not_a_model(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert train_cli.run(cli_args(data, tmp_path / "run", init_from=tmp_path)) == 2
+    assert "not a model folder" in capsys.readouterr().err
