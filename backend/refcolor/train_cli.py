@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="afterwards, save the model as a pipeline folder here")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="processes preparing the sample cache")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export-dtype", choices=("fp32", "fp16"), default="fp32",
+                        help="weights' dtype in the --export folder (fp16: half the size)")  # fmt: skip
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="bf16: bfloat16 autocast (faster on GPUs and AVX-512 BF16 CPUs)")  # fmt: skip
     parser.add_argument("--init-from", type=Path, default=None, metavar="DIR",
@@ -90,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     done = trainer.train(until=args.until, max_seconds=None if args.max_minutes is None else args.max_minutes * 60)
     if args.export:
-        trainer.export(args.export)
+        trainer.export(args.export, torch.float16 if args.export_dtype == "fp16" else torch.float32)
     print(f"{'finished' if done else 'stopped'} at stage {trainer.stage} step {trainer.step}; run folder {run_dir}")
     return 0

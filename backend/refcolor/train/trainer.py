@@ -555,12 +555,18 @@ class Trainer:
         logger.info("sample sheet %s", path)
         return path
 
-    def export(self, folder: Path) -> Path:
-        """Save the model as a pipeline folder (``from_pretrained`` loads it); EMA weights if mid-stage."""
+    def export(self, folder: Path, dtype: torch.dtype = torch.float32) -> Path:
+        """Save the model as a pipeline folder (``from_pretrained`` loads it); EMA weights if mid-stage.
+
+        ``dtype=torch.float16`` stores the weights in half precision (half the size; what the
+        shipped nano folder holds). The trainer's own modules stay fp32.
+        """
         with self.ema_weights():
             pipe = self.pipeline()
             set_mode(pipe.unet, Mode.PLAIN)
             pipe.save_pretrained(str(folder))
+        if dtype != torch.float32:  # re-saved from the folder: converting in place would touch the trainer's modules
+            ReferenceColorizationPipeline.from_pretrained(str(folder), torch_dtype=dtype).save_pretrained(str(folder))
         logger.info("exported %s (stage %s step %d) to %s", self.config.name, self.stage, self.step, folder)
         return Path(folder)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from refcolor.model.config import TINY
+from refcolor.model.factory import build_pipeline
 from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.model.upsample import LUMA
 
 from .conftest import generators
 
@@ -221,6 +226,24 @@ def test_save_and_load_round_trip_is_exact(pipe, sketch, reference, sketch_mask,
             run(pipe, sketch, reference, sketch_mask=sketch_mask, mode=mode).native,
             run(loaded, sketch, reference, sketch_mask=sketch_mask, mode=mode).native,
         )
+
+
+def test_chroma_radius_is_model_config_and_smooths_only_chroma(sketch, reference, tmp_path: Path) -> None:
+    smooth = build_pipeline(replace(TINY, chroma_radius=5.0), seed=0)
+    smooth.set_progress_bar_config(disable=True)
+    smooth.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["chroma_radius"] == 5.0
+    loaded = ReferenceColorizationPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    plain = build_pipeline(TINY, seed=0)  # the same weights, the default radius
+    plain.set_progress_bar_config(disable=True)
+    a, b = run(plain, sketch, reference, seed=1), run(loaded, sketch, reference, seed=1)
+    assert np.array_equal(a.native, b.native)  # the model's own output is the same
+    fills_a, fills_b = (x.foreground[0][..., :3].astype(np.float32) / 255 for x in (a, b))
+    assert not np.array_equal(fills_a, fills_b)
+    np.testing.assert_allclose(fills_a @ LUMA, fills_b @ LUMA, atol=2.5 / 255)  # shading kept (uint8 rounding)
+    chroma = [(f - (f @ LUMA)[..., None]) for f in (fills_a, fills_b)]
+    assert np.abs(np.diff(chroma[1], axis=1)).mean() < np.abs(np.diff(chroma[0], axis=1)).mean()  # smoother
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from refcolor import train_cli
 from refcolor.model.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
@@ -148,6 +149,14 @@ def test_export_loads_with_from_pretrained_and_sample_sheets_are_written(data: P
         for key, value in module.state_dict().items():
             key = key.replace(".base_layer.", ".") if key not in loaded else key
             assert torch.equal(loaded[key], value), f"{name}.{key}"
+    trainer.export(tmp_path / "half", torch.float16)
+    with safe_open(tmp_path / "half" / "unet" / "diffusion_pytorch_model.safetensors", "pt") as stored:
+        assert {stored.get_slice(key).get_dtype() for key in stored.keys()} == {"F16"}  # noqa: SIM118 (not iterable)
+    assert (tmp_path / "half" / "unet" / "adapters" / "background").is_dir()
+    assert {p.dtype for p in trainer.parts["unet"].parameters()} == {torch.float32}  # the trainer's stay
+    assert sum(f.stat().st_size for f in (tmp_path / "half").rglob("*.safetensors")) < 0.6 * sum(
+        f.stat().st_size for f in folder.rglob("*.safetensors")
+    )
 
 
 def cli_args(data: Path, run: Path, **overrides: object) -> argparse.Namespace:
