@@ -91,7 +91,7 @@ NANO = Recipe(
 NANO_CONTINUE = replace(
     NANO,
     base=StageRecipe(steps=5000, batch=16, learning_rate=2e-4, warmup=100, weight_decay=0.01),
-    adapters=StageRecipe(steps=800, batch=16, learning_rate=2e-4, warmup=50),
+    adapters=StageRecipe(steps=600, batch=16, learning_rate=2e-4, warmup=50),
 )
 
 # The same recipe, minutes instead of hours: what the tests train.
