@@ -214,6 +214,9 @@ NANO = ModelConfig(
     # steps (low-noise eps is the hardest target); v stays well-posed at every noise level.
     schedule=ScheduleSpec(prediction_type="v_prediction"),
     foreground_adapter=AdapterSpec(rank=8),
+    # Its colours are grainy at 128 px: averaging the chroma over 6 low-resolution pixels (within each
+    # closed region; luma keeps the usual 2) took 1 point off ΔE00 on training triplets (model card).
+    chroma_radius=6.0,
 )
 
 OFFICIAL_TINY = ModelConfig(

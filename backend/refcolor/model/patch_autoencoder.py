@@ -51,7 +51,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         config = cls.load_config(pretrained_model_name_or_path, subfolder=kwargs.get("subfolder"))
         model = cls.from_config(config)
         dtype = kwargs.get("torch_dtype")
-        return model.to(dtype) if dtype is not None else model
+        return model.to(dtype) if dtype is not None and dtype != model.dtype else model
 
     @property
     def latent_channels(self) -> int:

@@ -152,7 +152,7 @@ class SketchUNet(UNet2DConditionModel):
         if folder.is_dir():
             load_adapters(model, folder)
             dtype = kwargs.get("torch_dtype")
-            if dtype is not None:
+            if dtype is not None and any(p.dtype != dtype for p in model.parameters()):  # peft made them fp32
                 model.to(dtype)
         return model
 

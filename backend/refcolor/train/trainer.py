@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from refcolor.model.adapters import Mode, set_mode
 from refcolor.model.attention import SplitAttentionInputs, install_split_processors, masks_per_level
@@ -565,8 +567,13 @@ class Trainer:
             pipe = self.pipeline()
             set_mode(pipe.unet, Mode.PLAIN)
             pipe.save_pretrained(str(folder))
-        if dtype != torch.float32:  # re-saved from the folder: converting in place would touch the trainer's modules
-            ReferenceColorizationPipeline.from_pretrained(str(folder), torch_dtype=dtype).save_pretrained(str(folder))
+        if dtype != torch.float32:  # cast on disk: converting in place would touch the trainer's modules
+            for path in Path(folder).rglob("*.safetensors"):
+                with safe_open(str(path), "pt") as stored:
+                    metadata = stored.metadata()
+                    tensors = {key: stored.get_tensor(key) for key in stored.keys()}  # noqa: SIM118 (not iterable)
+                cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+                save_file(cast, str(path), metadata=metadata)
         logger.info("exported %s (stage %s step %d) to %s", self.config.name, self.stage, self.step, folder)
         return Path(folder)
 

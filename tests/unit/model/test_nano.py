@@ -6,11 +6,13 @@ import argparse
 
 import numpy as np
 import pytest
+import torch
 
 from refcolor import colorize_cli
 from refcolor.engine import ColorizeJob, NullContext
 from refcolor.model.colorizer import NANO_FOLDER
 from refcolor.model.config import NANO
+from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.models import load_colorizer
 from refcolor.server import ServerConfig
 from refcolor_protocol.messages import ColorizeParams, Mode
@@ -73,3 +75,13 @@ def test_nano_takes_the_foreground_colour_from_the_reference(nano) -> None:
     blue = foreground_color(nano, disc_scene(256, (40, 60, 220), (60, 160, 60)))
     # Redness (R - B) of the character follows the reference's character.
     assert red[0] - red[2] > blue[0] - blue[2] + 20, (red, blue)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32])
+def test_the_shipped_folder_loads_with_plain_from_pretrained(dtype: torch.dtype | None) -> None:
+    # The weights are stored in fp16: loaded as stored (no dtype) or as fp32, the pipeline runs.
+    pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, torch_dtype=dtype)
+    assert pipe.config.chroma_radius == NANO.chroma_radius
+    scene = disc_scene(96, (220, 40, 40), (60, 160, 60))
+    out = pipe(scene, scene, mode=Mode.BOTH, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.combined[0].shape == (96, 96, 4) and np.isfinite(out.native).all()

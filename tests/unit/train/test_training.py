@@ -153,6 +153,14 @@ def test_export_loads_with_from_pretrained_and_sample_sheets_are_written(data: P
     with safe_open(tmp_path / "half" / "unet" / "diffusion_pytorch_model.safetensors", "pt") as stored:
         assert {stored.get_slice(key).get_dtype() for key in stored.keys()} == {"F16"}  # noqa: SIM118 (not iterable)
     assert (tmp_path / "half" / "unet" / "adapters" / "background").is_dir()
+    half = ReferenceColorizationPipeline.from_pretrained(tmp_path / "half", torch_dtype=torch.float32)
+    for name, module in trainer.parts.items():
+        loaded = getattr(half, name).state_dict()
+        for key, value in module.state_dict().items():
+            key = key.replace(".base_layer.", ".") if key not in loaded else key
+            assert loaded[key].dtype == value.dtype, f"{name}.{key}"
+            assert torch.allclose(loaded[key], value, rtol=1e-3, atol=1e-4), f"{name}.{key}"
+    assert "_name_or_path" not in (tmp_path / "half" / "unet" / "config.json").read_text()  # no local paths
     assert {p.dtype for p in trainer.parts["unet"].parameters()} == {torch.float32}  # the trainer's stay
     assert sum(f.stat().st_size for f in (tmp_path / "half").rglob("*.safetensors")) < 0.6 * sum(
         f.stat().st_size for f in folder.rglob("*.safetensors")
