@@ -122,6 +122,9 @@ class ScheduleSpec:
     beta_end: float = 0.012
     beta_schedule: str = "scaled_linear"
     prediction_type: str = "epsilon"
+    # Zero terminal SNR (Lin et al. 2024, diffusers' ``rescale_betas_zero_snr``): at the last training
+    # step no signal is left, as at the start of sampling. Needs v-prediction.
+    rescale_betas_zero_snr: bool = False
 
 
 @dataclass(frozen=True)

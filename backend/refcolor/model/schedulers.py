@@ -44,6 +44,7 @@ def default_scheduler(spec: ScheduleSpec) -> SchedulerMixin:
         beta_end=spec.beta_end,
         beta_schedule=spec.beta_schedule,
         prediction_type=spec.prediction_type,
+        rescale_betas_zero_snr=spec.rescale_betas_zero_snr,
         algorithm_type="dpmsolver++",
         solver_order=2,
         timestep_spacing="trailing",

@@ -94,6 +94,13 @@ NANO_CONTINUE = replace(
     adapters=StageRecipe(steps=600, batch=16, learning_rate=2e-4, warmup=50),
 )
 
+# Fine-tuning an exported NANO model (`--init-from`) after its schedule moved to zero terminal SNR.
+NANO_ZTSNR = replace(
+    NANO,
+    base=StageRecipe(steps=2500, batch=16, learning_rate=1.5e-4, warmup=50, weight_decay=0.01),
+    adapters=StageRecipe(steps=400, batch=16, learning_rate=1.5e-4, warmup=20),
+)
+
 # The same recipe, minutes instead of hours: what the tests train.
 SMOKE = Recipe(
     config="tiny",
@@ -108,7 +115,7 @@ SMOKE = Recipe(
     checkpoint_every=2,
 )
 
-RECIPES: dict[str, Recipe] = {"nano": NANO, "nano-continue": NANO_CONTINUE, "smoke": SMOKE}
+RECIPES: dict[str, Recipe] = {"nano": NANO, "nano-continue": NANO_CONTINUE, "nano-ztsnr": NANO_ZTSNR, "smoke": SMOKE}
 
 
 def get_recipe(name: str) -> Recipe:

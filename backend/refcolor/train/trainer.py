@@ -109,6 +109,7 @@ class Trainer:
             beta_end=config.schedule.beta_end,
             beta_schedule=config.schedule.beta_schedule,
             prediction_type=config.schedule.prediction_type,
+            rescale_betas_zero_snr=config.schedule.rescale_betas_zero_snr,
         )
         self._cache: SampleCache | None = None
         self.init_from: str | None = None
