@@ -215,7 +215,7 @@ NANO = ModelConfig(
     background=BackgroundSpec(dim=128, layers=2, learned_queries=64, head_dim=32, threshold_sinusoidal_dim=64),
     # v-prediction: an eps-predicting model this small, trained this briefly, leaves noise in the last
     # steps (low-noise eps is the hardest target); v stays well-posed at every noise level.
-    schedule=ScheduleSpec(prediction_type="v_prediction"),
+    schedule=ScheduleSpec(prediction_type="v_prediction", rescale_betas_zero_snr=True),
     foreground_adapter=AdapterSpec(rank=8),
     # Its colours are grainy at 128 px: averaging the chroma over 6 low-resolution pixels (within each
     # closed region; luma keeps the usual 2) took 1 point off ΔE00 on training triplets (model card).

@@ -188,8 +188,10 @@ def test_cli_refuses_what_it_cannot_train(data: Path, tmp_path: Path, capsys: py
 
 
 def test_a_pixel_space_v_prediction_model_skips_the_autoencoder_stage(data: Path, tmp_path: Path) -> None:
-    config = replace(TINY, vae=VaeSpec(patch_size=8), schedule=ScheduleSpec(prediction_type="v_prediction"))
+    schedule = ScheduleSpec(prediction_type="v_prediction", rescale_betas_zero_snr=True)  # as nano
+    config = replace(TINY, vae=VaeSpec(patch_size=8), schedule=schedule)
     trainer = Trainer(config, RECIPE, tmp_path / "run", data, workers=0)
+    assert float(trainer.noise_schedule.alphas_cumprod[-1]) == 0.0  # trained with nothing left at t = 999
     assert trainer.trainable("vae") == []
     assert trainer.train(until="base")
     scale = trainer.parts["vae"].config.scaling_factor
@@ -200,6 +202,7 @@ def test_a_pixel_space_v_prediction_model_skips_the_autoencoder_stage(data: Path
     folder = trainer.export(tmp_path / "model")
     pipe = ReferenceColorizationPipeline.from_pretrained(folder)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.scheduler.config.rescale_betas_zero_snr  # and sampled that way
 
 
 def test_a_new_run_can_start_from_an_exported_model(data: Path, tmp_path: Path) -> None:
