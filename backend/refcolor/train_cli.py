@@ -14,9 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from refcolor.train.recipe import RECIPES, STAGES
-
-PRECISIONS = ("fp32", "bf16")  # = refcolor.train.trainer.PRECISIONS (importing it here would load torch)
+from refcolor.train.recipe import PRECISIONS, RECIPES, STAGES
 
 logger = logging.getLogger(__name__)
 

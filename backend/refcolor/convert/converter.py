@@ -77,19 +77,12 @@ def convert_to_modules(source: str | Path | TensorReader, config: ModelConfig = 
 def _write_configs(config: ModelConfig, folder: Path) -> None:
     """Every config file of the pipeline folder (no weights), from meta-device modules."""
     from refcolor.model.adapters import ADAPTER_NAMES
-    from refcolor.model.pipeline import ReferenceColorizationPipeline
-    from refcolor.model.schedulers import default_scheduler
+    from refcolor.model.factory import assemble_pipeline
 
     parts = target_modules(config)
-    scheduler = default_scheduler(config.schedule)
-    pipe = ReferenceColorizationPipeline(
-        **parts,
-        scheduler=scheduler,
-        native_resolution=config.native_resolution,
-        both_mode_shares_tokens=config.both_mode_shares_tokens,
-    )
+    pipe = assemble_pipeline(config, parts)
     pipe.save_config(str(folder))  # model_index.json
-    scheduler.save_pretrained(str(folder / "scheduler"))
+    pipe.scheduler.save_pretrained(str(folder / "scheduler"))
     for component in ("unet", "vae", "sketch_encoder", "background_encoder"):
         parts[component].save_config(str(folder / component))
     for adapter in ADAPTER_NAMES:

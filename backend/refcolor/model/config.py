@@ -115,7 +115,10 @@ class BackgroundSpec:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """The training noise schedule (SD2.1's, eps-prediction), shared by every scheduler."""
+    """The training noise schedule (SD2.1's, eps-prediction), shared by every scheduler.
+
+    Every field is a diffusers scheduler argument of the same name (they are passed as ``asdict``).
+    """
 
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085

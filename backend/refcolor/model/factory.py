@@ -99,12 +99,17 @@ def build_pipeline(
     config: ModelConfig, seed: int = 0, every_path_random: bool = True
 ) -> ReferenceColorizationPipeline:
     """A pipeline of ``config``'s shapes with random weights (see :func:`build_components`)."""
-    pipe = ReferenceColorizationPipeline(
-        **build_components(config, seed, every_path_random),
+    pipe = assemble_pipeline(config, build_components(config, seed, every_path_random))
+    logger.debug("built %s pipeline (seed %d)", config.name, seed)
+    return pipe
+
+
+def assemble_pipeline(config: ModelConfig, parts: dict[str, torch.nn.Module]) -> ReferenceColorizationPipeline:
+    """A pipeline around ``parts`` (the modules of :func:`build_components`) with ``config``'s settings."""
+    return ReferenceColorizationPipeline(
+        **parts,
         scheduler=default_scheduler(config.schedule),
         native_resolution=config.native_resolution,
         both_mode_shares_tokens=config.both_mode_shares_tokens,
         chroma_radius=config.chroma_radius,
     )
-    logger.debug("built %s pipeline (seed %d)", config.name, seed)
-    return pipe

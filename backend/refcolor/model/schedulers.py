@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from diffusers import (
@@ -39,12 +40,7 @@ def make_scheduler(name: str, base_config: Any) -> SchedulerMixin:
 
 def default_scheduler(spec: ScheduleSpec) -> SchedulerMixin:
     return DPMSolverMultistepScheduler(
-        num_train_timesteps=spec.num_train_timesteps,
-        beta_start=spec.beta_start,
-        beta_end=spec.beta_end,
-        beta_schedule=spec.beta_schedule,
-        prediction_type=spec.prediction_type,
-        rescale_betas_zero_snr=spec.rescale_betas_zero_snr,
+        **asdict(spec),
         algorithm_type="dpmsolver++",
         solver_order=2,
         timestep_spacing="trailing",

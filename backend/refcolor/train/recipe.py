@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 STAGES = ("vae", "base", "adapters")
+PRECISIONS = ("fp32", "bf16")  # Trainer(precision=): fp32, or bfloat16 autocast
 
 
 @dataclass(frozen=True)

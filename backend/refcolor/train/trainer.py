@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,16 @@ from refcolor.model.adapters import Mode, set_mode
 from refcolor.model.attention import SplitAttentionInputs, install_split_processors, masks_per_level
 from refcolor.model.conditioning import token_sets_for_mode
 from refcolor.model.config import ModelConfig
-from refcolor.model.factory import build_components
+from refcolor.model.factory import assemble_pipeline, build_components
 from refcolor.model.patch_autoencoder import downsample_factor
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.model.reference_encoder import encode_reference, encoder_input_size
-from refcolor.model.schedulers import default_scheduler
 from refcolor.train.cache import Batch, CacheSpec, SampleCache, build_cache
-from refcolor.train.recipe import STAGES, Recipe, StageRecipe
+from refcolor.train.recipe import PRECISIONS, STAGES, Recipe, StageRecipe
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-PRECISIONS = ("fp32", "bf16")
 SHEET_SAMPLES = 4  # cache samples shown on every sample sheet
 
 
@@ -103,14 +101,7 @@ class Trainer:
         self.ema: EMAModel | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._stop_requested = False
-        self.noise_schedule = DDPMScheduler(
-            num_train_timesteps=config.schedule.num_train_timesteps,
-            beta_start=config.schedule.beta_start,
-            beta_end=config.schedule.beta_end,
-            beta_schedule=config.schedule.beta_schedule,
-            prediction_type=config.schedule.prediction_type,
-            rescale_betas_zero_snr=config.schedule.rescale_betas_zero_snr,
-        )
+        self.noise_schedule = DDPMScheduler(**asdict(config.schedule))
         self._cache: SampleCache | None = None
         self.init_from: str | None = None
 
@@ -508,14 +499,7 @@ class Trainer:
 
     def pipeline(self) -> ReferenceColorizationPipeline:
         """A pipeline sharing this trainer's modules (so it sees the weights as they are now)."""
-        config = self.config
-        return ReferenceColorizationPipeline(
-            **self.parts,
-            scheduler=default_scheduler(config.schedule),
-            native_resolution=config.native_resolution,
-            both_mode_shares_tokens=config.both_mode_shares_tokens,
-            chroma_radius=config.chroma_radius,
-        )
+        return assemble_pipeline(self.config, self.parts)
 
     @torch.no_grad()
     def sample_sheet(self, steps: int = 20) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,6 +137,17 @@ def test_a_checkpoint_of_another_recipe_is_refused(data: Path, tmp_path: Path) -
         make_trainer(data, tmp_path / "run", longer).load_checkpoint()
 
 
+def stored_and_trained(
+    pipe: ReferenceColorizationPipeline, trainer: Trainer
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, loaded tensor, trainer's tensor) for every trainer weight; LoRA-wrapped names mapped."""
+    for name, module in trainer.parts.items():
+        loaded = getattr(pipe, name).state_dict()
+        for key, value in module.state_dict().items():
+            key = key.replace(".base_layer.", ".") if key not in loaded else key
+            yield f"{name}.{key}", loaded[key], value
+
+
 def test_export_loads_with_from_pretrained_and_sample_sheets_are_written(data: Path, tmp_path: Path) -> None:
     trainer = make_trainer(data, tmp_path / "run")
     trainer.train()
@@ -144,22 +156,16 @@ def test_export_loads_with_from_pretrained_and_sample_sheets_are_written(data: P
     folder = trainer.export(tmp_path / "model")
     pipe = ReferenceColorizationPipeline.from_pretrained(folder)
     assert pipe.vae.config.scaling_factor == pytest.approx(trainer.parts["vae"].config.scaling_factor)
-    for name, module in trainer.parts.items():
-        loaded = getattr(pipe, name).state_dict()
-        for key, value in module.state_dict().items():
-            key = key.replace(".base_layer.", ".") if key not in loaded else key
-            assert torch.equal(loaded[key], value), f"{name}.{key}"
+    for key, loaded, value in stored_and_trained(pipe, trainer):
+        assert torch.equal(loaded, value), key
     trainer.export(tmp_path / "half", torch.float16)
     with safe_open(tmp_path / "half" / "unet" / "diffusion_pytorch_model.safetensors", "pt") as stored:
         assert {stored.get_slice(key).get_dtype() for key in stored.keys()} == {"F16"}  # noqa: SIM118 (not iterable)
     assert (tmp_path / "half" / "unet" / "adapters" / "background").is_dir()
     half = ReferenceColorizationPipeline.from_pretrained(tmp_path / "half", torch_dtype=torch.float32)
-    for name, module in trainer.parts.items():
-        loaded = getattr(half, name).state_dict()
-        for key, value in module.state_dict().items():
-            key = key.replace(".base_layer.", ".") if key not in loaded else key
-            assert loaded[key].dtype == value.dtype, f"{name}.{key}"
-            assert torch.allclose(loaded[key], value, rtol=1e-3, atol=1e-4), f"{name}.{key}"
+    for key, loaded, value in stored_and_trained(half, trainer):
+        assert loaded.dtype == value.dtype, key
+        assert torch.allclose(loaded, value, rtol=1e-3, atol=1e-4), key
     assert "_name_or_path" not in (tmp_path / "half" / "unet" / "config.json").read_text()  # no local paths
     assert {p.dtype for p in trainer.parts["unet"].parameters()} == {torch.float32}  # the trainer's stay
     assert sum(f.stat().st_size for f in (tmp_path / "half").rglob("*.safetensors")) < 0.6 * sum(
