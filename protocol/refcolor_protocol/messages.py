@@ -182,6 +182,9 @@ class ColorizeParams:
     merge: float = ranged(0.0, 0.0, 1.0)  # foreground = (1 - merge) * fg + merge * bg
     mask_threshold: float = ranged(0.5, 0.0, 1.0)
     resolution: int = ranged(0, 0, 4096)  # model side length; 0 = the model's native one
+    # Finishing strengths, 0 = off; None: the model's own default (PROTOCOL.md, ColorizeParams)
+    color_match: float | None = ranged(None, 0.0, 1.0)  # each side's colours -> its reference side's
+    flatten: float | None = ranged(None, 0.0, 1.0)  # pixels -> their closed region's mean colour
     previews: bool = True
 
     def check(self, path: str) -> None:

@@ -78,6 +78,8 @@ class DiffusionColorizer:
             mask_threshold=p.mask_threshold,
             # The protocol allows any side; the model needs multiples of 64.
             resolution=max(64, round(p.resolution / 64) * 64) if p.resolution else None,
+            color_match=p.color_match,
+            flatten=p.flatten,
             num_variations=p.variations,
         )
 

@@ -112,4 +112,6 @@ def assemble_pipeline(config: ModelConfig, parts: dict[str, torch.nn.Module]) ->
         native_resolution=config.native_resolution,
         both_mode_shares_tokens=config.both_mode_shares_tokens,
         chroma_radius=config.chroma_radius,
+        color_match=config.color_match,
+        flatten=config.flatten,
     )

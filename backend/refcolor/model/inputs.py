@@ -35,6 +35,8 @@ def check_inputs(
     num_variations: int,
     generator: torch.Generator | Sequence[torch.Generator] | None,
     callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    color_match: float | None = None,
+    flatten: float | None = None,
 ) -> None:
     """Raise ``ValueError``/``TypeError`` naming the first bad argument and its value."""
     sketch_rgba = imaging.to_rgba(sketch, "sketch")
@@ -71,6 +73,9 @@ def check_inputs(
     ):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name}={value!r} must be in [0, 1]")
+    for name, value in (("color_match", color_match), ("flatten", flatten)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value!r} must be in [0, 1] (0 = off), or None for the model's default")
     if guidance_start > guidance_end:
         raise ValueError(f"guidance_start={guidance_start} is after guidance_end={guidance_end}")
     if resolution is not None and resolution != 0 and (resolution < 64 or resolution % 64):

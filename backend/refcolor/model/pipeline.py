@@ -23,7 +23,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from refcolor.model import imaging, inputs
+from refcolor.model import finishing, imaging, inputs
 from refcolor.model.adapters import Mode, check_adapters, set_mode
 from refcolor.model.attention import install_split_processors, masks_per_level
 from refcolor.model.background import BackgroundEncoder
@@ -69,7 +69,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
     Config: ``native_resolution`` (side of the square area the model works at),
     ``both_mode_shares_tokens`` (the official "both" context quirk) and ``chroma_radius`` (how
     far, in model-resolution pixels, the upsampler averages chroma inside each closed region of
-    the line art; see :func:`refcolor.model.upsample.upsample_fills`).
+    the line art; see :func:`refcolor.model.upsample.upsample_fills`); ``color_match`` and
+    ``flatten``, the defaults of the call's finishing strengths (:mod:`refcolor.model.finishing`).
     """
 
     model_cpu_offload_seq = "image_encoder->background_encoder->sketch_encoder->unet->vae"
@@ -86,6 +87,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         native_resolution: int = 512,
         both_mode_shares_tokens: bool = False,
         chroma_radius: float = TENT_RADIUS,
+        color_match: float = 0.0,
+        flatten: float = 0.0,
     ) -> None:
         super().__init__()
         check_adapters(unet)
@@ -102,6 +105,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             native_resolution=native_resolution,
             both_mode_shares_tokens=both_mode_shares_tokens,
             chroma_radius=chroma_radius,
+            color_match=color_match,
+            flatten=flatten,
         )
         self.encoding_cache: EncodingCache | None = None
         self._interrupt = False
@@ -249,6 +254,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         merge: float = 0.0,
         mask_threshold: float = 0.5,
         resolution: int | None = None,
+        color_match: float | None = None,
+        flatten: float | None = None,
         num_variations: int = 1,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback_on_step_end: StepCallback | None = None,
@@ -274,6 +281,10 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             merge: foreground attention = (1 - merge) * fg + merge * bg.
             mask_threshold: threshold of the sketch and reference masks (and of the threshold embedding).
             resolution: model side length (multiple of 64); None/0 = the model's native one.
+            color_match: in [0, 1], how far each side's colours are matched to its part of the
+                reference; None = the model's default (config ``color_match``).
+            flatten: in [0, 1], how far each closed region's pixels are pulled to its mean colour;
+                None = the model's default (config ``flatten``).
             num_variations: images to make, each from its own noise.
             generator: one generator, or one per variation (CPU generators reproduce across devices).
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": ...}) -> dict`` after every
@@ -302,6 +313,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             merge=merge,
             mask_threshold=mask_threshold,
             resolution=resolution,
+            color_match=color_match,
+            flatten=flatten,
             num_variations=num_variations,
             generator=generator,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
@@ -422,6 +435,16 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         combined, foreground, background_layers = [], [], []
         stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
         upsampled = upsample_fills(stacked, images.full_ink, float(self.config.chroma_radius))
+        upsampled = finishing.finish(
+            upsampled,
+            images.full_ink,
+            None if full_mask is None else full_mask >= mask_threshold,
+            finishing.sides_for_mode(
+                parsed_mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
+            ),
+            float(self.config.color_match if color_match is None else color_match),
+            float(self.config.flatten if flatten is None else flatten),
+        )
         paper = (1.0 - images.full_ink)[..., None]  # the line art multiplied over the fills
         for v in range(len(native)):
             fills = upsampled[..., 3 * v : 3 * v + 3]

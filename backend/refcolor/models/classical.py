@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
+from refcolor.model.finishing import closed_regions
 from refcolor_protocol.messages import Mode
 
 PREVIEW_SIDE = 128
@@ -38,21 +38,8 @@ def label_regions(sketch: np.ndarray, mask: np.ndarray | None = None, threshold:
         labels: (H, W) int32 in 0..count-1.
         count: number of regions (at least 1).
     """
-    free = ~(ink(sketch) > threshold)
-    if mask is None:
-        labels, count = ndimage.label(free)
-    else:
-        inside = mask >= 128
-        fg_labels, fg_count = ndimage.label(free & inside)
-        bg_labels, bg_count = ndimage.label(free & ~inside)
-        labels = np.where(bg_labels > 0, bg_labels + fg_count, fg_labels)
-        count = fg_count + bg_count
-    if count == 0:
-        return np.zeros(free.shape, np.int32), 1
-    if not free.all():
-        nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
-        labels = labels[tuple(nearest)]
-    return (labels - 1).astype(np.int32), count
+    labels = closed_regions(ink(sketch), None if mask is None else mask >= 128, threshold)
+    return labels, int(labels.max()) + 1
 
 
 def side_pixels(rgba: np.ndarray, keep: np.ndarray | None) -> np.ndarray:

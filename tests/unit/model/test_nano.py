@@ -60,7 +60,8 @@ def foreground_color(nano, reference: np.ndarray) -> np.ndarray:
     job = ColorizeJob(
         sketch=scene,
         reference=reference,
-        params=ColorizeParams(mode=Mode.BOTH, steps=12, seed=1, previews=False),
+        # finishing off: the colours are the model's own, not the reference's statistics put back
+        params=ColorizeParams(mode=Mode.BOTH, steps=12, seed=1, previews=False, color_match=0.0, flatten=0.0),
         seed=1,
         sketch_mask=mask,
         reference_mask=mask,
@@ -82,6 +83,7 @@ def test_the_shipped_folder_loads_with_plain_from_pretrained(dtype: torch.dtype 
     # The weights are stored in fp16: loaded as stored (no dtype) or as fp32, the pipeline runs.
     pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, torch_dtype=dtype)
     assert pipe.config.chroma_radius == NANO.chroma_radius
+    assert (pipe.config.color_match, pipe.config.flatten) == (NANO.color_match, NANO.flatten)
     scene = disc_scene(96, (220, 40, 40), (60, 160, 60))
     out = pipe(scene, scene, mode=Mode.BOTH, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.combined[0].shape == (96, 96, 4) and np.isfinite(out.native).all()

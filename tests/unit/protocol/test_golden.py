@@ -112,6 +112,8 @@ def colorize_request() -> tuple[ColorizeRequest, list[Buffer]]:
         merge=0.25,
         mask_threshold=0.4,
         resolution=512,
+        color_match=0.75,
+        flatten=0.25,
         previews=False,
     )
     content = ColorizeRequest(sketch, reference, sketch_mask, reference_mask, background, params, "classical")
