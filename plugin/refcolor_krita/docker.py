@@ -153,6 +153,8 @@ class RefcolorDocker(DockWidget):
             sketch_scale=controls.sketch_scale,
             fg_strength=controls.fg_strength,
             bg_strength=controls.bg_strength,
+            color_match=-1.0 if controls.color_match is None else controls.color_match,
+            flatten=-1.0 if controls.flatten is None else controls.flatten,
             replace_previous=self.panel.replace_previous.isChecked(),
         )
         save_settings(self.store, self.settings)

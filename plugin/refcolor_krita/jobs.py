@@ -30,6 +30,8 @@ class Controls:
     sketch_scale: float = 1.0
     fg_strength: float = 1.0
     bg_strength: float = 1.0
+    color_match: float | None = None  # None: the model's default
+    flatten: float | None = None
     model: str = ""
 
 
@@ -77,6 +79,8 @@ def build_request(snapshot: Snapshot, controls: Controls) -> tuple[ColorizeReque
         sketch_scale=controls.sketch_scale,
         fg_strength=controls.fg_strength,
         bg_strength=controls.bg_strength,
+        color_match=controls.color_match,
+        flatten=controls.flatten,
     )
     request = ColorizeRequest(
         sketch=add(snapshot.sketch),  # type: ignore[arg-type]

@@ -77,6 +77,32 @@ class Strength(QWidget):
         self.label.setText(f"{self.value():g}")
 
 
+class OptionalStrength(Strength):
+    """A :class:`Strength` that can be left to the model: with "auto" ticked its value is None."""
+
+    def __init__(self, low: float, high: float, value: float | None, parent: QWidget | None = None) -> None:
+        super().__init__(low, high, low if value is None else value, parent)
+        self.auto = QCheckBox("auto")
+        self.auto.setToolTip("Use the model's own default")
+        self.layout().addWidget(self.auto)
+        self.auto.toggled.connect(self._show)
+        self.auto.setChecked(value is None)
+
+    def value(self) -> float | None:  # type: ignore[override]
+        return None if self.auto.isChecked() else super().value()
+
+    def set_value(self, value: float | None) -> None:  # type: ignore[override]
+        if value is not None:
+            super().set_value(value)
+        if hasattr(self, "auto"):
+            self.auto.setChecked(value is None)
+
+    def _show(self, *_: object) -> None:
+        auto = hasattr(self, "auto") and self.auto.isChecked()
+        self.slider.setEnabled(not auto)
+        self.label.setText("" if auto else f"{super().value():g}")
+
+
 class Panel(QWidget):
     """The docker's contents. The docker fills the pickers and reacts to the buttons."""
 
@@ -102,6 +128,11 @@ class Panel(QWidget):
         self.sketch_scale = Strength(0.0, 5.0, settings.sketch_scale)
         self.fg_strength = Strength(0.0, 2.0, settings.fg_strength)
         self.bg_strength = Strength(0.0, 2.0, settings.bg_strength)
+        # Settings keep "auto" (the model's default) as a negative number.
+        self.color_match = OptionalStrength(0.0, 1.0, None if settings.color_match < 0 else settings.color_match)
+        self.color_match.setToolTip("How far each side takes the colours of its side of the reference")
+        self.flatten = OptionalStrength(0.0, 1.0, None if settings.flatten < 0 else settings.flatten)
+        self.flatten.setToolTip("How far each closed region of the line art is evened out to one colour")
         self.steps = QSpinBox()
         self.steps.setRange(1, 200)
         self.steps.setValue(settings.steps)
@@ -155,6 +186,8 @@ class Panel(QWidget):
         form.addRow("Sketch", self.sketch_scale)
         form.addRow("Foreground", self.fg_strength)
         form.addRow("Background", self.bg_strength)
+        form.addRow("Colour match", self.color_match)
+        form.addRow("Flatten", self.flatten)
         form.addRow("Steps", self.steps)
         seed = QHBoxLayout()
         seed.addWidget(self.seed, 1)
@@ -226,6 +259,8 @@ class Panel(QWidget):
             sketch_scale=self.sketch_scale.value(),
             fg_strength=self.fg_strength.value(),
             bg_strength=self.bg_strength.value(),
+            color_match=self.color_match.value(),
+            flatten=self.flatten.value(),
             model=model,
         )
 

@@ -39,6 +39,8 @@ class Settings:
     sketch_scale: float = 1.0
     fg_strength: float = 1.0
     bg_strength: float = 1.0
+    color_match: float = -1.0  # finishing strengths; negative = "auto", the model's default
+    flatten: float = -1.0
     variations: int = 1
     seed: int = 0
     replace_previous: bool = False  # replace the last "Colorized" group instead of adding one

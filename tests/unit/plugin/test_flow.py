@@ -38,7 +38,9 @@ def mask(width: int = W, height: int = H) -> Pixels:
 
 def test_build_request_carries_images_masks_and_controls() -> None:
     snapshot = Snapshot(bgra(), bgra(2, 2), mask(), mask(2, 2), bgra(3, 3))
-    controls = Controls(mode=Mode.FOREGROUND, steps=9, seed=5, variations=2, fg_strength=1.5, model="tiny")
+    controls = Controls(
+        mode=Mode.FOREGROUND, steps=9, seed=5, variations=2, fg_strength=1.5, flatten=0.3, model="tiny"
+    )
     request, buffers = build_request(snapshot, controls)
     assert request.sketch == ImageRef(W, H, Layout.BGRA8, W * H * 4, 0)
     assert request.sketch_mask == ImageRef(W, H, Layout.L8, W * H, 2)
@@ -62,6 +64,7 @@ def test_build_request_carries_images_masks_and_controls() -> None:
         1.5,
         "tiny",
     )
+    assert (p.color_match, p.flatten) == (None, 0.3)  # None: left to the model
 
 
 def test_build_request_refuses_a_mask_of_another_size() -> None:

@@ -28,6 +28,19 @@ def test_controls_start_from_settings_and_read_back(monkeypatch) -> None:
     assert panel.controls().fg_strength == 1.5
 
 
+def test_finishing_controls_default_to_the_model_and_can_be_set() -> None:
+    panel = Panel(Settings())
+    assert (panel.controls().color_match, panel.controls().flatten) == (None, None)
+    assert not panel.flatten.slider.isEnabled()
+    panel.flatten.auto.setChecked(False)
+    panel.flatten.set_value(0.8)
+    assert panel.flatten.slider.isEnabled() and panel.controls().flatten == 0.8
+    panel.flatten.set_value(None)
+    assert panel.controls().flatten is None
+    saved = Panel(Settings(color_match=0.25, flatten=-1.0))
+    assert (saved.controls().color_match, saved.controls().flatten) == (0.25, None)
+
+
 def test_mask_defaults_follow_what_is_available_until_the_user_picks() -> None:
     panel = Panel(Settings())
     panel.fill_masks(panel.sketch_mask, [MaskSource.NONE])  # no selection yet
