@@ -21,6 +21,14 @@ from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 logger = logging.getLogger(__name__)
 
 
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sketch", type=Path, help="line-art image (dark lines on white or transparent)")
     parser.add_argument("reference", type=Path, help="color reference image")
@@ -35,6 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-scale", type=float, default=5.0, help="reference guidance scale")
     parser.add_argument("--sketch-scale", type=float, default=1.0, help="sketch guidance scale")
     parser.add_argument("--resolution", type=int, default=0, help="model side length (0 = native)")
+    parser.add_argument(
+        "--color-match",
+        type=unit_interval,
+        help="0..1: how far each side takes its reference side's colours (default: the model's)",
+    )
+    parser.add_argument(
+        "--flatten",
+        type=unit_interval,
+        help="0..1: how far each closed line-art region is evened out to one colour (default: the model's)",
+    )
     parser.add_argument("--model", default="nano", help="registered model name or model folder (default nano)")
     parser.add_argument("--device", default="cpu")
     add_model_options(parser)
@@ -81,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             reference_scale=args.reference_scale,
             sketch_scale=args.sketch_scale,
             resolution=args.resolution,
+            color_match=args.color_match,
+            flatten=args.flatten,
         )
         sketch = _image(args.sketch)
         job = ColorizeJob(

@@ -213,3 +213,25 @@ def test_cli_reports_bad_input_without_a_traceback(
     args = parser.parse_args([str(tmp_path / "missing.png"), str(tmp_path / "ref.png"), "-o", str(tmp_path)])
     assert colorize_cli.run(args) == 2
     assert "missing.png" in capsys.readouterr().err
+
+
+def test_cli_finishing_options_reach_the_model_and_are_range_checked(
+    sketch, reference, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refcolor import colorize_cli
+
+    Image.fromarray(sketch, "RGBA").save(tmp_path / "sketch.png")
+    Image.fromarray(reference, "RGBA").save(tmp_path / "ref.png")
+    refcolor.models.register("tiny", "refcolor.model.colorizer:load_tiny")
+    parser = argparse.ArgumentParser()
+    colorize_cli.add_arguments(parser)
+    base = [str(tmp_path / "sketch.png"), str(tmp_path / "ref.png"), "--steps", "2", "--resolution", "64"]
+    args = parser.parse_args([*base, "--model", "tiny", "--flatten", "1", "-o", str(tmp_path / "out")])
+    assert colorize_cli.run(args) == 0
+    fills = np.asarray(Image.open(tmp_path / "out" / "sketch_foreground.png"))[..., :3].astype(int)
+    # flatten 1: every closed region of the sketch (here the box's upper half) is one colour
+    assert np.ptp(fills[14:43, 14:86].reshape(-1, 3), axis=0).max() <= 1
+    assert np.ptp(fills.reshape(-1, 3), axis=0).max() > 1  # the regions differ from each other
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--color-match", "1.5", "-o", str(tmp_path / "out")])
+    assert "1.5 is outside 0..1" in capsys.readouterr().err
