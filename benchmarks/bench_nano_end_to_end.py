@@ -2,7 +2,8 @@
 
 Target (issue 6): a 1024x1024 sketch in <= 20 s end to end on 2 CPU cores. Measures the
 bundled example upscaled to --size (its line art and masks nearest-upscaled), in ``both``
-mode with the default guidance, and separately the model load.
+mode with the default guidance, and separately the model load; and the same job with the
+finishing pass off (``color_match=0, flatten=0``), so its share of the job is measured in one run.
 
 Prints ``name: value`` lines (seconds; job time is the median over --repeats).
 
@@ -43,22 +44,27 @@ def main() -> None:
     load_seconds = time.perf_counter() - start
     reference = np.asarray(Image.open(EXAMPLES / "reference.png").convert("RGBA"))
     reference_mask = np.asarray(Image.open(EXAMPLES / "reference-mask.png").convert("L"))
-    times = []
+    times: dict[bool, list[float]] = {True: [], False: []}
     for repeat in range(args.repeats):
-        job = ColorizeJob(
-            sketch=load("sketch.png", args.size, "RGBA"),
-            reference=reference,
-            params=ColorizeParams(mode=Mode.BOTH, steps=args.steps, seed=repeat, previews=False),
-            seed=repeat,
-            sketch_mask=load("sketch-mask.png", args.size, "L"),
-            reference_mask=reference_mask,
-        )
-        colorizer.cache.clear()  # every repeat pays for its encodings, as a first run does
-        start = time.perf_counter()
-        colorizer.colorize(job, NullContext())
-        times.append(time.perf_counter() - start)
-    job_seconds = statistics.median(times)
+        for finished in (True, False):
+            finishing = {} if finished else {"color_match": 0.0, "flatten": 0.0}
+            job = ColorizeJob(
+                sketch=load("sketch.png", args.size, "RGBA"),
+                reference=reference,
+                params=ColorizeParams(mode=Mode.BOTH, steps=args.steps, seed=repeat, previews=False, **finishing),
+                seed=repeat,
+                sketch_mask=load("sketch-mask.png", args.size, "L"),
+                reference_mask=reference_mask,
+            )
+            colorizer.cache.clear()  # every repeat pays for its encodings, as a first run does
+            start = time.perf_counter()
+            colorizer.colorize(job, NullContext())
+            times[finished].append(time.perf_counter() - start)
+    job_seconds = statistics.median(times[True])
+    unfinished_seconds = statistics.median(times[False])
     print(f"nano_load_seconds: {load_seconds:.2f}")
+    print(f"nano_job_without_finishing_{args.size}px_seconds: {unfinished_seconds:.2f}")
+    print(f"nano_finishing_share_of_job: {(job_seconds - unfinished_seconds) / job_seconds:.3f}")
     print(f"nano_job_{args.size}px_seconds: {job_seconds:.2f}")
     print(f"nano_end_to_end_{args.size}px_seconds: {load_seconds + job_seconds:.2f}")
 

@@ -3,5 +3,6 @@
 Data path: ``imaging`` (pixels) -> ``sketch_encoder`` / ``reference_encoder`` / ``background``
 (encodings) -> ``conditioning`` (guidance batches per mode) -> ``unet`` with ``attention``
 (split processor) and ``adapters`` (peft LoRA) -> ``pipeline`` -> ``upsample`` (back to full
-resolution) -> ``colorizer`` (the service's job interface). ``config`` and ``factory`` build models.
+resolution) -> ``finishing`` (reference colour statistics, flat fills) -> ``colorizer`` (the
+service's job interface). ``config`` and ``factory`` build models.
 """
