@@ -12,6 +12,8 @@ import textwrap
 import pytest
 from support import REFCOLOR, ServerProcess, free_tcp_port
 
+from refcolor_protocol import PROTOCOL_VERSION
+
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*REFCOLOR, *args], capture_output=True, text=True, timeout=timeout)
@@ -24,7 +26,7 @@ def test_serve_writes_a_private_connection_file_and_ping_reads_it(server_process
     assert info["transport"] == "tcp" and info["signature_scheme"] == "hmac-sha256" and len(info["key"]) == 64
     done = run("ping", "--connection-file", str(server_process.connection_file))
     assert done.returncode == 0, done.stderr
-    assert "protocol 1.0" in done.stdout and "model         classical (classical) on cpu" in done.stdout
+    assert f"protocol {PROTOCOL_VERSION}" in done.stdout and "model         classical (classical) on cpu" in done.stdout
     assert "max_pixels=67108864" in done.stdout
 
 
