@@ -50,13 +50,16 @@ def to_qimage(pixels: Pixels) -> QImage:
 
 
 class Strength(QWidget):
-    """A slider with its value shown, for a float in [low, high]."""
+    """A slider with its value shown, for a float in [low, high] in steps of ``step``."""
 
-    def __init__(self, low: float, high: float, value: float, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, low: float, high: float, value: float, parent: QWidget | None = None, step: float = 0.05
+    ) -> None:
         super().__init__(parent)
-        self.low, self.high = low, high
+        self.low, self.high, self.step = low, high, step
         self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(0, 100)
+        # Whole steps, so round defaults (guidance 5 on 0..15) are exact rather than 4.95.
+        self.slider.setRange(0, round((high - low) / step))
         self.label = QLabel()
         self.label.setMinimumWidth(32)
         layout = QHBoxLayout(self)
@@ -67,10 +70,10 @@ class Strength(QWidget):
         self.set_value(value)
 
     def value(self) -> float:
-        return round(self.low + (self.high - self.low) * self.slider.value() / 100, 2)
+        return round(self.low + self.step * self.slider.value(), 2)
 
     def set_value(self, value: float) -> None:
-        self.slider.setValue(round(100 * (value - self.low) / (self.high - self.low)))
+        self.slider.setValue(round((value - self.low) / self.step))
         self._show()
 
     def _show(self, *_: object) -> None:

@@ -26,6 +26,9 @@ def test_controls_start_from_settings_and_read_back(monkeypatch) -> None:
     assert panel.controls().seed == 1234
     panel.fg_strength.set_value(1.5)
     assert panel.controls().fg_strength == 1.5
+    # defaults come back exactly (a 100-position slider over 0..15 used to send 4.95 for 5)
+    defaults = Panel(Settings()).controls()
+    assert (defaults.reference_scale, defaults.sketch_scale, defaults.bg_strength) == (5.0, 1.0, 1.0)
 
 
 def test_finishing_controls_default_to_the_model_and_can_be_set() -> None:
