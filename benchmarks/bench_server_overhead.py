@@ -13,6 +13,7 @@ Prints ``name: value`` lines. Run: .venv/bin/python benchmarks/bench_server_over
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import threading
 import time
@@ -48,11 +49,14 @@ def main() -> None:
     with Client(server.address, server.config.key) as client:
         client.colorize(request, att.buffers, timeout=600)  # warm-up: loads caches
         pipeline_seconds(server.default_model, job)  # type: ignore[arg-type]
-        for _ in range(args.repeats):  # interleaved, so load on the machine hits both alike
+        for i in range(args.repeats):  # interleaved, so load on the machine hits both alike
+            # A new seed each time: a repeated job would reuse its denoised images.
+            params = dataclasses.replace(job.params, seed=1000 + i)
             start = time.perf_counter()
-            client.colorize(request, att.buffers, timeout=600)
+            client.colorize(dataclasses.replace(request, params=params), att.buffers, timeout=600)
             service.append(time.perf_counter() - start)
-            pipeline.append(pipeline_seconds(server.default_model, job))  # type: ignore[arg-type]
+            again = dataclasses.replace(job, params=dataclasses.replace(params, seed=2000 + i), seed=2000 + i)
+            pipeline.append(pipeline_seconds(server.default_model, again))  # type: ignore[arg-type]
     server.stop()
     thread.join()
     e2e, alone = statistics.median(service), statistics.median(pipeline)

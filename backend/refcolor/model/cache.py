@@ -53,6 +53,21 @@ class EncodingCache:
             self._entries.popitem(last=False)
         return value
 
+    def get(self, key: Hashable) -> Any | None:
+        """The entry of ``key`` (now the most recent), or None."""
+        if key not in self._entries:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return self._entries[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
     def clear(self) -> None:
         self._entries.clear()
 

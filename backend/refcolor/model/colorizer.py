@@ -7,6 +7,7 @@ dtype are chosen here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo, NullContext
 from refcolor.model.adapters import Mode
+from refcolor.model.cache import EncodingCache, content_hash
 from refcolor.model.config import TINY
 from refcolor.model.pipeline import ColorizationOutput, ReferenceColorizationPipeline
 
@@ -23,6 +25,16 @@ logger = logging.getLogger(__name__)
 
 MODES = tuple(m.value for m in Mode)
 CACHE_ENTRIES = 16  # a few references, sketches and background sets of recent jobs
+DENOISED_ENTRIES = 8  # denoised batches of recent jobs, for re-finishing them at once
+# Job parameters that do not change what is denoised (the seeds are keyed per batch).
+NOT_DENOISING = ("color_match", "flatten", "previews", "variations", "seed")
+
+
+def denoising_key(job: ColorizeJob, seeds: list[int]) -> str:
+    """What one batch's denoised images depend on: the images, the denoising parameters, the seeds."""
+    params = {k: v for k, v in dataclasses.asdict(job.params).items() if k not in NOT_DENOISING}
+    images = (job.sketch, job.reference, job.sketch_mask, job.reference_mask, job.background)
+    return content_hash(*images, repr(sorted(params.items())), *seeds)
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -47,6 +59,9 @@ class DiffusionColorizer:
         self.max_batch = max_batch  # variations per pipeline call: bounds memory for large requests
         self.pipe.set_progress_bar_config(disable=True)
         self.cache = pipe.enable_encoding_cache(CACHE_ENTRIES)
+        # A job that differs from a recent one only in finishing (color_match, flatten) reuses its
+        # denoised images: only upsampling and finishing run again.
+        self.denoised = EncodingCache(DENOISED_ENTRIES)
         self.info = ModelInfo(
             name=name,
             kind="diffusion",
@@ -55,6 +70,12 @@ class DiffusionColorizer:
             native_resolution=int(pipe.config.native_resolution),
             description=description,
         )
+
+    def clear_caches(self) -> None:
+        """Forget encodings, denoised images and upsampled fills: the next job runs in full."""
+        for cache in (self.cache, self.denoised, self.pipe.upsample_cache):
+            if cache is not None:
+                cache.clear()
 
     def pipeline_kwargs(self, job: ColorizeJob) -> dict[str, Any]:
         """The pipeline arguments of ``job`` (everything but the callback and generators)."""
@@ -111,8 +132,17 @@ class DiffusionColorizer:
                 return {}
 
             kwargs["num_variations"] = len(batch)
-            generators = [torch.Generator("cpu").manual_seed(s) for s in batch]
-            outputs.append(self.pipe(**kwargs, generator=generators, callback_on_step_end=on_step))
+            key = denoising_key(job, batch)
+            denoised = self.denoised.get(key)
+            if denoised is not None:
+                output = self.pipe(**kwargs, denoised=denoised)
+                ctx.progress((index + 1) * steps, total)
+            else:
+                generators = [torch.Generator("cpu").manual_seed(s) for s in batch]
+                output = self.pipe(**kwargs, generator=generators, callback_on_step_end=on_step)
+                if not output.interrupted:
+                    self.denoised.put(key, output.native)
+            outputs.append(output)
         return outputs
 
     def colorize(self, job: ColorizeJob, ctx: JobContext) -> list[LayerSet]:
@@ -129,7 +159,11 @@ class DiffusionColorizer:
 
 
 def pipeline_seconds(colorizer: DiffusionColorizer, job: ColorizeJob) -> float:
-    """Wall time of the pipeline alone for ``job`` (for the server's overhead benchmark)."""
+    """Wall time of the pipeline alone for ``job`` (for the server's overhead benchmark); a full
+    run, never reusing denoised images."""
+    colorizer.denoised.clear()
+    if colorizer.pipe.upsample_cache is not None:
+        colorizer.pipe.upsample_cache.clear()
     start = time.perf_counter()
     colorizer.run(job, NullContext())
     return time.perf_counter() - start

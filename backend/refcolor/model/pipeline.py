@@ -109,6 +109,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             flatten=flatten,
         )
         self.encoding_cache: EncodingCache | None = None
+        self.upsample_cache: EncodingCache | None = None
         self._interrupt = False
         self.set_mode(Mode.PLAIN)
 
@@ -134,8 +135,11 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         self._mode = set_mode(self.unet, mode)
         return self._mode
 
-    def enable_encoding_cache(self, max_entries: int = 16) -> EncodingCache:
+    def enable_encoding_cache(self, max_entries: int = 16, upsampled_entries: int = 2) -> EncodingCache:
+        """Cache encodings (``max_entries``) and the last few upsampled fills (``upsampled_entries``:
+        full-resolution images, so few), both keyed by the content of their inputs."""
         self.encoding_cache = EncodingCache(max_entries)
+        self.upsample_cache = EncodingCache(upsampled_entries)
         return self.encoding_cache
 
     @property
@@ -256,6 +260,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         resolution: int | None = None,
         color_match: float | None = None,
         flatten: float | None = None,
+        denoised: np.ndarray | None = None,
         num_variations: int = 1,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback_on_step_end: StepCallback | None = None,
@@ -285,6 +290,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                 reference; None = the model's default (config ``color_match``).
             flatten: in [0, 1], how far each closed region's pixels are pulled to its mean colour;
                 None = the model's default (config ``flatten``).
+            denoised: the ``native`` images of an earlier call with the same inputs, seeds and
+                denoising arguments: encoding and denoising are skipped and only upsampling and
+                finishing run (how a new ``color_match``/``flatten`` is tried at once).
             num_variations: images to make, each from its own noise.
             generator: one generator, or one per variation (CPU generators reproduce across devices).
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": ...}) -> dict`` after every
@@ -335,6 +343,15 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             encoder_input_size(self.image_encoder),
         )
         width, height = images.native_size
+
+        if denoised is not None:
+            expected = (num_variations, height, width, 3)
+            if denoised.shape != expected:
+                raise ValueError(
+                    f"denoised has shape {denoised.shape}, expected {expected} for these inputs; pass the "
+                    "`native` of a call with the same sketch, resolution and num_variations"
+                )
+            return self._finish(denoised, images, parsed_mode, mask_threshold, color_match, flatten, False)
 
         # 3. encode
         features = self.encode_sketch(images.ink)
@@ -423,9 +440,22 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                     latents = returned.get("latents", latents)
                 bar.update()
 
-        # 6. decode, upsample
+        # 6. decode; upsample and finish
         decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         native = ((decoded.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (V, h, w, 3)
+        return self._finish(native, images, parsed_mode, mask_threshold, color_match, flatten, interrupted)
+
+    def _finish(
+        self,
+        native: np.ndarray,
+        images: inputs.PreparedImages,
+        mode: Mode,
+        mask_threshold: float,
+        color_match: float | None,
+        flatten: float | None,
+        interrupted: bool,
+    ) -> ColorizationOutput:
+        """Step 6 after decoding: (V, h, w, 3) model-resolution images to finished full-size layers."""
         full_mask = images.full_mask
         alpha = (
             np.full(images.full_ink.shape, 255, np.uint8)
@@ -434,13 +464,23 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         )
         combined, foreground, background_layers = [], [], []
         stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
-        upsampled = upsample_fills(stacked, images.full_ink, float(self.config.chroma_radius))
+        radius = float(self.config.chroma_radius)
+
+        def upsample() -> np.ndarray:
+            return upsample_fills(stacked, images.full_ink, radius)
+
+        # A job that changes only the finishing (the same denoised images) skips the upsampling too.
+        upsampled = (
+            upsample()
+            if self.upsample_cache is None
+            else self.upsample_cache.get_or_compute(content_hash(stacked, images.full_ink, radius), upsample)
+        )
         upsampled = finishing.finish(
             upsampled,
             images.full_ink,
             None if full_mask is None else full_mask >= mask_threshold,
             finishing.sides_for_mode(
-                parsed_mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
+                mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
             ),
             float(self.config.color_match if color_match is None else color_match),
             float(self.config.flatten if flatten is None else flatten),

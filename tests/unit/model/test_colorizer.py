@@ -14,7 +14,9 @@ from PIL import Image
 
 import refcolor.models
 from refcolor.engine import ColorizeJob, JobCancelled, NullContext, PreviewFn
+from refcolor.model import pipeline as pipeline_module
 from refcolor.model.colorizer import DiffusionColorizer, load_tiny, pipeline_seconds
+from refcolor.model.upsample import upsample_fills
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 
 
@@ -129,6 +131,42 @@ def test_cache_skips_unchanged_encodings_and_changes_nothing(
         other[..., 3] = 255
         colorizer.colorize(job(other, sketch_mask, seed=3), NullContext())
         assert calls[0] == first[0] + 2  # a new reference is encoded (whole and whited out)
+
+
+def test_a_new_finishing_reuses_the_denoised_images(
+    tiny_pipe, sketch, reference, sketch_mask, reference_mask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def job(seed: int = 5, **params) -> ColorizeJob:
+        return make_job(sketch, reference, sketch_mask, seed, reference_mask=reference_mask, variations=2, **params)
+
+    colorizer = DiffusionColorizer(tiny_pipe, "tiny", "cpu", max_batch=1)
+    upsampled: list[int] = []
+
+    def counted_upsample(*args, **kwargs) -> np.ndarray:
+        upsampled.append(1)
+        return upsample_fills(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "upsample_fills", counted_upsample)
+    with counting(tiny_pipe.unet) as calls:
+        colorizer.colorize(job(), NullContext())
+        denoised_once, upsampled_once = calls[0], len(upsampled)
+        context = RecordingContext()
+        reused = colorizer.colorize(job(color_match=1.0, flatten=1.0), context)
+        assert calls[0] == denoised_once  # no denoising step ran again
+        assert len(upsampled) == upsampled_once  # nor the upsampling: only the finishing
+        assert context.steps == [(3, 6), (6, 6)]  # each reused batch reports its steps as done
+        colorizer.colorize(job(seed=6), NullContext())  # a new seed denoises again
+        assert calls[0] > denoised_once
+    fresh = DiffusionColorizer(tiny_pipe, "tiny", "cpu")  # its own, empty caches
+    expected = fresh.colorize(job(color_match=1.0, flatten=1.0), NullContext())
+    for a, b in zip(reused, expected, strict=True):
+        assert a.seed == b.seed and np.array_equal(a.combined, b.combined)
+        assert np.array_equal(a.foreground, b.foreground)
+
+
+def test_denoised_images_of_another_shape_are_refused(tiny_pipe, sketch, reference) -> None:
+    with pytest.raises(ValueError, match="denoised has shape"):
+        tiny_pipe(sketch, reference, resolution=64, num_inference_steps=1, denoised=np.zeros((1, 8, 8, 3)))
 
 
 def test_pipeline_seconds_times_a_job(colorizer, sketch, reference) -> None:
