@@ -182,7 +182,7 @@ def load_tiny(device: str = "cpu") -> DiffusionColorizer:
 
 def load_folder(path: str, device: str = "cpu") -> DiffusionColorizer:
     """A pipeline saved with ``save_pretrained`` in ``path``."""
-    pipe = ReferenceColorizationPipeline.from_pretrained(path, torch_dtype=default_dtype(device)).to(device)
+    pipe = ReferenceColorizationPipeline.from_pretrained(path, dtype=default_dtype(device)).to(device)
     return DiffusionColorizer(pipe, Path(path).name, device, f"model folder {path}")
 
 
@@ -196,7 +196,7 @@ def load_nano(device: str = "cpu") -> DiffusionColorizer:
             f"the nano weights are missing from {NANO_FOLDER}; reinstall refcolor, or train them with "
             "`refcolor train --config nano --export` into that folder"
         )
-    pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, torch_dtype=default_dtype(device)).to(device)
+    pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, dtype=default_dtype(device)).to(device)
     return DiffusionColorizer(
         pipe, "nano", device, "the default model: small, trained by refcolor on openly licensed art"
     )

@@ -47,10 +47,11 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PatchAutoencoder:  # type: ignore[override]
-        """Build from the saved config; ``torch_dtype`` is honoured, other loading options do not apply."""
+        """Build from the saved config; ``dtype`` (or ``torch_dtype``) is honoured, other loading options
+        do not apply."""
         config = cls.load_config(pretrained_model_name_or_path, subfolder=kwargs.get("subfolder"))
         model = cls.from_config(config)
-        dtype = kwargs.get("torch_dtype")
+        dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")  # diffusers passes either name
         return model.to(dtype) if dtype is not None and dtype != model.dtype else model
 
     @property

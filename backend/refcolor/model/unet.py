@@ -151,7 +151,7 @@ class SketchUNet(UNet2DConditionModel):
         folder = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "") / ADAPTER_FOLDER
         if folder.is_dir():
             load_adapters(model, folder)
-            dtype = kwargs.get("torch_dtype")
+            dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")  # diffusers passes either name
             if dtype is not None and any(p.dtype != dtype for p in model.parameters()):  # peft made them fp32
                 model.to(dtype)
         return model

@@ -92,7 +92,7 @@ def load_pipeline(
                 f"pass --clip DIR (a transformers CLIP folder) or run `refcolor models download {NAME}`"
             )
         extra["image_encoder"] = load_clip_encoder(clip_dir, dtype)
-    pipe = ReferenceColorizationPipeline.from_pretrained(str(folder), torch_dtype=dtypes, **extra)
+    pipe = ReferenceColorizationPipeline.from_pretrained(str(folder), dtype=dtypes, **extra)
     if both_clean:
         pipe.register_to_config(both_mode_shares_tokens=False)
     if vae_tiling:

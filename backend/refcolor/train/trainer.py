@@ -235,7 +235,7 @@ class Trainer:
         """
         if self.stage_index or self.step:
             raise ValueError("--init-from only starts a new run; this one has already trained")
-        source = ReferenceColorizationPipeline.from_pretrained(str(folder), torch_dtype=torch.float32)
+        source = ReferenceColorizationPipeline.from_pretrained(str(folder), dtype=torch.float32)
         for name, module in self.parts.items():
             try:
                 module.load_state_dict(getattr(source, name).state_dict(), strict=True)

@@ -81,7 +81,7 @@ def test_nano_takes_the_foreground_colour_from_the_reference(nano) -> None:
 @pytest.mark.parametrize("dtype", [None, torch.float32])
 def test_the_shipped_folder_loads_with_plain_from_pretrained(dtype: torch.dtype | None) -> None:
     # The weights are stored in fp16: loaded as stored (no dtype) or as fp32, the pipeline runs.
-    pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, torch_dtype=dtype)
+    pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, dtype=dtype)
     assert pipe.config.chroma_radius == NANO.chroma_radius
     assert (pipe.config.color_match, pipe.config.flatten) == (NANO.color_match, NANO.flatten)
     scene = disc_scene(96, (220, 40, 40), (60, 160, 60))

@@ -162,7 +162,7 @@ def test_export_loads_with_from_pretrained_and_sample_sheets_are_written(data: P
     with safe_open(tmp_path / "half" / "unet" / "diffusion_pytorch_model.safetensors", "pt") as stored:
         assert {stored.get_slice(key).get_dtype() for key in stored.keys()} == {"F16"}  # noqa: SIM118 (not iterable)
     assert (tmp_path / "half" / "unet" / "adapters" / "background").is_dir()
-    half = ReferenceColorizationPipeline.from_pretrained(tmp_path / "half", torch_dtype=torch.float32)
+    half = ReferenceColorizationPipeline.from_pretrained(tmp_path / "half", dtype=torch.float32)
     for key, loaded, value in stored_and_trained(half, trainer):
         assert loaded.dtype == value.dtype, key
         assert torch.allclose(loaded, value, rtol=1e-3, atol=1e-4), key
