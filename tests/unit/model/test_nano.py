@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import numpy as np
 import pytest
@@ -31,6 +32,13 @@ def test_shipped_weights_are_small_safetensors() -> None:
     assert sum(f.stat().st_size for f in files) <= MAX_BYTES
     assert not list(NANO_FOLDER.rglob("*.bin")) and not list(NANO_FOLDER.rglob("*.pt"))
     assert (NANO_FOLDER / "README.md").is_file()  # the model card
+
+
+def test_loading_nano_warns_about_nothing() -> None:
+    # e.g. diffusers' "torch_dtype is deprecated" on every load: a user reads it as something wrong
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_colorizer("nano")
 
 
 def test_nano_is_the_default_of_the_cli_and_the_server(nano) -> None:
