@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-scale", type=float, default=None,
                         help="reference guidance for models (default: the protocol's)")  # fmt: skip
     parser.add_argument(
+        "--finishing-off",
+        action="store_true",
+        help="also run every model with color_match=0 and flatten=0 (rows '..., finishing off')",
+    )
+    parser.add_argument(
         "--no-frechet", action="store_true", help="skip the Fréchet distance (no encoder needed)"
     )
     parser.add_argument(
@@ -56,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     modes = [Mode(m) for m in args.modes] if args.modes else None
     methods: list[Method] = baseline_methods() if args.baselines else []
     for model in args.model:
-        methods += model_methods(model, args.device, modes, args.steps, args.reference_scale)
+        methods += model_methods(
+            model, args.device, modes, args.steps, args.reference_scale, args.finishing_off
+        )
     features = None
     if not args.no_frechet:
         from refcolor.eval.features import LiteFeatures
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         "size": args.size,
         "steps": args.steps,
         "reference_scale": args.reference_scale,
+        "finishing_off_rows": args.finishing_off,
         "tolerance": args.tolerance,
         "border": 2,
         "frechet_features": None if features is None else "efficientnet-lite0 (ImageNet), 1280-d pooled",

@@ -36,6 +36,10 @@ class Method:
     colorizer: Colorizer | None = None
     steps: int | None = None  # None: ColorizeParams' default
     reference_scale: float | None = None  # reference guidance; None: ColorizeParams' default
+    overrides: dict[str, float] = field(default_factory=dict)  # further ColorizeParams fields
+
+# The rows of --finishing-off: the model's own colours, without the finishing pass.
+FINISHING_OFF = {"color_match": 0.0, "flatten": 0.0}
 
 
 def model_methods(
@@ -44,8 +48,12 @@ def model_methods(
     modes: Sequence[Mode] | None = None,
     steps: int | None = None,
     reference_scale: float | None = None,
+    finishing_off: bool = False,
 ) -> list[Method]:
-    """One method per inference mode the model supports (restricted to ``modes`` if given)."""
+    """One method per inference mode the model supports (restricted to ``modes`` if given).
+
+    ``finishing_off``: also one per mode with :data:`FINISHING_OFF` (same loaded model).
+    """
     from refcolor.models import load_colorizer
 
     colorizer = load_colorizer(model, device)
@@ -55,7 +63,14 @@ def model_methods(
         raise ValueError(
             f"model {model!r} supports modes {colorizer.info.modes}, none of the requested {modes}"
         )
-    return [Method(f"{model} [{m.value}]", model, m.value, colorizer, steps, reference_scale) for m in wanted]
+    rows = [Method(f"{model} [{m.value}]", model, m.value, colorizer, steps, reference_scale) for m in wanted]
+    if finishing_off:
+        rows += [
+            Method(f"{model}, finishing off [{m.value}]", model, m.value, colorizer, steps, reference_scale,
+                   dict(FINISHING_OFF))
+            for m in wanted
+        ]  # fmt: skip
+    return rows
 
 
 def baseline_methods() -> list[Method]:
@@ -63,12 +78,18 @@ def baseline_methods() -> list[Method]:
 
 
 def job_for(
-    sample: Sample, mode: Mode, seed: int, steps: int | None = None, reference_scale: float | None = None
+    sample: Sample,
+    mode: Mode,
+    seed: int,
+    steps: int | None = None,
+    reference_scale: float | None = None,
+    overrides: dict[str, float] | None = None,
 ) -> ColorizeJob:
     """The job a user would send for this triplet: sketch + its mask, reference + its mask."""
     extra: dict[str, float | int] = {} if steps is None else {"steps": steps}
     if reference_scale is not None:
         extra["reference_scale"] = reference_scale
+    extra.update(overrides or {})
     params = ColorizeParams(mode=mode, seed=seed, variations=1, previews=False, **extra)
     return ColorizeJob(
         sketch=sample.sketch_rgba(),
@@ -141,7 +162,9 @@ def colorize_all(
     outputs, fills = [], []
     start = time.perf_counter()
     for index, sample in enumerate(triplets):
-        job = job_for(sample, Mode(method.mode), seed + index, method.steps, method.reference_scale)
+        job = job_for(
+            sample, Mode(method.mode), seed + index, method.steps, method.reference_scale, method.overrides
+        )
         layers = method.colorizer.colorize(job, NullContext())
         outputs.append(output_rgb(layers[0], sample.target.shape[:2]))
         fills.append(fills_rgb(layers[0]))

@@ -74,12 +74,18 @@ def test_baseline_fills_regions_from_its_own_side(folders):
     assert baseline.summary["line_f1"].mean > 0.3
 
 
-def test_model_methods_make_one_row_per_supported_mode(monkeypatch):
+def test_model_methods_make_one_row_per_supported_mode(monkeypatch, folders):
     import refcolor.models
 
     monkeypatch.setattr(refcolor.models, "load_colorizer", lambda name, device: BlankColorizer())
     rows = runner.model_methods("blank", modes=[Mode.PLAIN, Mode.FOREGROUND, Mode.BOTH])
     assert [m.name for m in rows] == ["blank [plain]", "blank [both]"]
+    rows = runner.model_methods("blank", modes=[Mode.BOTH], finishing_off=True)
+    assert [m.name for m in rows] == ["blank [both]", "blank, finishing off [both]"]
+    assert rows[0].colorizer is rows[1].colorizer  # loaded once
+    job = runner.job_for(make_triplets(*folders, n=1, size=48)[0], Mode.BOTH, 3, overrides=rows[1].overrides)
+    assert (job.params.color_match, job.params.flatten) == (0.0, 0.0)
+    assert runner.job_for(make_triplets(*folders, n=1, size=48)[0], Mode.BOTH, 3).params.color_match is None
     with pytest.raises(ValueError, match="none of the requested"):
         runner.model_methods("blank", modes=[Mode.BACKGROUND])
 
