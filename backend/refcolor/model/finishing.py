@@ -11,7 +11,7 @@ strength in [0, 1] (0 = off):
   its background (or the separate background image); in ``background`` mode only the
   background is split off; in ``plain`` and ``foreground`` mode the whole sketch matches
   the whole reference. A small model gets the *where* of colours roughly right but
-  washes them out and drifts in hue; this puts the reference's own palette back.
+  washes them out; this puts the reference's own palette back (``nano``'s model card).
 * :func:`flatten_regions` (``flatten``): every pixel moves toward the mean of its closed
   region of the line art (cut by the sketch mask), so grain inside a fill goes and the
   fill's shading is kept in proportion ``1 - flatten``. Cel-style art has flat fills.
@@ -54,7 +54,8 @@ class ColorSource:
 
 @dataclass(frozen=True)
 class Sides:
-    """Which colours each side of the sketch is matched to; ``background`` None: one joint side."""
+    """Which colours each side of the sketch is matched to. ``split`` False: the whole sketch is one
+    side, matched to ``foreground``; a side whose source is None is left as it is."""
 
     foreground: ColorSource | None
     background: ColorSource | None = None
