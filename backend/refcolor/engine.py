@@ -106,6 +106,8 @@ class ModelInfo:
     modes: tuple[str, ...]
     native_resolution: int  # side length the model works at before upsampling
     description: str = ""
+    color_match: float | None = None  # finishing defaults; None: the model has no finishing pass
+    flatten: float | None = None
 
 
 class Colorizer(Protocol):

@@ -222,6 +222,8 @@ class Server:
                 modes=info.modes,
                 native_resolution=info.native_resolution,
                 description=info.description,
+                color_match=info.color_match,
+                flatten=info.flatten,
             ),
             models=tuple(self.model_names()),
             modes=tuple(m.value for m in Mode),

@@ -44,6 +44,7 @@ class RefcolorDocker(DockWidget):
             ),
         )
         self.connection.status.connect(self.panel.set_status)
+        self.connection.ready.connect(self._backend_ready)
         self.connection.message.connect(self.controller.handle)
         connect_clicked(self.panel.colorize, self.start)
         connect_clicked(self.panel.cancel, self.controller.cancel)
@@ -54,6 +55,11 @@ class RefcolorDocker(DockWidget):
         Krita.instance().notifier().applicationClosing.connect(self.shutdown)
         QTimer.singleShot(0, self.connection.connect_backend)
         QTimer.singleShot(0, self.refresh)
+
+    def _backend_ready(self, caps: Any) -> None:
+        # Capabilities describe the default model: its finishing defaults apply when no other is set.
+        if self.settings.model in ("", caps.model.name):
+            self.panel.show_model_defaults(caps.model.color_match, caps.model.flatten)
 
     # --- DockWidget -----------------------------------------------------------------------
 

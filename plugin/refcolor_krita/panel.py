@@ -85,6 +85,7 @@ class OptionalStrength(Strength):
 
     def __init__(self, low: float, high: float, value: float | None, parent: QWidget | None = None) -> None:
         super().__init__(low, high, low if value is None else value, parent)
+        self.default: float | None = None  # the model's value, shown while "auto" is ticked
         self.auto = QCheckBox("auto")
         self.auto.setToolTip("Use the model's own default")
         self.layout().addWidget(self.auto)
@@ -100,10 +101,19 @@ class OptionalStrength(Strength):
         if hasattr(self, "auto"):
             self.auto.setChecked(value is None)
 
+    def set_default(self, value: float | None) -> None:
+        """Show the model's own value (None: unknown); while "auto" is ticked the slider sits there,
+        so unticking starts from it."""
+        self.default = value
+        if self.auto.isChecked() and value is not None:
+            super().set_value(value)
+        self._show()
+
     def _show(self, *_: object) -> None:
         auto = hasattr(self, "auto") and self.auto.isChecked()
         self.slider.setEnabled(not auto)
-        self.label.setText("" if auto else f"{super().value():g}")
+        default = getattr(self, "default", None)
+        self.label.setText(("" if default is None else f"{default:g}") if auto else f"{super().value():g}")
 
 
 class Panel(QWidget):
@@ -249,6 +259,11 @@ class Panel(QWidget):
             return
         small = thumbnail_rgba(pixels, THUMB)
         self.reference_thumb.setPixmap(QPixmap.fromImage(to_qimage(small)))
+
+    def show_model_defaults(self, color_match: float | None, flatten: float | None) -> None:
+        """What "auto" means for the model that will run (from the backend's capabilities)."""
+        self.color_match.set_default(color_match)
+        self.flatten.set_default(flatten)
 
     # --- reading the controls -------------------------------------------------------------
 

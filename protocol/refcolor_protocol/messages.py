@@ -123,6 +123,10 @@ class ModelEntry:
     modes: tuple[str, ...] = ()
     native_resolution: int = 0
     description: str = ""
+    # The model's finishing defaults (what ColorizeParams' null color_match / flatten mean); null:
+    # the model has no finishing pass.
+    color_match: float | None = None
+    flatten: float | None = None
 
 
 @dataclass(frozen=True)

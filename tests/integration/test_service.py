@@ -18,6 +18,7 @@ def test_hello_reports_versions_models_and_limits(server) -> None:
     assert caps.server_version == __version__
     assert caps.protocol_version == PROTOCOL_VERSION
     assert caps.model.name == "classical" and caps.model.device == "cpu"
+    assert caps.model.color_match is None and caps.model.flatten is None  # no finishing pass
     assert {"classical", "classical-mean"} <= set(caps.models)
     assert set(caps.modes) == {"plain", "foreground", "background", "both"}
     assert set(caps.layouts) == {"RGBA8", "BGRA8", "L8"}

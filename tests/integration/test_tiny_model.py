@@ -23,7 +23,9 @@ def test_tiny_model_serves_layers_with_progress_and_previews(server) -> None:
     request, buffers = build_request(grid_sketch(W, H), solid(48, 48, (200, 30, 30)), mask, steps=4, seed=5)
     events = []
     with server.client() as client:
-        assert client.hello().model.kind == "diffusion"
+        caps = client.hello()
+        assert caps.model.kind == "diffusion"
+        assert (caps.model.color_match, caps.model.flatten) == (0.0, 0.0)  # tiny: finishing off
         result = client.colorize(request, buffers, on_event=events.append, timeout=120)
     layers = result_layers(result)
     assert layers[("combined", 0)].shape == (H, W, 4)

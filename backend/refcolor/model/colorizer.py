@@ -69,6 +69,8 @@ class DiffusionColorizer:
             modes=MODES,
             native_resolution=int(pipe.config.native_resolution),
             description=description,
+            color_match=float(pipe.config.color_match),
+            flatten=float(pipe.config.flatten),
         )
 
     def clear_caches(self) -> None:

@@ -47,6 +47,7 @@ def test_nano_is_the_default_of_the_cli_and_the_server(nano) -> None:
     assert parser.parse_args(["s.png", "r.png", "-o", "out"]).model == "nano"
     assert ServerConfig().model == "nano"
     assert nano.info.name == "nano" and nano.info.native_resolution == NANO.native_resolution
+    assert (nano.info.color_match, nano.info.flatten) == (NANO.color_match, NANO.flatten)  # advertised
     assert tuple(nano.pipe.unet.config.block_out_channels) == NANO.unet.block_out_channels
     assert set(nano.info.modes) == {m.value for m in Mode}
 

@@ -40,6 +40,12 @@ def test_finishing_controls_default_to_the_model_and_can_be_set() -> None:
     assert panel.flatten.slider.isEnabled() and panel.controls().flatten == 0.8
     panel.flatten.set_value(None)
     assert panel.controls().flatten is None
+    # the backend says what auto means for its model: shown, and where unticking starts from
+    panel.show_model_defaults(1.0, 0.5)
+    assert panel.flatten.label.text() == "0.5" and panel.color_match.label.text() == "1"
+    assert panel.controls().flatten is None
+    panel.flatten.auto.setChecked(False)
+    assert panel.controls().flatten == 0.5
     saved = Panel(Settings(color_match=0.25, flatten=-1.0))
     assert (saved.controls().color_match, saved.controls().flatten) == (0.25, None)
 

@@ -139,7 +139,7 @@ def progress() -> tuple[Progress, list[Buffer]]:
 
 def example(msg_type: str) -> Message:
     """The one fixed example message of ``msg_type``."""
-    model = ModelEntry("classical", "classical", "cpu", ("plain", "both"), 0, "flat fills, no network")
+    model = ModelEntry("tiny", "diffusion", "cpu", ("plain", "both"), 64, "random weights", 1.0, 0.5)
     limits = Limits(67108864, 8, 269484032, 200, 8, 5, 256)
     buffers: list[Buffer] = []
     parent: Header | None = None
