@@ -21,6 +21,7 @@ from refcolor.engine import ColorizeJob, Colorizer, LayerSet, NullContext
 from refcolor.eval import metrics
 from refcolor.eval.baseline import BASELINE_MODE, BASELINE_NAME, BASELINE_STEPS, classical_baseline
 from refcolor.eval.features import LiteFeatures
+from refcolor.model import finishing
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Method:
     overrides: dict[str, float] = field(default_factory=dict)  # further ColorizeParams fields
 
 # The rows of --finishing-off: the model's own colours, without the finishing pass.
-FINISHING_OFF = {"color_match": 0.0, "flatten": 0.0}
+FINISHING_OFF = dict.fromkeys(finishing.PARAMS, 0.0)
 
 
 def model_methods(

@@ -42,15 +42,11 @@ class EncodingCache:
         self.misses = 0
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return self._entries[key]
-        self.misses += 1
-        value = compute()
-        self._entries[key] = value
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        """The entry of ``key``, computed and stored first if missing (``compute`` never returns None)."""
+        value = self.get(key)
+        if value is None:
+            value = compute()
+            self.put(key, value)
         return value
 
     def get(self, key: Hashable) -> Any | None:
@@ -63,6 +59,7 @@ class EncodingCache:
         return self._entries[key]
 
     def put(self, key: Hashable, value: Any) -> None:
+        """Store ``value`` as the most recent entry, dropping the least recent beyond ``max_entries``."""
         self._entries[key] = value
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:

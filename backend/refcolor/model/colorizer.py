@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo, NullContext
+from refcolor.model import finishing
 from refcolor.model.adapters import Mode
 from refcolor.model.cache import EncodingCache, content_hash
 from refcolor.model.config import TINY
@@ -27,7 +28,7 @@ MODES = tuple(m.value for m in Mode)
 CACHE_ENTRIES = 16  # a few references, sketches and background sets of recent jobs
 DENOISED_ENTRIES = 8  # denoised batches of recent jobs, for re-finishing them at once
 # Job parameters that do not change what is denoised (the seeds are keyed per batch).
-NOT_DENOISING = ("color_match", "flatten", "previews", "variations", "seed")
+NOT_DENOISING = (*finishing.PARAMS, "previews", "variations", "seed")
 
 
 def denoising_key(job: ColorizeJob, seeds: list[int]) -> str:
@@ -73,9 +74,10 @@ class DiffusionColorizer:
             flatten=float(pipe.config.flatten),
         )
 
-    def clear_caches(self) -> None:
-        """Forget encodings, denoised images and upsampled fills: the next job runs in full."""
-        for cache in (self.cache, self.denoised, self.pipe.upsample_cache):
+    def clear_caches(self, encodings: bool = True) -> None:
+        """Forget denoised images, upsampled fills and (``encodings``) encodings: the next job
+        denoises in full."""
+        for cache in (self.cache if encodings else None, self.denoised, self.pipe.upsample_cache):
             if cache is not None:
                 cache.clear()
 
@@ -163,9 +165,7 @@ class DiffusionColorizer:
 def pipeline_seconds(colorizer: DiffusionColorizer, job: ColorizeJob) -> float:
     """Wall time of the pipeline alone for ``job`` (for the server's overhead benchmark); a full
     run, never reusing denoised images."""
-    colorizer.denoised.clear()
-    if colorizer.pipe.upsample_cache is not None:
-        colorizer.pipe.upsample_cache.clear()
+    colorizer.clear_caches(encodings=False)  # the encodings stay warm, as in a service
     start = time.perf_counter()
     colorizer.run(job, NullContext())
     return time.perf_counter() - start

@@ -30,6 +30,7 @@ from skimage.color import lab2rgb, rgb2lab
 
 from refcolor_protocol.messages import Mode
 
+PARAMS = ("color_match", "flatten")  # the job parameters (and config keys) of this pass
 MIN_PIXELS = 16  # a side with fewer pixels (in the output or in its source) is left as it is
 STD_FLOOR = 1e-3  # keeps a flat channel from dividing by zero (Lab units)
 
