@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from refcolor.eval import REFERENCE_ABLATIONS
 from refcolor_protocol.messages import Mode
 
 
@@ -41,6 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run every model with color_match=0 and flatten=0 (rows '..., finishing off')",
     )
     parser.add_argument(
+        "--reference-ablation",
+        action="append",
+        default=[],
+        choices=REFERENCE_ABLATIONS,
+        help="also run every model row with the reference replaced; repeatable. 'flat': each side "
+        "of the reference painted its mean colour; 'truth': the ground truth as the reference "
+        "(rows '..., flat reference'): what a model takes from the reference beyond its average colours",
+    )
+    parser.add_argument(
         "--no-frechet", action="store_true", help="skip the Fréchet distance (no encoder needed)"
     )
     parser.add_argument(
@@ -62,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     methods: list[Method] = baseline_methods() if args.baselines else []
     for model in args.model:
         methods += model_methods(
-            model, args.device, modes, args.steps, args.reference_scale, args.finishing_off
+            model, args.device, modes, args.steps, args.reference_scale, args.finishing_off,
+            args.reference_ablation,
         )
     features = None
     if not args.no_frechet:
@@ -78,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "reference_scale": args.reference_scale,
         "finishing_off_rows": args.finishing_off,
+        "reference_ablations": args.reference_ablation,
         "tolerance": args.tolerance,
         "border": 2,
         "frechet_features": None if features is None else "efficientnet-lite0 (ImageNet), 1280-d pooled",

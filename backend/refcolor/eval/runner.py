@@ -18,9 +18,10 @@ import numpy as np
 
 from refcolor.data.samples import Sample
 from refcolor.engine import ColorizeJob, Colorizer, LayerSet, NullContext
-from refcolor.eval import metrics
+from refcolor.eval import REFERENCE_ABLATIONS, metrics
 from refcolor.eval.baseline import BASELINE_MODE, BASELINE_NAME, BASELINE_STEPS, classical_baseline
 from refcolor.eval.features import LiteFeatures
+from refcolor.eval.triplets import ablate_reference
 from refcolor.model import finishing
 from refcolor_protocol.messages import ColorizeParams, Mode
 
@@ -38,6 +39,7 @@ class Method:
     steps: int | None = None  # None: ColorizeParams' default
     reference_scale: float | None = None  # reference guidance; None: ColorizeParams' default
     overrides: dict[str, float] = field(default_factory=dict)  # further ColorizeParams fields
+    reference: str = ""  # "": the triplet's reference; else a kind of triplets.ablate_reference
 
 # The rows of --finishing-off: the model's own colours, without the finishing pass.
 FINISHING_OFF = dict.fromkeys(finishing.PARAMS, 0.0)
@@ -50,13 +52,19 @@ def model_methods(
     steps: int | None = None,
     reference_scale: float | None = None,
     finishing_off: bool = False,
+    reference_ablations: Sequence[str] = (),
 ) -> list[Method]:
     """One method per inference mode the model supports (restricted to ``modes`` if given).
 
-    ``finishing_off``: also one per mode with :data:`FINISHING_OFF` (same loaded model).
+    ``finishing_off``: also one per mode with :data:`FINISHING_OFF`. ``reference_ablations``:
+    also each of those rows with the reference replaced (:func:`ablate_reference`). All rows
+    share one loaded model.
     """
     from refcolor.models import load_colorizer
 
+    for kind in reference_ablations:
+        if kind not in REFERENCE_ABLATIONS:
+            raise ValueError(f"reference ablation {kind!r}: expected one of {', '.join(REFERENCE_ABLATIONS)}")
     colorizer = load_colorizer(model, device)
     supported = [Mode(m) for m in colorizer.info.modes]
     wanted = [m for m in (modes or list(Mode)) if m in supported]
@@ -64,13 +72,17 @@ def model_methods(
         raise ValueError(
             f"model {model!r} supports modes {colorizer.info.modes}, none of the requested {modes}"
         )
-    rows = [Method(f"{model} [{m.value}]", model, m.value, colorizer, steps, reference_scale) for m in wanted]
-    if finishing_off:
-        rows += [
-            Method(f"{model}, finishing off [{m.value}]", model, m.value, colorizer, steps, reference_scale,
-                   dict(FINISHING_OFF))
-            for m in wanted
-        ]  # fmt: skip
+    finishings = [("", {})] + ([("finishing off", FINISHING_OFF)] if finishing_off else [])
+    rows = []
+    for finishing_label, overrides in finishings:
+        for kind in ("", *reference_ablations):
+            labels = [model, finishing_label, f"{kind} reference" if kind else ""]
+            name = ", ".join(label for label in labels if label)
+            rows += [
+                Method(f"{name} [{m.value}]", model, m.value, colorizer, steps, reference_scale, dict(overrides),
+                       kind)
+                for m in wanted
+            ]  # fmt: skip
     return rows
 
 
@@ -163,6 +175,8 @@ def colorize_all(
     outputs, fills = [], []
     start = time.perf_counter()
     for index, sample in enumerate(triplets):
+        if method.reference:
+            sample = ablate_reference(sample, method.reference)
         job = job_for(
             sample, Mode(method.mode), seed + index, method.steps, method.reference_scale, method.overrides
         )

@@ -8,9 +8,13 @@ the built held-out split included.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from refcolor.data.samples import Sample, SampleSource
+from refcolor.eval import REFERENCE_ABLATIONS
 
 
 def make_triplets(
@@ -26,3 +30,27 @@ def make_triplets(
         raise ValueError(f"n={n}: expected at least one triplet")
     source = SampleSource.from_folders(characters, backgrounds, size=size, seed=seed, length=n)
     return [source[i] for i in range(n)]
+
+
+def ablate_reference(sample: Sample, kind: str) -> Sample:
+    """``sample`` with its reference replaced, to measure what a model takes from the reference.
+
+    * ``flat``: each side of the reference (split by the reference mask) painted in its mean
+      colour. A model that scores the same with it reads nothing from the reference but the
+      average colour of each side.
+    * ``truth``: the ground truth itself as the reference (mask: the sketch's), so the
+      correspondence is the identity. A model that scores no better with it does not copy
+      colours from matching places.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`REFERENCE_ABLATIONS`.
+    """
+    if kind == "truth":
+        return replace(sample, reference=sample.target.copy(), reference_mask=sample.mask.copy())
+    if kind != "flat":
+        raise ValueError(f"reference ablation {kind!r}: expected one of {', '.join(REFERENCE_ABLATIONS)}")
+    flat = np.empty_like(sample.reference)
+    for side in (sample.reference_mask >= 128, sample.reference_mask < 128):
+        if side.any():
+            flat[side] = np.round(sample.reference[side].mean(0)).astype(np.uint8)
+    return replace(sample, reference=flat)

@@ -9,7 +9,7 @@ import pytest
 from refcolor import eval_cli
 from refcolor.engine import ColorizeJob, LayerSet, ModelInfo
 from refcolor.eval import runner
-from refcolor.eval.triplets import make_triplets
+from refcolor.eval.triplets import ablate_reference, make_triplets
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 
@@ -107,3 +107,73 @@ def test_cli_writes_json_table_and_contact_sheet(folders, tmp_path, capsys):
         out / "table.md"
     ).read_text()
     assert "classical-mean" in capsys.readouterr().out
+
+
+def test_reference_ablations_replace_only_the_reference(folders):
+    sample = make_triplets(*folders, n=1, seed=2, size=64)[0]
+    flat = ablate_reference(sample, "flat")
+    side = sample.reference_mask >= 128
+    for part in (side, ~side):
+        colours = np.unique(flat.reference[part], axis=0)
+        assert len(colours) == 1  # one colour per side: the side's mean
+        assert np.abs(colours[0] - sample.reference[part].mean(0)).max() <= 0.5
+    assert np.array_equal(flat.reference_mask, sample.reference_mask) and np.array_equal(flat.target, sample.target)
+    truth = ablate_reference(sample, "truth")
+    assert np.array_equal(truth.reference, sample.target) and np.array_equal(truth.reference_mask, sample.mask)
+    assert np.array_equal(truth.sketch, sample.sketch) and not np.array_equal(sample.reference, sample.target)
+    with pytest.raises(ValueError, match=r"'blur'.*flat, truth"):
+        ablate_reference(sample, "blur")
+
+
+def test_ablated_rows_send_the_replaced_reference(monkeypatch, folders):
+    import refcolor.models
+
+    monkeypatch.setattr(refcolor.models, "load_colorizer", lambda name, device: BlankColorizer())
+    rows = runner.model_methods("blank", modes=[Mode.BOTH], finishing_off=True, reference_ablations=["truth"])
+    assert [(m.name, m.reference) for m in rows] == [
+        ("blank [both]", ""), ("blank, truth reference [both]", "truth"),
+        ("blank, finishing off [both]", ""), ("blank, finishing off, truth reference [both]", "truth"),
+    ]  # fmt: skip
+    assert rows[3].overrides == runner.FINISHING_OFF and len({id(m.colorizer) for m in rows}) == 1
+    triplets = make_triplets(*folders, n=2, seed=0, size=48)
+    runner.evaluate(rows[:2], triplets, seed=0)
+    jobs = rows[0].colorizer.jobs
+    assert np.array_equal(jobs[0].reference[..., :3], triplets[0].reference)  # the plain row: untouched
+    assert np.array_equal(jobs[2].reference[..., :3], triplets[0].target)  # the ablated row: the truth
+    assert np.array_equal(jobs[3].reference_mask, triplets[1].mask)
+    with pytest.raises(ValueError, match="'blur'"):
+        runner.model_methods("blank", reference_ablations=["blur"])
+
+
+def test_a_method_that_reads_only_side_means_scores_the_same_with_a_flat_reference(folders):
+    # The classical baseline paints each side the mean colour of that side of the reference:
+    # the flat ablation, which keeps exactly those means, must not change what it paints.
+    triplets = make_triplets(*folders, n=3, seed=1, size=64)
+    (baseline,) = runner.baseline_methods()
+    flat = runner.Method("classical, flat reference", baseline.model, baseline.mode, baseline.colorizer,
+                         baseline.steps, reference="flat")  # fmt: skip
+    truth = runner.Method("classical, truth reference", baseline.model, baseline.mode, baseline.colorizer,
+                          baseline.steps, reference="truth")  # fmt: skip
+    _, as_given, ablated, from_truth = runner.evaluate([baseline, flat, truth], triplets, seed=0).results
+    for a, b in zip(as_given.outputs, ablated.outputs, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    # ...while another reference does (the truth's background is another crop, with other means).
+    assert any(not np.array_equal(a, b) for a, b in zip(as_given.outputs, from_truth.outputs, strict=True))
+    assert abs(as_given.summary["fg_error"].mean - ablated.summary["fg_error"].mean) < 0.2
+
+
+def test_cli_adds_ablated_rows_and_refuses_unknown_ones(monkeypatch, folders, tmp_path, capsys):
+    import refcolor.models
+
+    monkeypatch.setattr(refcolor.models, "load_colorizer", lambda name, device: BlankColorizer())
+    parser = argparse.ArgumentParser()
+    eval_cli.add_arguments(parser)
+    common = ["--characters", str(folders[0]), "--backgrounds", str(folders[1]), "--n", "2", "--size", "48",
+              "--out", str(tmp_path / "eval"), "--no-frechet", "--model", "blank", "--modes", "both"]  # fmt: skip
+    assert eval_cli.run(parser.parse_args([*common, "--reference-ablation", "flat"])) == 0
+    data = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert [m["name"] for m in data["methods"]] == ["ground truth", "blank [both]", "blank, flat reference [both]"]
+    assert data["config"]["reference_ablations"] == ["flat"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([*common, "--reference-ablation", "blur"])
+    assert "invalid choice: 'blur'" in capsys.readouterr().err
