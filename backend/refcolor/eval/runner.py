@@ -18,10 +18,10 @@ import numpy as np
 
 from refcolor.data.samples import Sample
 from refcolor.engine import ColorizeJob, Colorizer, LayerSet, NullContext
-from refcolor.eval import REFERENCE_ABLATIONS, metrics
+from refcolor.eval import metrics
 from refcolor.eval.baseline import BASELINE_MODE, BASELINE_NAME, BASELINE_STEPS, classical_baseline
 from refcolor.eval.features import LiteFeatures
-from refcolor.eval.triplets import ablate_reference
+from refcolor.eval.triplets import ablate_reference, check_ablation
 from refcolor.model import finishing
 from refcolor_protocol.messages import ColorizeParams, Mode
 
@@ -63,8 +63,7 @@ def model_methods(
     from refcolor.models import load_colorizer
 
     for kind in reference_ablations:
-        if kind not in REFERENCE_ABLATIONS:
-            raise ValueError(f"reference ablation {kind!r}: expected one of {', '.join(REFERENCE_ABLATIONS)}")
+        check_ablation(kind)  # before the model loads
     colorizer = load_colorizer(model, device)
     supported = [Mode(m) for m in colorizer.info.modes]
     wanted = [m for m in (modes or list(Mode)) if m in supported]

@@ -32,6 +32,12 @@ def make_triplets(
     return [source[i] for i in range(n)]
 
 
+def check_ablation(kind: str) -> None:
+    """Raises ValueError unless ``kind`` is one of :data:`REFERENCE_ABLATIONS`."""
+    if kind not in REFERENCE_ABLATIONS:
+        raise ValueError(f"reference ablation {kind!r}: expected one of {', '.join(REFERENCE_ABLATIONS)}")
+
+
 def ablate_reference(sample: Sample, kind: str) -> Sample:
     """``sample`` with its reference replaced, to measure what a model takes from the reference.
 
@@ -45,10 +51,9 @@ def ablate_reference(sample: Sample, kind: str) -> Sample:
     Raises:
         ValueError: ``kind`` is not one of :data:`REFERENCE_ABLATIONS`.
     """
+    check_ablation(kind)
     if kind == "truth":
         return replace(sample, reference=sample.target.copy(), reference_mask=sample.mask.copy())
-    if kind != "flat":
-        raise ValueError(f"reference ablation {kind!r}: expected one of {', '.join(REFERENCE_ABLATIONS)}")
     flat = np.empty_like(sample.reference)
     for side in (sample.reference_mask >= 128, sample.reference_mask < 128):
         if side.any():
