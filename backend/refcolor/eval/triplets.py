@@ -42,8 +42,9 @@ def ablate_reference(sample: Sample, kind: str) -> Sample:
     """``sample`` with its reference replaced, to measure what a model takes from the reference.
 
     * ``flat``: each side of the reference (split by the reference mask) painted in its mean
-      colour. A model that scores the same with it reads nothing from the reference but the
-      average colour of each side.
+      colour. A model whose outputs do not change with it reads nothing from the reference but
+      the average colour of each side; one whose colour error does not change places the other
+      colours it reads no better than those averages would.
     * ``truth``: the ground truth itself as the reference (mask: the sketch's), so the
       correspondence is the identity. A model that scores no better with it does not copy
       colours from matching places.
