@@ -45,39 +45,27 @@ def main() -> None:
     load_seconds = time.perf_counter() - start
     reference = np.asarray(Image.open(EXAMPLES / "reference.png").convert("RGBA"))
     reference_mask = np.asarray(Image.open(EXAMPLES / "reference-mask.png").convert("L"))
+    sketch, sketch_mask = load("sketch.png", args.size, "RGBA"), load("sketch-mask.png", args.size, "L")
+
+    def job(seed: int, **finishing: float) -> ColorizeJob:
+        params = ColorizeParams(mode=Mode.BOTH, steps=args.steps, seed=seed, previews=False, **finishing)
+        return ColorizeJob(sketch, reference, params, seed, sketch_mask=sketch_mask, reference_mask=reference_mask)
+
+    def seconds(job: ColorizeJob) -> float:
+        start = time.perf_counter()
+        colorizer.colorize(job, NullContext())
+        return time.perf_counter() - start
+
     times: dict[bool, list[float]] = {True: [], False: []}
     for repeat in range(args.repeats):
         for finished in (True, False):
-            finishing = {} if finished else {"color_match": 0.0, "flatten": 0.0}
-            job = ColorizeJob(
-                sketch=load("sketch.png", args.size, "RGBA"),
-                reference=reference,
-                params=ColorizeParams(mode=Mode.BOTH, steps=args.steps, seed=repeat, previews=False, **finishing),
-                seed=repeat,
-                sketch_mask=load("sketch-mask.png", args.size, "L"),
-                reference_mask=reference_mask,
-            )
             # Every job pays for its encodings, denoising and upsampling, as a first run does (the two
             # jobs of a repeat differ only in finishing, which would reuse the rest).
             colorizer.clear_caches()
-            start = time.perf_counter()
-            colorizer.colorize(job, NullContext())
-            times[finished].append(time.perf_counter() - start)
-    # Moving the Colour match / Flatten sliders: the same job again with other finishing strengths.
-    refinish = []
-    for strength in (0.25, 0.5, 0.75):
-        params = ColorizeParams(mode=Mode.BOTH, steps=args.steps, seed=0, previews=False, color_match=strength)
-        job = ColorizeJob(
-            sketch=load("sketch.png", args.size, "RGBA"),
-            reference=reference,
-            params=params,
-            seed=0,
-            sketch_mask=load("sketch-mask.png", args.size, "L"),
-            reference_mask=reference_mask,
-        )
-        start = time.perf_counter()
-        colorizer.colorize(job, NullContext())
-        refinish.append(time.perf_counter() - start)
+            times[finished].append(seconds(job(repeat) if finished else job(repeat, color_match=0.0, flatten=0.0)))
+    # Moving the Colour match / Flatten sliders: a job, then the same again with other finishing strengths.
+    seconds(job(0))
+    refinish = [seconds(job(0, color_match=strength)) for strength in (0.25, 0.5, 0.75)]
     job_seconds = statistics.median(times[True])
     unfinished_seconds = statistics.median(times[False])
     print(f"nano_load_seconds: {load_seconds:.2f}")

@@ -107,9 +107,9 @@ def match_colors(lab: np.ndarray, sides: Sides, foreground: np.ndarray | None, s
     """
     if strength <= 0:
         return lab
-    out = lab.copy()
     if not sides.split or foreground is None:
         return _transfer(lab.reshape(-1, 3), sides.foreground, strength).reshape(lab.shape)
+    out = lab.copy()
     for keep, source in ((foreground, sides.foreground), (~foreground, sides.background)):
         out[keep] = _transfer(lab[keep], source, strength)
     return out

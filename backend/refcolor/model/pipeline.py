@@ -475,15 +475,22 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             if self.upsample_cache is None
             else self.upsample_cache.get_or_compute(content_hash(stacked, images.full_ink, radius), upsample)
         )
+        color_match = float(self.config.color_match if color_match is None else color_match)
+        flatten = float(self.config.flatten if flatten is None else flatten)
+        sides = (
+            finishing.sides_for_mode(
+                mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
+            )
+            if color_match > 0
+            else finishing.Sides(None)  # colour matching off: no reference statistics needed
+        )
         upsampled = finishing.finish(
             upsampled,
             images.full_ink,
             None if full_mask is None else full_mask >= mask_threshold,
-            finishing.sides_for_mode(
-                mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
-            ),
-            float(self.config.color_match if color_match is None else color_match),
-            float(self.config.flatten if flatten is None else flatten),
+            sides,
+            color_match,
+            flatten,
         )
         paper = (1.0 - images.full_ink)[..., None]  # the line art multiplied over the fills
         for v in range(len(native)):
