@@ -17,7 +17,12 @@ from refcolor_protocol.messages import Mode
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
                         help="registered model or model folder; repeatable; each mode is a row")  # fmt: skip
-    parser.add_argument("--baselines", action="store_true", help="add the classical mean-fill baseline")
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="add the baselines: classical-mean (one mean colour per side) and correspondence "
+        "(split line-art feature matching, no training)",
+    )
     parser.add_argument(
         "--characters", type=Path, required=True, help="folder of RGBA PNGs, alpha = foreground"
     )
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("refcolor eval: nothing to evaluate; pass --model NAME and/or --baselines")
     triplets = make_triplets(args.characters, args.backgrounds, args.n, args.seed, args.size)
     modes = [Mode(m) for m in args.modes] if args.modes else None
-    methods: list[Method] = baseline_methods() if args.baselines else []
+    methods: list[Method] = baseline_methods(args.device) if args.baselines else []
     for model in args.model:
         methods += model_methods(
             model, args.device, modes, args.steps, args.reference_scale, args.finishing_off,

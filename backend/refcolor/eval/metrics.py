@@ -6,6 +6,11 @@ triplet, inside the foreground or background *interior*: the mask eroded by
 blend of both sides) does not count against anyone.
 
 * Colour error: mean CIEDE2000 (Sharma, Wu & Dalal 2005; ``skimage.color.deltaE_ciede2000``).
+* Palette-segment error: the ground truth's colours on each side clustered into
+  ``SEGMENTS`` segments (k-means in CIELAB, seeded); per segment, CIEDE2000 between the
+  output's mean colour and the truth's mean colour over the segment's pixels; the
+  area-weighted mean over segments. It scores "the right colours in the right parts"
+  without punishing shading or texture a mismatched pose cannot give.
 * Leakage: palettes of the ground truth's foreground and background by k-means in
   CIELAB; the share of foreground pixels whose colour is nearer the background
   palette than the foreground one (and vice versa). The ground truth itself has a
@@ -30,6 +35,7 @@ from skimage.feature import canny
 from skimage.morphology import skeletonize
 
 PALETTE_SIZE = 4
+SEGMENTS = 6  # palette segments per side for the palette-segment error
 PALETTE_PIXELS = 4000  # k-means runs on a fixed-seed subsample of this many pixels per side
 
 
@@ -79,6 +85,31 @@ def leak_share(lab_pixels: np.ndarray, own: np.ndarray, other: np.ndarray) -> fl
     return float((nearest_distance(lab_pixels, other) < nearest_distance(lab_pixels, own)).mean())
 
 
+def segment_labels(lab_pixels: np.ndarray, k: int = SEGMENTS, seed: int = 0) -> np.ndarray:
+    """(N,) int: each of (N, 3) Lab pixels' nearest centre of a seeded k-means palette of them."""
+    if len(lab_pixels) == 0:
+        return np.zeros(0, np.int64)
+    centres = palette(lab_pixels, k, seed)
+    return ((lab_pixels[:, None, :] - centres[None, :, :]) ** 2).sum(-1).argmin(1)
+
+
+def segment_error(output_lab: np.ndarray, truth_lab: np.ndarray, labels: np.ndarray) -> float:
+    """Area-weighted mean CIEDE2000 between per-segment mean colours of (N, 3) output and truth
+    pixels, segments given by (N,) ``labels``; NaN if there is no pixel."""
+    if len(labels) == 0:
+        return float("nan")
+    count = int(labels.max()) + 1
+    area = np.bincount(labels, minlength=count).astype(np.float64)
+    used = area > 0
+
+    def means(lab: np.ndarray) -> np.ndarray:
+        sums = np.stack([np.bincount(labels, lab[:, c], minlength=count) for c in range(3)], 1)
+        return sums[used] / area[used, None]
+
+    errors = deltaE_ciede2000(means(truth_lab), means(output_lab))
+    return float((errors * area[used]).sum() / area[used].sum())
+
+
 def edges(rgb: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """(H, W) bool Canny edges of the luminance (the line re-extractor)."""
     gray = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
@@ -118,6 +149,8 @@ class Truth:
     fg_palette: np.ndarray  # (k, 3) Lab
     bg_palette: np.ndarray  # (k, 3) Lab
     lines: np.ndarray  # (H, W) bool, the sketch's centre lines
+    fg_segments: np.ndarray  # (N_fg,) int palette segment of each foreground interior pixel
+    bg_segments: np.ndarray  # (N_bg,) int, the same for the background
 
 
 def truth_for(
@@ -127,11 +160,16 @@ def truth_for(
     fg, bg = interior(mask, border)
     if not fg.any() or not bg.any():
         fg, bg = interior(mask, 0)  # a tiny character: use the whole regions rather than nothing
-    return Truth(lab, fg, bg, palette(lab[fg], seed=seed), palette(lab[bg], seed=seed), sketch_lines(sketch))
+    return Truth(
+        lab, fg, bg, palette(lab[fg], seed=seed), palette(lab[bg], seed=seed), sketch_lines(sketch),
+        segment_labels(lab[fg], seed=seed), segment_labels(lab[bg], seed=seed),
+    )  # fmt: skip
 
 
-METRICS = ("fg_error", "bg_error", "fg_leak", "bg_leak", "line_f1", "fill_line_f1")
-BOUNDS = {"fg_error": (0.0, np.inf), "bg_error": (0.0, np.inf), "fg_leak": (0.0, 1.0), "bg_leak": (0.0, 1.0),
+METRICS = ("fg_error", "bg_error", "fg_segment_error", "bg_segment_error", "fg_leak", "bg_leak", "line_f1",
+           "fill_line_f1")  # fmt: skip
+BOUNDS = {"fg_error": (0.0, np.inf), "bg_error": (0.0, np.inf), "fg_segment_error": (0.0, np.inf),
+          "bg_segment_error": (0.0, np.inf), "fg_leak": (0.0, 1.0), "bg_leak": (0.0, 1.0),
           "line_f1": (0.0, 1.0), "fill_line_f1": (0.0, 1.0)}  # fmt: skip
 
 
@@ -148,6 +186,8 @@ def image_metrics(
     return {
         "fg_error": region_error(lab, truth.lab, truth.foreground),
         "bg_error": region_error(lab, truth.lab, truth.background),
+        "fg_segment_error": segment_error(lab[truth.foreground], truth.lab[truth.foreground], truth.fg_segments),
+        "bg_segment_error": segment_error(lab[truth.background], truth.lab[truth.background], truth.bg_segments),
         "fg_leak": leak_share(lab[truth.foreground], truth.fg_palette, truth.bg_palette),
         "bg_leak": leak_share(lab[truth.background], truth.bg_palette, truth.fg_palette),
         "line_f1": line_f1(edges(output), truth.lines, tolerance),

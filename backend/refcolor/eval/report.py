@@ -15,6 +15,8 @@ from refcolor.eval.runner import Evaluation
 COLUMNS = (
     ("fg_error", "FG ΔE00 ↓", 1),
     ("bg_error", "BG ΔE00 ↓", 1),
+    ("fg_segment_error", "FG seg ΔE ↓", 1),
+    ("bg_segment_error", "BG seg ΔE ↓", 1),
     ("fg_leak", "FG leak %", 100),
     ("bg_leak", "BG leak %", 100),
     ("line_f1", "line F1 ↑", 1),

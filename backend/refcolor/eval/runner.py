@@ -28,6 +28,7 @@ from refcolor_protocol.messages import ColorizeParams, Mode
 logger = logging.getLogger(__name__)
 
 GROUND_TRUTH = "ground truth"
+CORRESPONDENCE_NAME = "correspondence"
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,16 @@ def model_methods(
     return rows
 
 
-def baseline_methods() -> list[Method]:
-    return [Method(BASELINE_NAME, BASELINE_NAME, BASELINE_MODE.value, classical_baseline(), BASELINE_STEPS)]
+def baseline_methods(device: str = "cpu") -> list[Method]:
+    """The two baseline rows: one mean colour per side (``classical-mean``), and the parameter-free
+    split feature matching (``correspondence``), both in ``both`` mode."""
+    from refcolor.models import load_colorizer
+
+    return [
+        Method(BASELINE_NAME, BASELINE_NAME, BASELINE_MODE.value, classical_baseline(), BASELINE_STEPS),
+        Method(CORRESPONDENCE_NAME, CORRESPONDENCE_NAME, BASELINE_MODE.value,
+               load_colorizer(CORRESPONDENCE_NAME, device), BASELINE_STEPS),
+    ]  # fmt: skip
 
 
 def job_for(

@@ -116,8 +116,9 @@ def match_colors(lab: np.ndarray, sides: Sides, foreground: np.ndarray | None, s
 
 
 def closed_regions(ink: np.ndarray, foreground: np.ndarray | None, line_threshold: float = 0.5) -> np.ndarray:
-    """(H, W) int32 labels 0..n-1: closed regions of the line art, cut along the mask's outline,
-    every line pixel given to its nearest region (4-connectivity)."""
+    """(H, W) int32 labels 0..n-1: closed regions of the line art, cut along the mask's outline
+    (4-connectivity). Every line pixel joins its nearest region on its own side of the mask (any
+    region if its side has none), so a region never holds pixels of the other side."""
     free = ink <= line_threshold
     if foreground is None:
         labels, count = ndimage.label(free)
@@ -129,8 +130,17 @@ def closed_regions(ink: np.ndarray, foreground: np.ndarray | None, line_threshol
     if count == 0:
         return np.zeros(ink.shape, np.int32)
     if not free.all():
-        nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
-        labels = labels[tuple(nearest)]
+        sides = [np.ones(ink.shape, bool)] if foreground is None else [foreground, ~foreground]
+        filled = labels.copy()
+        for side in sides:
+            own = np.where(side, labels, 0)
+            lines = side & (labels == 0)
+            if not lines.any():
+                continue
+            source = own if own.any() else labels
+            nearest = ndimage.distance_transform_edt(source == 0, return_distances=False, return_indices=True)
+            filled[lines] = source[tuple(nearest)][lines]
+        labels = filled
     return (labels - 1).astype(np.int32)
 
 
@@ -173,10 +183,27 @@ def finish(
     out = np.empty_like(fills, dtype=np.float32)
     for v in range(channels // 3):
         lab = rgb2lab(np.clip(fills[..., 3 * v : 3 * v + 3], 0.0, 1.0))
-        lab = match_colors(lab, sides, foreground, color_match)
-        if labels is not None:
-            lab = flatten_regions(lab, labels, flatten)
-        with warnings.catch_warnings():  # colours pushed out of the sRGB gamut are clipped, as intended
-            warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
-            out[..., 3 * v : 3 * v + 3] = np.clip(lab2rgb(lab), 0.0, 1.0)
+        out[..., 3 * v : 3 * v + 3] = finish_lab(lab, labels, foreground, sides, color_match, flatten)
     return out
+
+
+def finish_lab(
+    lab: np.ndarray,
+    labels: np.ndarray | None,
+    foreground: np.ndarray | None,
+    sides: Sides,
+    color_match: float,
+    flatten: float,
+) -> np.ndarray:
+    """Both passes on one (H, W, 3) CIELAB fill; (H, W, 3) float32 RGB in [0, 1] out.
+
+    ``labels``: :func:`closed_regions` of the line art (needed when ``flatten`` > 0).
+    """
+    lab = match_colors(lab, sides, foreground, color_match)
+    if flatten > 0:
+        if labels is None:
+            raise ValueError("flatten > 0 needs the closed regions of the line art (labels)")
+        lab = flatten_regions(lab, labels, flatten)
+    with warnings.catch_warnings():  # colours pushed out of the sRGB gamut are clipped, as intended
+        warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
+        return np.clip(lab2rgb(lab), 0.0, 1.0).astype(np.float32)

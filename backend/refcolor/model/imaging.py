@@ -96,3 +96,16 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def layer_arrays(
+    fills: np.ndarray, ink: np.ndarray, alpha: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(combined, foreground, background) RGBA8 layers of one (H, W, 3) float [0, 1] fill.
+
+    ``combined`` is opaque with the line art (``ink``, (H, W) in [0, 1]) multiplied over the
+    fills; ``foreground`` has the (H, W) uint8 mask ``alpha`` as alpha, ``background`` its complement.
+    """
+    rgb = to_uint8(fills)
+    combined = np.dstack([to_uint8(fills * (1.0 - ink)[..., None]), np.full_like(alpha, 255)])
+    return combined, np.dstack([rgb, alpha]), np.dstack([rgb, 255 - alpha])

@@ -492,12 +492,10 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             color_match,
             flatten,
         )
-        paper = (1.0 - images.full_ink)[..., None]  # the line art multiplied over the fills
         for v in range(len(native)):
-            fills = upsampled[..., 3 * v : 3 * v + 3]
-            rgb = imaging.to_uint8(fills)
-            combined.append(np.dstack([imaging.to_uint8(fills * paper), np.full_like(alpha, 255)]))
-            foreground.append(np.dstack([rgb, alpha]))
-            background_layers.append(np.dstack([rgb, 255 - alpha]))
+            layers = imaging.layer_arrays(upsampled[..., 3 * v : 3 * v + 3], images.full_ink, alpha)
+            combined.append(layers[0])
+            foreground.append(layers[1])
+            background_layers.append(layers[2])
         self.maybe_free_model_hooks()
         return ColorizationOutput(combined, foreground, background_layers, native, interrupted)

@@ -25,6 +25,7 @@ Factory = Callable[[str], Colorizer]
 _REGISTRY: dict[str, str] = {
     "classical": "refcolor.models.classical:load",
     "classical-mean": "refcolor.models.classical:load_mean",
+    "correspondence": "refcolor.models.correspondence:load",  # split feature matching, no training
     "nano": "refcolor.model.colorizer:load_nano",  # the shipped default model
     "tiny": "refcolor.model.colorizer:load_tiny",  # full architecture, random weights (tests)
     "folder": "refcolor.model.colorizer:load_folder",  # a saved pipeline folder (see load_colorizer)

@@ -121,3 +121,55 @@ def test_fills_are_scored_apart_from_the_lines_laid_over_them():
     result = metrics.image_metrics(target, truth, fills=blank)
     assert result["line_f1"] > 0.9 and result["fill_line_f1"] == 0.0
     assert metrics.image_metrics(target, truth)["fill_line_f1"] == result["line_f1"]  # no fills: the output
+
+
+def two_part_scene():
+    """The square character of :func:`scene`, its left half red and its right half green."""
+    target, mask, sketch = scene()
+    target[12:36, 12:24] = RED
+    target[12:36, 24:36] = GREEN
+    return target, mask, sketch
+
+
+def test_segment_error_is_zero_for_the_truth_and_for_shading_that_averages_out():
+    target, mask, sketch = two_part_scene()
+    truth = metrics.truth_for(target, mask, sketch, border=0)
+    assert metrics.image_metrics(target, truth)["fg_segment_error"] == pytest.approx(0.0, abs=1e-9)
+    shaded = target.astype(np.int16)
+    shaded[::2] += 12  # lighter and darker rows inside every part: texture, not wrong colours
+    shaded[1::2] -= 12
+    result = metrics.image_metrics(shaded.astype(np.uint8), truth)
+    assert result["fg_error"] > 3  # the per-pixel error punishes the shading
+    assert result["fg_segment_error"] < 0.5 * result["fg_error"]  # the segment error mostly does not
+
+
+def test_segment_error_scores_where_colours_are():
+    target, mask, sketch = two_part_scene()
+    truth = metrics.truth_for(target, mask, sketch, border=0)
+    swapped = target.copy()
+    swapped[12:36, 12:24], swapped[12:36, 24:36] = GREEN, RED
+    flat = target.copy()
+    mean = rgb2lab(target[12:36, 12:36] / 255.0).reshape(-1, 3).mean(0)
+    flat_lab = np.broadcast_to(mean, (24, 24, 3))
+    from skimage.color import lab2rgb
+
+    flat[12:36, 12:36] = np.round(lab2rgb(flat_lab) * 255).astype(np.uint8)
+    swapped_error = metrics.image_metrics(swapped, truth)["fg_segment_error"]
+    flat_error = metrics.image_metrics(flat, truth)["fg_segment_error"]
+    # One mean colour per side is half-way wrong in each part; swapped parts are fully wrong.
+    assert 0 < flat_error < swapped_error
+    red, green = (rgb2lab(np.array([[c]]) / 255.0)[0, 0] for c in (RED, GREEN))
+    expected = 0.5 * (deltaE_ciede2000(red, rgb2lab(flat[20, 20] / 255.0))
+                      + deltaE_ciede2000(green, rgb2lab(flat[20, 30] / 255.0)))  # fmt: skip
+    assert flat_error == pytest.approx(float(expected), rel=0.02)
+    assert swapped_error == pytest.approx(float(deltaE_ciede2000(red, green)), rel=1e-6)
+
+
+def test_segment_error_weights_segments_by_area_and_is_nan_without_pixels():
+    labels = np.array([0, 0, 0, 1])
+    truth = np.array([[50.0, 0, 0]] * 3 + [[70.0, 0, 0]])
+    output = truth.copy()
+    output[3] = [60.0, 0, 0]  # only the small segment is off
+    one_off = float(deltaE_ciede2000(np.array([70.0, 0, 0]), np.array([60.0, 0, 0])))
+    assert metrics.segment_error(output, truth, labels) == pytest.approx(one_off / 4)
+    assert np.isnan(metrics.segment_error(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64)))

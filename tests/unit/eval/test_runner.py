@@ -100,7 +100,7 @@ def test_cli_writes_json_table_and_contact_sheet(folders, tmp_path, capsys):
     )  # fmt: skip
     assert eval_cli.run(args) == 0
     data = json.loads((out / "eval.json").read_text())
-    assert [m["name"] for m in data["methods"]] == ["ground truth", "classical-mean"]
+    assert [m["name"] for m in data["methods"]] == ["ground truth", "classical-mean", "correspondence"]
     fg = data["methods"][1]["metrics"]["fg_error"]
     assert set(fg) == {"mean", "low", "high", "n"} and fg["low"] <= fg["mean"] <= fg["high"] and fg["n"] == 3
     assert (out / "contact-sheet.png").stat().st_size > 0 and "classical-mean" in (

@@ -1,0 +1,115 @@
+"""The ``correspondence`` model: split feature matching with no training, flat cels.
+
+Every cell of the sketch takes the colours of the reference cells whose line-art features
+match it, each side of the sketch only from its own side of the reference
+(:mod:`refcolor.model.correspondence`); the two colour fields are brought to full resolution,
+composited by the sketch mask, and each closed region of the line art is filled with its mean
+colour (``flatten`` 1 by default, as cel art). It is an evaluation baseline that reads *where*
+colours are in the reference, and a model the plugin can run in a second on a CPU.
+
+It is deterministic: the seed changes nothing, and every variation is the same picture.
+Denoising parameters (steps, guidance, scheduler) do not apply; ``color_match`` and ``flatten``
+do (finishing, :mod:`refcolor.model.finishing`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.color import lab2rgb, rgb2lab
+
+from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
+from refcolor.model import finishing, imaging
+from refcolor.model.correspondence import WORK_SIDE, Correspondence, Fields, LineFeatures, load_line_features
+from refcolor.model.upsample import upsample_fills
+from refcolor.models.classical import reference_foreground
+from refcolor_protocol.messages import Mode
+
+NAME = "correspondence"
+COLOR_MATCH = 0.0  # the fields already carry the reference's own colours
+FLATTEN = 0.0  # measured best (model card); 1 gives one flat colour per closed region
+CHROMA_RADIUS = 2.0  # the upsampler's default: the fields are smooth already
+STAGES = 3  # progress: matched, composited, finished
+
+
+def upsample_field(field: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) field to (H, W, 3) float32 by bilinear interpolation; ``size`` = (W, H)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(field, np.float32)).permute(2, 0, 1)[None]
+    up = F.interpolate(tensor, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+    return up[0].permute(1, 2, 0).numpy()
+
+
+class CorrespondenceColorizer:
+    """:class:`refcolor.engine.Colorizer` over :class:`Correspondence`."""
+
+    def __init__(
+        self, features: LineFeatures, device: str = "cpu", edge_aware: bool = True, **options: float
+    ) -> None:
+        self.edge_aware = edge_aware
+        self.correspondence = Correspondence(features, **options)  # type: ignore[arg-type]
+        self.info = ModelInfo(
+            name=NAME,
+            kind="classical",
+            device=device,
+            modes=tuple(m.value for m in Mode),
+            native_resolution=self.correspondence.work_side,
+            description="split line-art feature matching, no training (pretrained EfficientNet-Lite0), flat fills",
+            color_match=COLOR_MATCH,
+            flatten=FLATTEN,
+        )
+
+    def upsample(self, field: np.ndarray, ink: np.ndarray) -> np.ndarray:
+        """(h, w, 3) Lab field to the (H, W) line art's size, colours kept inside closed regions."""
+        if not self.edge_aware:
+            return upsample_field(field, (ink.shape[1], ink.shape[0]))
+        return rgb2lab(upsample_fills(lab2rgb(field).astype(np.float32), ink, CHROMA_RADIUS)).astype(np.float32)
+
+    def fields(self, job: ColorizeJob) -> Fields:
+        ref_rgb = imaging.flatten_on_white(job.reference)
+        background = None if job.background is None else imaging.flatten_on_white(job.background)
+        return self.correspondence.fields(
+            1.0 - imaging.line_ink(job.sketch), ref_rgb, reference_foreground(job), background, job.params.mode
+        )
+
+    def colorize(self, job: ColorizeJob, ctx: JobContext) -> list[LayerSet]:
+        params = job.params
+        total = params.steps * params.variations
+        ctx.progress(0, total)
+        fields = self.fields(job)
+        ctx.progress(total // STAGES, total)
+        height, width = job.sketch.shape[:2]
+        threshold = params.mask_threshold
+        mask = job.sketch_mask
+        alpha = np.full((height, width), 255, np.uint8) if mask is None else mask
+        foreground = None if mask is None else mask >= threshold * 255
+        ink = imaging.line_ink(job.sketch)
+        lab = self.upsample(fields.foreground, ink)
+        if foreground is not None:
+            lab[~foreground] = self.upsample(fields.background, ink)[~foreground]
+        ctx.progress(2 * total // STAGES, total)
+        color_match = COLOR_MATCH if params.color_match is None else float(params.color_match)
+        flatten = FLATTEN if params.flatten is None else float(params.flatten)
+        sides = finishing.Sides(None)
+        if color_match > 0:
+            ref_mask = reference_foreground(job)
+            sides = finishing.sides_for_mode(
+                Mode(params.mode),
+                imaging.flatten_on_white(job.reference),
+                None if ref_mask is None else ref_mask.astype(np.float32),
+                None if job.background is None else imaging.flatten_on_white(job.background),
+                threshold,
+            )
+        labels = finishing.closed_regions(ink, foreground) if flatten > 0 else None
+        fills = finishing.finish_lab(lab, labels, foreground, sides, color_match, flatten)
+        combined, fg_layer, bg_layer = imaging.layer_arrays(fills, ink, alpha)
+        ctx.progress(total, total)
+        return [
+            LayerSet(combined=combined, foreground=fg_layer, background=bg_layer, seed=(job.seed + i) % 2**32)
+            for i in range(params.variations)
+        ]
+
+
+def load(device: str = "cpu", work_side: int = WORK_SIDE) -> CorrespondenceColorizer:
+    """The ``correspondence`` model on the ImageNet EfficientNet-Lite0 from its PyPI package."""
+    return CorrespondenceColorizer(load_line_features(device), device, work_side=work_side)
