@@ -2,10 +2,12 @@
 
 Every cell of the sketch takes the colours of the reference cells whose line-art features
 match it, each side of the sketch only from its own side of the reference
-(:mod:`refcolor.model.correspondence`); the two colour fields are brought to full resolution,
-composited by the sketch mask, and each closed region of the line art is filled with its mean
-colour (``flatten`` 1 by default, as cel art). It is an evaluation baseline that reads *where*
-colours are in the reference, and a model the plugin can run in a second on a CPU.
+(:mod:`refcolor.model.correspondence`); the two colour fields are brought to full resolution
+by the edge-aware upsampler (colours stay inside the line art's closed regions) and composited by
+the sketch mask. ``flatten`` 1 fills each closed region with its mean colour, as cel art; the
+default is 0, which scored better (open line art makes huge regions whose one mean colour loses
+the parts). It is an evaluation baseline that reads *where* colours are in the reference, and a
+model the plugin can run in about a second on a CPU.
 
 It is deterministic: the seed changes nothing, and every variation is the same picture.
 Denoising parameters (steps, guidance, scheduler) do not apply; ``color_match`` and ``flatten``
@@ -54,7 +56,7 @@ class CorrespondenceColorizer:
             device=device,
             modes=tuple(m.value for m in Mode),
             native_resolution=self.correspondence.work_side,
-            description="split line-art feature matching, no training (pretrained EfficientNet-Lite0), flat fills",
+            description="split line-art feature matching, no training (pretrained EfficientNet-Lite0)",
             color_match=COLOR_MATCH,
             flatten=FLATTEN,
         )

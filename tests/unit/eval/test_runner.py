@@ -149,7 +149,7 @@ def test_a_method_that_reads_only_side_means_scores_the_same_with_a_flat_referen
     # The classical baseline paints each side the mean colour of that side of the reference:
     # the flat ablation, which keeps exactly those means, must not change what it paints.
     triplets = make_triplets(*folders, n=3, seed=1, size=64)
-    (baseline,) = runner.baseline_methods()
+    baseline = runner.baseline_methods()[0]  # classical-mean
     flat = runner.Method("classical, flat reference", baseline.model, baseline.mode, baseline.colorizer,
                          baseline.steps, reference="flat")  # fmt: skip
     truth = runner.Method("classical, truth reference", baseline.model, baseline.mode, baseline.colorizer,

@@ -158,10 +158,11 @@ def test_fields_are_split_by_mode(features):
     paper = 1.0 - (outline_sketch(disc_scene((80, 70))[1])[..., 0] < 128)
     red, blue = (rgb2lab(np.array(c, float)[None, None] / 255.0)[0, 0] for c in (RED, BLUE))
     both = correspondence.fields(paper, rgb, reference_mask >= 128, None, "both")
-    assert np.abs(both.foreground - red).max() < 1 and np.abs(both.background - blue).max() < 1
+    # (within a few Lab units: resizing the reference rings a little inside each side)
+    assert np.abs(both.foreground - red).max() < 5 and np.abs(both.background - blue).max() < 5
     background_mode = correspondence.fields(paper, rgb, reference_mask >= 128, None, "background")
-    assert np.abs(background_mode.background - blue).max() < 1  # split off
-    assert np.abs(background_mode.foreground - red).max() > 5  # the whole reference
+    assert np.abs(background_mode.background - blue).max() < 5  # split off
+    assert np.abs(background_mode.foreground - red).max() > 10  # the whole reference
     unmasked = correspondence.fields(paper, rgb, None, None, "both")  # nothing tells the sides apart
     assert np.array_equal(unmasked.foreground, unmasked.background)
 
@@ -169,5 +170,5 @@ def test_fields_are_split_by_mode(features):
 def test_registered_as_a_model():
     colorizer = load_colorizer("correspondence")
     assert colorizer.info.name == "correspondence" and colorizer.info.kind == "classical"
-    assert colorizer.info.flatten == 1.0 and colorizer.info.color_match == 0.0
+    assert colorizer.info.flatten == 0.0 and colorizer.info.color_match == 0.0
     assert set(colorizer.info.modes) == {m.value for m in Mode}

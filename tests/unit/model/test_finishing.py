@@ -92,6 +92,20 @@ def test_closed_regions_are_cut_by_lines_and_by_the_mask_and_lines_join_a_neighb
     assert len(np.unique(finishing.closed_regions(ink, None))) == 2
 
 
+def test_line_pixels_join_a_region_on_their_own_side_of_the_mask() -> None:
+    # The scenario: an outline drawn just inside the character's mask. Its pixels are nearer the
+    # background region than any foreground one; joining it carried foreground colours into the
+    # background's mean when flattening.
+    ink = np.zeros((20, 30), np.float32)
+    ink[:, 14:16] = 1.0  # a two-pixel line just inside the mask: its left pixel is nearer the background
+    foreground = np.zeros((20, 30), bool)
+    foreground[:, 14:] = True
+    labels = finishing.closed_regions(ink, foreground)
+    for region in np.unique(labels):
+        sides = np.unique(foreground[labels == region])
+        assert len(sides) == 1, f"region {region} holds pixels of both sides"
+
+
 def test_flatten_pulls_each_region_to_its_mean() -> None:
     rng = np.random.default_rng(1)
     lab = rng.normal(50, 10, (20, 30, 3))
