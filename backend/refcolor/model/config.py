@@ -11,7 +11,7 @@ keys onto ours; ``official-tiny`` has the shapes of the authors' tiny test varia
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ class UNetSpec:
     use_linear_projection: bool = False
     # The lowest level has no attention, as SD2.1 and the official attention_resolutions [4, 2, 1].
     attention_levels: tuple[bool, ...] = (True, True, True, False)
+    # > 0: a colour prior (the split correspondence, refcolor.model.correspondence, as sRGB in [-1, 1]
+    # at the latent grid) is concatenated to the noisy latents; conv_in takes latent + these channels.
+    prior_channels: int = 0
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,13 @@ NANO = ModelConfig(
     flatten=0.5,
 )
 
+# nano v2: nano with the split correspondence as a colour prior beside the noisy latents (UNet
+# conv_in 48 + 3 channels); trained on from nano's weights, the prior's input channels starting at zero.
+NANO_V2 = replace(NANO, name="nano-v2", unet=replace(NANO.unet, prior_channels=3))
+
+# tiny with the colour prior (tests).
+TINY_PRIOR = replace(TINY, name="tiny-prior", unet=replace(TINY.unet, prior_channels=3))
+
 OFFICIAL_TINY = ModelConfig(
     name="official-tiny",
     native_resolution=128,
@@ -256,7 +266,7 @@ OFFICIAL_TINY = ModelConfig(
     both_mode_shares_tokens=True,
 )
 
-CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (TINY, NANO, V1_5, OFFICIAL_TINY)}
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (TINY, TINY_PRIOR, NANO, NANO_V2, V1_5, OFFICIAL_TINY)}
 
 
 def get_config(name: str) -> ModelConfig:

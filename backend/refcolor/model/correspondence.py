@@ -21,24 +21,27 @@ both       the reference's foreground      the reference's background
 
 A separate background image replaces the reference's background. A reference cell belongs to a
 side when at least ``min_share`` of its pixels do, and its colour is the mean of *that side's*
-pixels only (less a one-pixel rim, where resizing blends the sides), so a cell on the character's outline gives the foreground its foreground colour
-and the background its background colour.
+pixels only (less a one-pixel rim, where resizing blends the sides), so a cell on the
+character's outline gives the foreground its foreground colour and the background its background
+colour.
 
-:func:`correspondence_fields` returns one colour field per side on the sketch's stride-8 grid;
-the ``correspondence`` model (:mod:`refcolor.models.correspondence`) composites them with the
-sketch mask and flattens them inside the line art's closed regions. The same fields are the
-colour prior a learned model can start from.
+:meth:`Correspondence.side_fields` returns what every cell takes from each token set, on the
+sketch's stride-8 grid, and :meth:`SideFields.for_mode` one field per side. The ``correspondence``
+model (:mod:`refcolor.models.correspondence`) composites them with the sketch mask at full
+resolution; ``nano`` v2 takes them, composited at its latent grid (:func:`composite`), as a colour
+prior beside its noisy latents.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from skimage.color import rgb2lab
+from skimage.color import lab2rgb, rgb2lab
 
 from refcolor.data.lineart import mask_outline, xdog
 from refcolor.model.adapters import Mode, parse_mode
@@ -134,16 +137,6 @@ def attend(queries: torch.Tensor, tokens: Tokens, temperature: float) -> torch.T
     return weights @ tokens.values
 
 
-def side_tokens(
-    mode: Mode, whole: Tokens, foreground: Tokens | None, background: Tokens | None
-) -> tuple[Tokens, Tokens]:
-    """(foreground side's tokens, background side's tokens) of ``mode`` (see the module doc);
-    a side with no tokens of its own falls back to the whole reference."""
-    fg = foreground if mode is Mode.BOTH and foreground is not None and len(foreground) else whole
-    split_bg = mode in (Mode.BACKGROUND, Mode.BOTH) and background is not None and len(background)
-    return fg, background if split_bg else whole  # type: ignore[return-value]
-
-
 def reference_lines(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """(H, W) paper brightness in [0, 1] of line art extracted from an (H, W, 3) float [0, 1] picture,
     with the outline of its (H, W) bool foreground ``mask`` inked."""
@@ -164,6 +157,41 @@ class Fields:
 
     foreground: np.ndarray  # (h, w, 3)
     background: np.ndarray  # (h, w, 3)
+
+
+@dataclass(frozen=True)
+class SideFields:
+    """The colours every sketch cell takes from each token set of the reference (CIELAB, (h, w, 3));
+    a set the reference does not have (no mask, no background) is None."""
+
+    whole: np.ndarray
+    foreground: np.ndarray | None = None
+    background: np.ndarray | None = None
+
+    def for_mode(self, mode: str | Mode) -> Fields:
+        """Each side's field under ``mode`` (the module doc's table; a missing set: the whole)."""
+        parsed = parse_mode(mode)
+        fg = self.foreground if parsed is Mode.BOTH and self.foreground is not None else self.whole
+        split = parsed in (Mode.BACKGROUND, Mode.BOTH) and self.background is not None
+        return Fields(fg, self.background if split else self.whole)  # type: ignore[arg-type]
+
+
+def composite(fields: Fields, foreground: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32 sRGB in [0, 1]: the fields resized to ``size`` = (W, H) (area-weighted) and
+    composited by the (H, W) bool sketch ``foreground`` (None = all foreground)."""
+
+    def resized(field: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(field, np.float32)).permute(2, 0, 1)[None]
+        if tensor.shape[-2:] != (size[1], size[0]):
+            tensor = F.interpolate(tensor, size=(size[1], size[0]), mode="bilinear", antialias=True)
+        return tensor[0].permute(1, 2, 0).numpy()
+
+    lab = resized(fields.foreground)
+    if foreground is not None and fields.background is not fields.foreground:
+        lab = np.where(foreground[..., None], lab, resized(fields.background))
+    with warnings.catch_warnings():  # out-of-gamut Lab means are clipped, as intended
+        warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
+        return np.clip(lab2rgb(lab), 0.0, 1.0).astype(np.float32)
 
 
 class Correspondence:
@@ -195,6 +223,43 @@ class Correspondence:
         small_mask = None if mask is None else resize_float(mask.astype(np.float32), size) >= 0.5
         return self._encode(reference_lines(small, small_mask)), rgb2lab(small), small_mask
 
+    def side_fields(
+        self,
+        sketch_paper: np.ndarray,
+        reference_rgb: np.ndarray,
+        reference_mask: np.ndarray | None = None,
+        background_rgb: np.ndarray | None = None,
+    ) -> SideFields:
+        """What every cell of a sketch takes from each token set of the reference.
+
+        Args:
+            sketch_paper: (H, W) float in [0, 1], 1 = paper (any size; matched at the working size).
+            reference_rgb: (h, w, 3) float [0, 1] reference over white.
+            reference_mask: (h, w) bool foreground of the reference; None = unknown.
+            background_rgb: (hb, wb, 3) float [0, 1] separate background reference, or None.
+        """
+        size = working_size(sketch_paper.shape[1], sketch_paper.shape[0], self.work_side)
+        queries = self._encode(np.clip(resize_float(sketch_paper, size), 0.0, 1.0))
+        grid = queries.shape[1:]
+        flat = queries.reshape(queries.shape[0], -1).T
+
+        def field(tokens: Tokens | None) -> np.ndarray | None:
+            if tokens is None or not len(tokens):
+                return None
+            return attend(flat, tokens, self.temperature).reshape(*grid, 3).numpy().astype(np.float32)
+
+        features, lab, inside = self._picture(reference_rgb, reference_mask)
+        whole = field(cell_tokens(features, lab, None, self.min_share))
+        assert whole is not None  # min_share <= 1: every cell of the whole picture is a token
+        foreground = background = None
+        if inside is not None:
+            foreground = field(cell_tokens(features, lab, inside, self.min_share))
+            background = field(cell_tokens(features, lab, ~inside, self.min_share))
+        if background_rgb is not None:
+            bg_features, bg_lab, _ = self._picture(background_rgb, None)
+            background = field(cell_tokens(bg_features, bg_lab, None, self.min_share))
+        return SideFields(whole, foreground, background)
+
     def fields(
         self,
         sketch_paper: np.ndarray,
@@ -203,32 +268,5 @@ class Correspondence:
         background_rgb: np.ndarray | None = None,
         mode: str | Mode = Mode.BOTH,
     ) -> Fields:
-        """The colour fields of a sketch.
-
-        Args:
-            sketch_paper: (H, W) float in [0, 1], 1 = paper (any size; matched at the working size).
-            reference_rgb: (h, w, 3) float [0, 1] reference over white.
-            reference_mask: (h, w) bool foreground of the reference; None = unknown.
-            background_rgb: (hb, wb, 3) float [0, 1] separate background reference, or None.
-            mode: which tokens each side attends to (the module doc).
-        """
-        parsed = parse_mode(mode)
-        size = working_size(sketch_paper.shape[1], sketch_paper.shape[0], self.work_side)
-        queries = self._encode(np.clip(resize_float(sketch_paper, size), 0.0, 1.0))
-        grid = queries.shape[1:]
-        features, lab, inside = self._picture(reference_rgb, reference_mask)
-        whole = cell_tokens(features, lab, None, self.min_share)
-        foreground = background = None
-        if inside is not None:
-            foreground = cell_tokens(features, lab, inside, self.min_share)
-            background = cell_tokens(features, lab, ~inside, self.min_share)
-        if background_rgb is not None:
-            bg_features, bg_lab, _ = self._picture(background_rgb, None)
-            background = cell_tokens(bg_features, bg_lab, None, self.min_share)
-        fg_tokens, bg_tokens = side_tokens(parsed, whole, foreground, background)
-        flat = queries.reshape(queries.shape[0], -1).T
-        fg = attend(flat, fg_tokens, self.temperature)
-        bg = fg if bg_tokens is fg_tokens else attend(flat, bg_tokens, self.temperature)
-        return Fields(
-            fg.reshape(*grid, 3).numpy().astype(np.float32), bg.reshape(*grid, 3).numpy().astype(np.float32)
-        )
+        """Each side's colour field of a sketch under ``mode`` (arguments: :meth:`side_fields`)."""
+        return self.side_fields(sketch_paper, reference_rgb, reference_mask, background_rgb).for_mode(mode)

@@ -36,7 +36,8 @@ def build_components(
 
     Args:
         every_path_random: also randomise what is normally zero-initialised (sketch zero
-            convolutions, the threshold embedding's last layer, the LoRA up-projections), as
+            convolutions, the threshold embedding's last layer, the LoRA up-projections, the
+            UNet's prior input channels), as
             test models need; False gives a freshly initialised trainable model.
     """
     with torch.random.fork_rng(devices=[]):
@@ -86,6 +87,8 @@ def build_components(
         if every_path_random:
             _randomize_zero_inits(sketch_encoder, std=0.05)
             _randomize_zero_inits(background_encoder, std=0.05)
+            if config.unet.prior_channels:  # the prior's zero-initialised input channels
+                unet.conv_in.weight.data[:, config.vae.channels :].normal_(0.0, 0.05)
     return {
         "vae": vae.eval(),
         "unet": unet.eval(),

@@ -104,10 +104,48 @@ class PreparedImages:
     reference_rgb: np.ndarray  # (S, S, 3) over white, at the reference encoder's input size
     reference_mask: np.ndarray | None  # (S, S) reference foreground, None = unknown
     background_rgb: np.ndarray | None  # (S, S, 3) the separate background reference
+    # For a model with a colour prior (prepare_images' prior_side > 0): the sketch's paper brightness,
+    # the reference over white, its foreground and the background image, at about prior_side squared.
+    prior: PriorImages | None = None
 
     @property
     def native_size(self) -> tuple[int, int]:
         return self.ink.shape[1], self.ink.shape[0]
+
+
+@dataclass(frozen=True)
+class PriorImages:
+    """What the colour prior (:mod:`refcolor.model.correspondence`) is computed from."""
+
+    sketch_paper: np.ndarray  # (h, w) 1 = paper
+    reference_rgb: np.ndarray  # (h', w', 3) over white, aspect ratio kept
+    reference_mask: np.ndarray | None  # (h', w') bool
+    background_rgb: np.ndarray | None  # (hb, wb, 3)
+
+
+def prior_images(
+    sketch_rgba: np.ndarray,
+    reference_rgba: np.ndarray,
+    reference_mask: np.ndarray | None,
+    background_rgba: np.ndarray | None,
+    side: int,
+) -> PriorImages:
+    """The colour prior's inputs at about ``side`` squared pixels each (aspect ratios kept, multiples of 16)."""
+
+    def size_of(image: np.ndarray) -> tuple[int, int]:
+        return imaging.native_size(image.shape[1], image.shape[0], side, multiple=16)
+
+    reference_size = size_of(reference_rgba)
+    return PriorImages(
+        sketch_paper=np.clip(1.0 - imaging.resize_float(imaging.line_ink(sketch_rgba), size_of(sketch_rgba)), 0, 1),
+        reference_rgb=np.clip(imaging.resize_float(imaging.flatten_on_white(reference_rgba), reference_size), 0, 1),
+        reference_mask=None
+        if reference_mask is None
+        else imaging.resize_float(reference_mask, reference_size) >= 0.5,
+        background_rgb=None
+        if background_rgba is None
+        else np.clip(imaging.resize_float(imaging.flatten_on_white(background_rgba), size_of(background_rgba)), 0, 1),
+    )
 
 
 def reference_mask_of(
@@ -128,9 +166,11 @@ def prepare_images(
     background: imaging.ImageInput | None,
     side: int,
     encoder_size: int,
+    prior_side: int = 0,
 ) -> PreparedImages:
     """Bring the images to the model's sizes: the sketch to about ``side * side`` pixels (aspect kept,
-    multiples of 64), the references to the encoder's ``encoder_size`` square."""
+    multiples of 64), the references to the encoder's ``encoder_size`` square; with ``prior_side``,
+    also the colour prior's inputs (:func:`prior_images`)."""
     sketch_rgba = imaging.to_rgba(sketch, "sketch")
     reference_rgba = imaging.to_rgba(reference, "reference")
     full_h, full_w = sketch_rgba.shape[:2]
@@ -140,10 +180,12 @@ def prepare_images(
     square = (encoder_size, encoder_size)
     ref_mask = reference_mask_of(reference_rgba, reference_mask)
     background_rgb: np.ndarray | None = None
-    if background is not None:
-        background_rgb = imaging.resize_float(
-            imaging.flatten_on_white(imaging.to_rgba(background, "background")), square
-        )
+    background_rgba = None if background is None else imaging.to_rgba(background, "background")
+    if background_rgba is not None:
+        background_rgb = imaging.resize_float(imaging.flatten_on_white(background_rgba), square)
+    prior = None
+    if prior_side:
+        prior = prior_images(sketch_rgba, reference_rgba, ref_mask, background_rgba, prior_side)
     return PreparedImages(
         full_ink=full_ink,
         ink=imaging.resize_float(full_ink, size),
@@ -154,4 +196,5 @@ def prepare_images(
         reference_rgb=imaging.resize_float(imaging.flatten_on_white(reference_rgba), square),
         reference_mask=None if ref_mask is None else imaging.resize_float(ref_mask, square),
         background_rgb=background_rgb,
+        prior=prior,
     )

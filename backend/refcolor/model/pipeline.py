@@ -36,6 +36,8 @@ from refcolor.model.conditioning import (
     combine_guidance,
     token_sets_for_mode,
 )
+from refcolor.model.correspondence import WORK_SIDE as PRIOR_SIDE
+from refcolor.model.correspondence import Correspondence, composite, load_line_features
 from refcolor.model.patch_autoencoder import PatchAutoencoder, downsample_factor
 from refcolor.model.reference_encoder import encode_reference, encoder_input_size
 from refcolor.model.schedulers import make_scheduler
@@ -109,6 +111,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             flatten=flatten,
         )
         self.encoding_cache: EncodingCache | None = None
+        self._correspondence: Correspondence | None = None  # built on first use (colour prior models)
         self.upsample_cache: EncodingCache | None = None
         self._interrupt = False
         self.set_mode(Mode.PLAIN)
@@ -220,6 +223,38 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                 return self.background_encoder.recover(tokens.to(dtype), threshold).to(self.unet.dtype)
 
         key = ("background", content_hash(reference_rgb, reference_mask, background_rgb, threshold))
+        return self._cached(key, compute)
+
+    @property
+    def prior_channels(self) -> int:
+        """Input channels of the UNet beyond the latents: the colour prior's (0 = no prior)."""
+        return int(self.unet.config.in_channels) - int(self.unet.config.out_channels)
+
+    def colour_prior(
+        self, images: inputs.PreparedImages, mode: Mode, threshold: float, latent_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """(1, 3, h, w) sRGB in [-1, 1] at the latent grid ``latent_size`` = (w, h): the split
+        correspondence's colours (:mod:`refcolor.model.correspondence`) for ``mode``, composited by
+        the sketch mask."""
+        prior = images.prior
+        if prior is None:
+            raise ValueError("the images were prepared without prior_side; the colour prior needs them")
+
+        def compute() -> torch.Tensor:
+            if self._correspondence is None:
+                self._correspondence = Correspondence(load_line_features(str(self._execution_device)))
+            sides = self._correspondence.side_fields(
+                prior.sketch_paper, prior.reference_rgb, prior.reference_mask, prior.background_rgb
+            )
+            mask = imaging.resize_float(images.native_mask, latent_size) >= threshold
+            rgb = composite(sides.for_mode(mode), None if mask.all() else mask, latent_size)
+            return self._tensor(rgb * 2.0 - 1.0).to(self.unet.dtype)
+
+        key = (
+            "prior",
+            content_hash(prior.sketch_paper, prior.reference_rgb, prior.reference_mask, prior.background_rgb,
+                         images.native_mask, mode.value, threshold, *latent_size),
+        )  # fmt: skip
         return self._cached(key, compute)
 
     # ---- preview --------------------------------------------------------------------------------
@@ -341,6 +376,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             background,
             side,
             encoder_input_size(self.image_encoder),
+            prior_side=PRIOR_SIDE if self.prior_channels else 0,
         )
         width, height = images.native_size
 
@@ -395,6 +431,17 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         batch_out = build_batch(
             outside, tokens.zeros(tokens=1), features, blank, num_variations, masks, **scales
         )
+        priors: dict[int, torch.Tensor | None] = {id(batch_in): None, id(batch_out): None}
+        if self.prior_channels:
+            latent_size = (width // self.latent_factor, height // self.latent_factor)
+            prior = self.colour_prior(images, parsed_mode, mask_threshold, latent_size)
+            # The reference's colours, like its tokens: none in the no-reference branch, none outside
+            # the guidance window.
+            priors[id(batch_in)] = torch.cat(
+                [(prior if b != NO_REFERENCE else torch.zeros_like(prior)).expand(num_variations, -1, -1, -1)
+                 for b in batch_in.branches]
+            )  # fmt: skip
+            priors[id(batch_out)] = torch.zeros_like(prior).expand(num_variations * len(batch_out.branches), -1, -1, -1)
 
         # 5. denoise
         sampler = make_scheduler(scheduler, self.scheduler.config)
@@ -402,7 +449,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         generators = list(generator) if isinstance(generator, Sequence) else generator
         shape = (
             num_variations,
-            self.unet.config.in_channels,
+            self.unet.config.out_channels,
             height // self.latent_factor,
             width // self.latent_factor,
         )
@@ -428,6 +475,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                     batch.context,
                     batch.sketch_features,
                     cross_attention_kwargs=batch.cross_attention_kwargs,
+                    prior=priors[id(batch)],
                 ).sample
                 predictions = dict(zip(batch.branches, noise.chunk(len(batch.branches)), strict=True))
                 noise = combine_guidance(predictions, reference_guidance_scale, sketch_guidance_scale)

@@ -44,6 +44,7 @@ class SketchUNet(UNet2DConditionModel):
         sketch_features: list[torch.Tensor] | None = None,
         cross_attention_kwargs: dict[str, Any] | None = None,
         return_dict: bool = True,
+        prior: torch.Tensor | None = None,
     ) -> UNet2DConditionOutput | tuple[torch.Tensor]:
         """Predict the noise.
 
@@ -53,7 +54,19 @@ class SketchUNet(UNet2DConditionModel):
             encoder_hidden_states: (B, T, D) reference tokens (ignored by split attention layers).
             sketch_features: ``len(down_blocks) + 1`` maps from :class:`SketchEncoder`, or None.
             cross_attention_kwargs: passed to every attention processor (``split=...``).
+            prior: (B, P, h, w) colour prior for a UNet with ``in_channels = C + P``; None = zeros
+                (no reference).
         """
+        extra = self.config.in_channels - sample.shape[1]
+        if extra < 0 or (prior is not None and prior.shape[1] != extra):
+            raise ValueError(
+                f"UNet takes {self.config.in_channels} input channels; got {sample.shape[1]} latent and "
+                f"{0 if prior is None else prior.shape[1]} prior channels"
+            )
+        if extra:
+            if prior is None:
+                prior = sample.new_zeros(sample.shape[0], extra, *sample.shape[2:])
+            sample = torch.cat([sample, prior.to(sample.dtype)], 1)
         if self.config.class_embed_type is not None or self.config.addition_embed_type is not None:
             raise ValueError("SketchUNet supports neither class nor addition embeddings")
         if sketch_features is not None and len(sketch_features) != len(self.down_blocks) + 1:
@@ -158,15 +171,16 @@ class SketchUNet(UNet2DConditionModel):
 
 
 def build_unet(spec: UNetSpec, latent_channels: int, sample_size: int) -> SketchUNet:
-    """A randomly initialised SketchUNet of ``spec``'s shape."""
+    """A randomly initialised SketchUNet of ``spec``'s shape; ``conv_in``'s prior channels start at zero,
+    so a prior does nothing until training teaches the model to use it."""
     levels = len(spec.block_out_channels)
     if len(spec.attention_levels) != levels:
         raise ValueError(f"attention_levels has {len(spec.attention_levels)} entries for {levels} levels")
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.attention_levels)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.attention_levels))
-    return SketchUNet(
+    unet = SketchUNet(
         sample_size=sample_size,
-        in_channels=latent_channels,
+        in_channels=latent_channels + spec.prior_channels,
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -178,3 +192,6 @@ def build_unet(spec: UNetSpec, latent_channels: int, sample_size: int) -> Sketch
         norm_num_groups=spec.norm_num_groups,
         use_linear_projection=spec.use_linear_projection,
     )
+    with torch.no_grad():
+        unet.conv_in.weight[:, latent_channels:] = 0.0
+    return unet

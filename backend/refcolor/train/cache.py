@@ -23,10 +23,15 @@ import torch
 
 from refcolor.data.samples import SampleSource
 from refcolor.model import imaging, inputs
+from refcolor.model.correspondence import WORK_SIDE as PRIOR_SIDE
+from refcolor.model.correspondence import Correspondence, Fields, composite, load_line_features
 
 logger = logging.getLogger(__name__)
 
 ARRAYS = ("target", "ink", "mask", "reference", "reference_mask")
+# The colour prior of a model that takes one: what the sketch takes from the whole reference, from its
+# foreground and from its background (refcolor.model.correspondence.SideFields), sRGB at the latent grid.
+PRIOR_ARRAYS = ("prior_whole", "prior_foreground", "prior_background")
 DONE = "cache.json"
 
 
@@ -39,9 +44,15 @@ class CacheSpec:
     native: int  # the model's native side
     encoder_size: int  # the reference encoder's input side
     seed: int = 0
+    prior_factor: int = 0  # > 0: also the colour prior, at the native size divided by this (the latent grid)
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        return ARRAYS + (PRIOR_ARRAYS if self.prior_factor else ())
 
     def describe(self) -> dict[str, object]:
-        return {
+        prior = {"prior_factor": self.prior_factor} if self.prior_factor else {}
+        return {**prior,
             "characters": str(self.characters),
             "backgrounds": str(self.backgrounds),
             "count": self.count,
@@ -52,41 +63,65 @@ class CacheSpec:
         }
 
 
-def prepare_sample(source: SampleSource, index: int, native: int, encoder_size: int) -> dict[str, np.ndarray]:
-    """Sample ``index`` of ``source`` as uint8 arrays at the model's sizes."""
+def prepare_sample(
+    source: SampleSource,
+    index: int,
+    native: int,
+    encoder_size: int,
+    correspondence: Correspondence | None = None,
+    prior_factor: int = 0,
+) -> dict[str, np.ndarray]:
+    """Sample ``index`` of ``source`` as uint8 arrays at the model's sizes (with ``correspondence``
+    and ``prior_factor``, also the colour prior's three fields at the latent grid)."""
     sample = source[index]
     images = inputs.prepare_images(
-        sample.sketch_rgba(), sample.reference_rgba(), sample.mask, sample.reference_mask, None, native, encoder_size
-    )
+        sample.sketch_rgba(), sample.reference_rgba(), sample.mask, sample.reference_mask, None, native, encoder_size,
+        prior_side=PRIOR_SIDE if correspondence is not None else 0,
+    )  # fmt: skip
     height, width = images.ink.shape
     target = imaging.resize_float(sample.target.astype(np.float32) / 255.0, (width, height))
     reference_mask = images.reference_mask if images.reference_mask is not None else np.ones_like(images.ink)
-    return {
+    prepared = {
         "target": imaging.to_uint8(target),
         "ink": imaging.to_uint8(images.ink),
         "mask": imaging.to_uint8(images.native_mask),
         "reference": imaging.to_uint8(images.reference_rgb),
         "reference_mask": imaging.to_uint8(reference_mask),
     }
+    if correspondence is not None and images.prior is not None:
+        prior = images.prior
+        sides = correspondence.side_fields(
+            prior.sketch_paper, prior.reference_rgb, prior.reference_mask, prior.background_rgb
+        )
+        grid = (width // prior_factor, height // prior_factor)
+        for name, field in zip(PRIOR_ARRAYS, (sides.whole, sides.foreground, sides.background), strict=True):
+            chosen = sides.whole if field is None else field
+            prepared[name] = imaging.to_uint8(composite(Fields(chosen, chosen), None, grid))
+    return prepared
 
 
 _worker_source: SampleSource | None = None
-_worker_sizes: tuple[int, int] = (0, 0)
+_worker_spec: CacheSpec | None = None
+_worker_correspondence: Correspondence | None = None
 
 
 def _init_worker(spec: CacheSpec, threads: int | None = 1) -> None:
-    global _worker_source, _worker_sizes
+    global _worker_source, _worker_spec, _worker_correspondence
     if threads:
         torch.set_num_threads(threads)
     _worker_source = SampleSource.from_folders(
         spec.characters, spec.backgrounds, size=spec.sample_size, seed=spec.seed, length=spec.count
     )
-    _worker_sizes = (spec.native, spec.encoder_size)
+    _worker_spec = spec
+    _worker_correspondence = Correspondence(load_line_features()) if spec.prior_factor else None
 
 
 def _prepare(index: int) -> dict[str, np.ndarray]:
-    assert _worker_source is not None
-    return prepare_sample(_worker_source, index, *_worker_sizes)
+    assert _worker_source is not None and _worker_spec is not None
+    spec = _worker_spec
+    return prepare_sample(
+        _worker_source, index, spec.native, spec.encoder_size, _worker_correspondence, spec.prior_factor
+    )
 
 
 def build_cache(spec: CacheSpec, folder: Path, workers: int = 2) -> Path:
@@ -109,28 +144,23 @@ def build_cache(spec: CacheSpec, folder: Path, workers: int = 2) -> Path:
         shutil.rmtree(folder)  # an interrupted build
     folder.mkdir(parents=True)
     logger.info("preparing %d training samples into %s (%d processes)", spec.count, folder, workers)
-    first = prepare_sample(
-        SampleSource.from_folders(spec.characters, spec.backgrounds, size=spec.sample_size, seed=spec.seed),
-        0,
-        spec.native,
-        spec.encoder_size,
-    )
+    _init_worker(spec, threads=None)  # this process's own source (and prior), for the first sample's shapes
+    first = _prepare(0)
     arrays = {
         name: np.lib.format.open_memmap(
             folder / f"{name}.npy", mode="w+", dtype=np.uint8, shape=(spec.count, *first[name].shape)
         )
-        for name in ARRAYS
+        for name in spec.arrays
     }
 
     def store(prepared_samples: Iterator[dict[str, np.ndarray]]) -> None:
         for index, prepared in enumerate(prepared_samples):
-            for name in ARRAYS:
+            for name in spec.arrays:
                 arrays[name][index] = prepared[name]
             if (index + 1) % 1000 == 0:
                 logger.info("prepared %d / %d samples", index + 1, spec.count)
 
     if workers <= 0:  # in this process (tests, debugging)
-        _init_worker(spec, threads=None)
         store(_prepare(i) for i in range(spec.count))
     else:
         with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
@@ -150,9 +180,12 @@ class Batch:
     mask: torch.Tensor  # (B, 1, h, w) in [0, 1], 1 = foreground
     reference: torch.Tensor  # (B, 3, S, S) in [0, 1]
     reference_mask: torch.Tensor  # (B, 1, S, S) in [0, 1]
+    # (B, 3, 3, h/f, w/f) in [0, 1]: the colour prior's whole / foreground / background fields, or None
+    prior: torch.Tensor | None = None
 
     def to(self, device: str | torch.device) -> Batch:
-        return Batch(*(getattr(self, name).to(device) for name in ARRAYS))
+        prior = None if self.prior is None else self.prior.to(device)
+        return Batch(*(getattr(self, name).to(device) for name in ARRAYS), prior=prior)
 
 
 class SampleCache:
@@ -162,7 +195,9 @@ class SampleCache:
         self.folder = Path(folder)
         if not (self.folder / DONE).is_file():
             raise FileNotFoundError(f"{self.folder} has no complete sample cache; build it with build_cache()")
-        self.arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        names = ARRAYS + tuple(n for n in PRIOR_ARRAYS if (self.folder / f"{n}.npy").is_file())
+        self.arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in names}
+        self.has_prior = all(name in self.arrays for name in PRIOR_ARRAYS)
         self.count = len(self.arrays["target"])
 
     def __len__(self) -> int:
@@ -172,10 +207,12 @@ class SampleCache:
         """The samples at ``indices``, each mirrored left-right with probability 1/2 (sketch, mask and
         target together; the reference on its own) and its ink scaled by a factor from ``ink_fade``."""
         order = np.sort(indices)  # memory maps read faster in order
-        picked = {name: np.asarray(self.arrays[name][order]) for name in ARRAYS}
+        picked = {name: np.asarray(self.arrays[name][order]) for name in self.arrays}
         flip = rng.random(len(order)) < 0.5
         flip_reference = rng.random(len(order)) < 0.5
-        for name in ("target", "ink", "mask"):
+        # The prior goes with the sketch; a mirrored reference leaves it (the matching is near
+        # mirror-invariant, and the colours it finds stay where the sketch's parts are).
+        for name in ("target", "ink", "mask", *(PRIOR_ARRAYS if self.has_prior else ())):
             picked[name][flip] = picked[name][flip][:, :, ::-1]
         for name in ("reference", "reference_mask"):
             picked[name][flip_reference] = picked[name][flip_reference][:, :, ::-1]
@@ -191,4 +228,5 @@ class SampleCache:
             mask=tensor(picked["mask"]),
             reference=tensor(picked["reference"]),
             reference_mask=tensor(picked["reference_mask"]),
+            prior=torch.stack([tensor(picked[name]) for name in PRIOR_ARRAYS], 1) if self.has_prior else None,
         )

@@ -102,6 +102,16 @@ NANO_ZTSNR = replace(
     adapters=StageRecipe(steps=400, batch=16, learning_rate=1.5e-4, warmup=20),
 )
 
+# nano v2 (config nano-v2: nano + the colour prior), trained on from nano's shipped weights
+# (`--init-from`): the prior's new input channels start at zero, so training starts from nano itself.
+NANO_V2 = replace(
+    NANO,
+    config="nano-v2",
+    samples=8_000,
+    base=StageRecipe(steps=1500, batch=16, learning_rate=1.5e-4, warmup=50, weight_decay=0.01),
+    adapters=StageRecipe(steps=300, batch=16, learning_rate=1.5e-4, warmup=20),
+)
+
 # The same recipe, minutes instead of hours: what the tests train.
 SMOKE = Recipe(
     config="tiny",
@@ -116,7 +126,14 @@ SMOKE = Recipe(
     checkpoint_every=2,
 )
 
-RECIPES: dict[str, Recipe] = {"nano": NANO, "nano-continue": NANO_CONTINUE, "nano-ztsnr": NANO_ZTSNR, "smoke": SMOKE}
+RECIPES: dict[str, Recipe] = {
+    "nano": NANO,
+    "nano-continue": NANO_CONTINUE,
+    "nano-ztsnr": NANO_ZTSNR,
+    "nano-v2": NANO_V2,
+    "smoke": SMOKE,
+    "smoke-prior": replace(SMOKE, config="tiny-prior"),
+}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -47,6 +47,22 @@ CHECKPOINT = "checkpoint.pt"
 SHEET_SAMPLES = 4  # cache samples shown on every sample sheet
 
 
+def widen_conv_in(state: dict[str, torch.Tensor], unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` (a UNet's) with ``conv_in.weight`` padded with zero input channels up to ``unet``'s,
+    when ``unet`` takes more (the colour prior's); unchanged otherwise."""
+    key = next((k for k in state if k.endswith("conv_in.weight")), None)
+    if key is None:
+        return state
+    old, new = state[key], unet.state_dict()[key]
+    others_differ = (old.shape[0], *old.shape[2:]) != (new.shape[0], *new.shape[2:])
+    if others_differ or old.shape[1] >= new.shape[1]:
+        return state
+    logger.info("conv_in widened from %d to %d input channels (the new ones start at zero)", old.shape[1], new.shape[1])
+    widened = torch.zeros_like(new)
+    widened[:, : old.shape[1]] = old
+    return {**state, key: widened}
+
+
 def lora_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for name, p in unet.named_parameters() if ".lora_" in name]
 
@@ -125,6 +141,7 @@ class Trainer:
                 native=self.config.native_resolution,
                 encoder_size=encoder_input_size(self.parts["image_encoder"]),
                 seed=self.seed,
+                prior_factor=downsample_factor(self.parts["vae"]) if self.config.unet.prior_channels else 0,
             )
             self._cache = SampleCache(build_cache(spec, self.run_dir / "cache", self.workers))
         return self._cache
@@ -227,8 +244,10 @@ class Trainer:
     def initialise_from(self, folder: Path) -> None:
         """Start a new run from a model folder's weights (``--export`` of an earlier run): a warm start.
 
-        Every module must match this config exactly. The recipe then runs from its first stage as
-        usual (a finished stage cannot be lengthened on resume; this is how to train on).
+        Every module must match this config exactly, but for a UNet that gains colour-prior input
+        channels (nano -> nano v2): those start at zero, so the model starts as the old one. The
+        recipe then runs from its first stage as usual (a finished stage cannot be lengthened on
+        resume; this is how to train on).
 
         Raises:
             ValueError: the run has already started, or the folder's modules do not fit this config.
@@ -237,8 +256,11 @@ class Trainer:
             raise ValueError("--init-from only starts a new run; this one has already trained")
         source = ReferenceColorizationPipeline.from_pretrained(str(folder), dtype=torch.float32)
         for name, module in self.parts.items():
+            state = getattr(source, name).state_dict()
+            if name == "unet":
+                state = widen_conv_in(state, module)
             try:
-                module.load_state_dict(getattr(source, name).state_dict(), strict=True)
+                module.load_state_dict(state, strict=True)
             except RuntimeError as exc:
                 raise ValueError(f"{folder}: its {name} does not fit config {self.config.name!r}: {exc}") from None
         self.parts["vae"].register_to_config(scaling_factor=float(source.vae.config.scaling_factor))
@@ -318,11 +340,29 @@ class Trainer:
         set_mode(unet, Mode.PLAIN)
         size = batch.target.shape[0]
         latents = self.latents(batch.target, generator)
-        tokens = self.reference_tokens(batch.reference) * self._keep(self.recipe.reference_dropout, size, rng)
+        keep = self._keep(self.recipe.reference_dropout, size, rng)
+        tokens = self.reference_tokens(batch.reference) * keep
         ink = batch.ink * self._keep(self.recipe.sketch_dropout, size, rng).unsqueeze(-1)
         noisy, target, timesteps = self._noisy(latents, generator)
-        prediction = unet(noisy, timesteps, tokens, self.sketch_features(ink)).sample
+        prior = self.prior(batch, Mode.PLAIN, keep.view(-1, 1, 1, 1), batch.mask, 0.5)
+        prediction = unet(noisy, timesteps, tokens, self.sketch_features(ink), prior=prior).sample
         return F.mse_loss(prediction, target)
+
+    def prior(
+        self, batch: Batch, mode: Mode, keep: torch.Tensor, mask: torch.Tensor, threshold: float
+    ) -> torch.Tensor | None:
+        """The colour prior of ``mode`` in [-1, 1] at the latent grid, as the pipeline composites it
+        (:meth:`refcolor.model.correspondence.SideFields.for_mode`), zero where the reference is
+        dropped (``keep`` (B, 1, 1, 1) 0); None for a model without one."""
+        if not self.config.unet.prior_channels:
+            return None
+        if batch.prior is None:
+            raise ValueError("this model takes a colour prior but the sample cache has none; rebuild it")
+        whole, foreground, background = batch.prior.unbind(1)
+        fg = foreground if mode is Mode.BOTH else whole
+        bg = background if mode in (Mode.BACKGROUND, Mode.BOTH) else whole
+        latent_mask = F.interpolate(mask, size=whole.shape[-2:], mode="area") >= threshold
+        return (torch.where(latent_mask, fg, bg) * 2 - 1) * keep
 
     def adapter_loss(self, batch: Batch, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
         unet, background = self.parts["unet"], self.parts["background_encoder"]
@@ -352,8 +392,9 @@ class Trainer:
             masks=masks_per_level(latent_mask, len(unet.config.block_out_channels), threshold),
         )
         noisy, target, timesteps = self._noisy(latents, generator)
+        prior = self.prior(batch, mode, keep.view(-1, 1, 1, 1), batch.mask, threshold)
         prediction = unet(
-            noisy, timesteps, split.foreground_tokens, features, cross_attention_kwargs={"split": split}
+            noisy, timesteps, split.foreground_tokens, features, cross_attention_kwargs={"split": split}, prior=prior
         ).sample
         return F.mse_loss(prediction, target)
 

@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from refcolor import train_cli
+from refcolor.model.adapters import Mode
 from refcolor.model.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.train.cache import CacheSpec, SampleCache, build_cache
@@ -255,3 +256,50 @@ def test_cli_refuses_an_init_folder_that_is_not_a_model(
 ) -> None:
     assert train_cli.run(cli_args(data, tmp_path / "run", init_from=tmp_path)) == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+def test_a_model_with_a_colour_prior_starts_from_one_without_it_and_trains_with_it(
+    data: Path, tmp_path: Path
+) -> None:
+    """nano -> nano v2 in miniature: a run of the prior config initialised from a model without the
+    prior starts as that model exactly (the new input channels are zero), the cache carries the
+    prior's three fields, training moves the new channels, and the export runs with its prior."""
+    first = make_trainer(data, tmp_path / "first")
+    first.train()
+    folder = first.export(tmp_path / "model")
+    config = replace(TINY, name="tiny-prior", unet=replace(TINY.unet, prior_channels=3))
+    recipe = replace(RECIPE, config="tiny-prior")
+    second = Trainer(config, recipe, tmp_path / "second", data, workers=0)
+    second.initialise_from(folder)
+    unet_old, unet_new = first.parts["unet"], second.parts["unet"]
+    assert unet_new.conv_in.weight.shape[1] == unet_old.conv_in.weight.shape[1] + 3
+    assert not unet_new.conv_in.weight[:, -3:].any()
+    sample = torch.randn(1, unet_old.config.in_channels, 8, 8)
+    tokens = torch.randn(1, 64, TINY.unet.cross_attention_dim)
+    with torch.no_grad():
+        before = unet_old(sample, 10, tokens).sample
+        after = unet_new(sample, 10, tokens, prior=torch.rand(1, 3, 8, 8)).sample
+    torch.testing.assert_close(after, before)  # the prior does nothing yet: the old model, exactly
+
+    cache = second.cache()
+    assert cache.has_prior and cache.arrays["prior_whole"].shape == (6, 32, 32, 3)  # 256 px / 8
+    batch = cache.batch(np.arange(6), np.random.default_rng(0))
+    assert batch.prior is not None and batch.prior.shape == (6, 3, 3, 32, 32)
+    # The foreground field takes only the character's colours: it differs from the whole reference's.
+    assert not torch.equal(batch.prior[:, 0], batch.prior[:, 1])
+    prior = second.prior(batch, Mode.BOTH, torch.ones(6, 1, 1, 1), batch.mask, 0.5)
+    assert prior is not None and prior.shape == (6, 3, 32, 32) and -1 <= prior.min() < prior.max() <= 1
+    dropped = second.prior(batch, Mode.BOTH, torch.zeros(6, 1, 1, 1), batch.mask, 0.5)
+    assert dropped is not None and not dropped.any()  # no reference, no prior
+
+    assert second.train()
+    assert unet_new.conv_in.weight[:, -3:].abs().sum() > 0  # it learnt to read the prior
+    pipe = ReferenceColorizationPipeline.from_pretrained(second.export(tmp_path / "prior-model"))
+    assert pipe.prior_channels == 3
+    characters = sorted((data / "train" / "characters").iterdir())
+    reference = np.asarray(Image.open(characters[0]).convert("RGBA"))
+    sketch = np.full((96, 96, 4), 255, np.uint8)
+    sketch[30:32, :, :3] = 0
+    out = pipe(sketch, reference, mode="both", num_inference_steps=2, resolution=64,
+               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert out.combined[0].shape == (96, 96, 4)
