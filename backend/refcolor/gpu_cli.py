@@ -1,0 +1,46 @@
+"""``refcolor gpu``: train on a borrowed GPU machine (see :mod:`refcolor.train.gpu` and ``make gpu-train``).
+
+    refcolor gpu pack --data DATA --out .gpu           # here: the training split as WebP shards
+    refcolor gpu run --packed .gpu --out $OUT          # there: train, export, split into parts
+    refcolor gpu join PARTS_DIR DEST                   # here: the parts back into a folder
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    pack = verbs.add_parser("pack", help="pack the training split and the prior's feature weights to travel")
+    pack.add_argument("--data", type=Path, required=True, help="a folder built by `refcolor data build`")
+    pack.add_argument("--out", type=Path, required=True, help="folder for the shards (e.g. .gpu)")
+    run = verbs.add_parser("run", help="train from the packed data for a fixed time and split the result")
+    run.add_argument("--packed", type=Path, required=True, help="the folder `gpu pack` wrote")
+    run.add_argument("--out", type=Path, required=True, help="folder for the result's parts (the machine's $OUT)")
+    run.add_argument("--init-from", type=Path, required=True, help="model folder to start from (the shipped nano)")
+    run.add_argument("--config", default="nano-v2")
+    run.add_argument("--recipe", default="nano-v2-gpu")
+    run.add_argument("--device", default="cuda")
+    run.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    run.add_argument("--minutes", type=float, default=8.5, help="time budget, data preparation included")
+    run.add_argument("--workers", type=int, default=None, help="sample-preparation processes (default: cores - 2)")
+    join = verbs.add_parser("join", help="reassemble the parts `gpu run` wrote")
+    join.add_argument("parts", type=Path, help="folder holding result.tar.NNN")
+    join.add_argument("dest", type=Path, help="folder to extract into")
+
+
+def run(args: argparse.Namespace) -> int:
+    from refcolor.train import gpu
+
+    if args.verb == "pack":
+        shards = gpu.pack(args.data, args.out)
+        print(f"wrote {len(shards)} shards to {args.out}")
+    elif args.verb == "run":
+        parts = gpu.run(args.packed, args.out, args.init_from, args.config, args.recipe, args.device,
+                        args.minutes, args.workers, args.precision)  # fmt: skip
+        print(f"wrote {len(parts)} parts to {args.out}")
+    else:
+        print(f"extracted into {gpu.join(args.parts, args.dest)}")
+    return 0

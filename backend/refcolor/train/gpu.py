@@ -1,0 +1,180 @@
+"""Training on a borrowed GPU machine: what travels there, what runs there, what comes back.
+
+The machine has a GPU, 16 cores, Python 3.12 with torch, transformers, peft, scipy, scikit-image
+and Pillow, but no network, no diffusers and at most 64 MiB of inputs (this repository included);
+files come back at most 16 MiB each. So (``make gpu-pack`` here, ``make gpu-train`` there):
+
+* :func:`pack` writes the training split as WebP images in tar shards of at most ``shard_bytes``
+  (characters at most 320 px, backgrounds 512 px: samples are drawn at 256 px), and the colour
+  prior's feature extractor (:class:`refcolor.model.correspondence.LineFeatures`, the part of
+  EfficientNet-Lite0 it uses: 3.6 MB instead of the 18 MB package) as safetensors.
+* :func:`run` unpacks them, trains with ``refcolor train``'s :class:`~refcolor.train.trainer.Trainer`
+  from the shipped model for a fixed time, exports the model and writes it back as a tar split into
+  parts of at most ``part_bytes``.
+* :func:`join` puts the parts back together here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from refcolor.data.samples import IMAGE_SUFFIXES
+from refcolor.model.correspondence import LINE_FEATURES_ENV
+
+logger = logging.getLogger(__name__)
+
+SHARD_BYTES = 24 << 20  # data shards
+PART_BYTES = 15 << 20  # result parts (the machine returns files of at most 16 MiB)
+CHARACTER_SIDE = 320
+BACKGROUND_SIDE = 512
+QUALITY = 90  # WebP quality (alpha is kept losslessly)
+LINE_FEATURES_FILE = "line_features.safetensors"
+MANIFEST = "pack.json"
+RESULT = "result.tar"
+
+
+def _webp(path: Path, side: int) -> bytes:
+    image = Image.open(path)
+    image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "WEBP", quality=QUALITY, method=6, exact=True)
+    return out.getvalue()
+
+
+def pack(data: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> list[Path]:
+    """The training split of ``data`` (``refcolor data build``) as WebP tar shards in ``out``, with the
+    colour prior's feature weights and a manifest. Returns the shards.
+
+    Raises:
+        FileNotFoundError: ``data`` has no ``train/characters`` or ``train/backgrounds``.
+    """
+    from refcolor.model.correspondence import load_line_features
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("data-*.tar"):
+        old.unlink()
+    payloads: list[tuple[str, bytes]] = []
+    counts: dict[str, int] = {}
+    for kind, side in (("characters", CHARACTER_SIDE), ("backgrounds", BACKGROUND_SIDE)):
+        folder = data / "train" / kind
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is missing: build the data first with `refcolor data build {data}`")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        counts[kind] = len(files)
+        payloads += [(f"train/{kind}/{path.stem}.webp", _webp(path, side)) for path in files]
+    groups: list[list[tuple[str, bytes]]] = [[]]
+    for name, payload in payloads:  # 1 KiB of header and padding per member, 10 KiB at the end, at most
+        if groups[-1] and sum(len(b) + 1024 for _, b in groups[-1]) + len(payload) + 1024 > shard_bytes - 10240:
+            groups.append([])
+        groups[-1].append((name, payload))
+    shards = [out / f"data-{index:03d}.tar" for index in range(len(groups))]
+    for shard, group in zip(shards, groups, strict=True):
+        with tarfile.open(shard, "w") as tar:
+            for name, payload in group:
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    features = load_line_features("cpu")
+    save_file({k: v.contiguous() for k, v in features.state_dict().items()}, str(out / LINE_FEATURES_FILE))
+    manifest = {"shards": [s.name for s in shards], "counts": counts, "character_side": CHARACTER_SIDE,
+                "background_side": BACKGROUND_SIDE, "quality": QUALITY}  # fmt: skip
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    logger.info("packed %s into %d shards (%.1f MB)", counts, len(shards), sum(s.stat().st_size for s in shards) / 1e6)
+    return shards
+
+
+def unpack(packed: Path, dest: Path) -> Path:
+    """Extract ``packed``'s shards into ``dest`` (a data folder with ``train/``); returns ``dest``."""
+    manifest = json.loads((packed / MANIFEST).read_text())
+    for name in manifest["shards"]:
+        with tarfile.open(packed / name) as tar:
+            tar.extractall(dest, filter="data")
+    return dest
+
+
+def split(folder: Path, out: Path, part_bytes: int = PART_BYTES) -> list[Path]:
+    """``folder`` as one tar cut into parts of at most ``part_bytes`` (``RESULT.000``, ...) in ``out``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname=".")
+    data = buffer.getvalue()
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for index, start in enumerate(range(0, len(data), part_bytes)):
+        parts.append(out / f"{RESULT}.{index:03d}")
+        parts[-1].write_bytes(data[start : start + part_bytes])
+    return parts
+
+
+def join(parts_folder: Path, dest: Path) -> Path:
+    """Reassemble :func:`split`'s parts from ``parts_folder`` into the folder ``dest``."""
+    parts = sorted(parts_folder.glob(f"{RESULT}.[0-9][0-9][0-9]"))
+    if not parts:
+        raise FileNotFoundError(f"{parts_folder} holds no {RESULT}.NNN parts")
+    data = b"".join(p.read_bytes() for p in parts)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def run(
+    packed: Path,
+    out: Path,
+    init_from: Path,
+    config: str = "nano-v2",
+    recipe: str = "nano-v2-gpu",
+    device: str = "cuda",
+    minutes: float = 8.5,
+    workers: int | None = None,
+    precision: str = "bf16",
+    work: Path | None = None,
+) -> list[Path]:
+    """Unpack, train for at most ``minutes`` (the cache build included), export in fp16 and split the
+    model folder with its log and sample sheets into ``out``. Returns the parts."""
+    from refcolor.model.config import get_config
+    from refcolor.train.recipe import get_recipe
+    from refcolor.train.trainer import Trainer
+
+    start = time.monotonic()
+    work = work or Path(os.environ.get("TMPDIR", "/tmp")) / "refcolor-gpu"
+    if work.exists():
+        shutil.rmtree(work)
+    data = unpack(packed, work / "data")
+    workers = max(1, (os.cpu_count() or 2) - 2) if workers is None else workers
+    previous = os.environ.get(LINE_FEATURES_ENV)
+    os.environ[LINE_FEATURES_ENV] = str(packed / LINE_FEATURES_FILE)  # the cache's workers inherit it
+    try:
+        trainer = Trainer(get_config(config), get_recipe(recipe), work / "run", data, device, 0, workers, precision)
+        trainer.initialise_from(init_from)
+        trainer.cache()  # built here, inside the time budget
+        logger.info("data ready after %.0f s", time.monotonic() - start)
+        done = trainer.train(max_seconds=max(0.0, minutes * 60 - (time.monotonic() - start)))
+        model = trainer.export(work / "result" / "model", torch.float16)
+    finally:
+        if previous is None:
+            os.environ.pop(LINE_FEATURES_ENV, None)
+        else:
+            os.environ[LINE_FEATURES_ENV] = previous
+    for name in ("log.jsonl", "samples"):
+        source = work / "run" / name
+        if source.is_dir():
+            shutil.copytree(source, work / "result" / name)
+        elif source.is_file():
+            shutil.copy2(source, work / "result" / name)
+    status = {"finished": done, "stage": trainer.stage, "step": trainer.step, "seconds": time.monotonic() - start,
+              "device": device, "recipe": recipe, "model": str(model.relative_to(work / "result"))}  # fmt: skip
+    (work / "result" / "status.json").write_text(json.dumps(status, indent=1))
+    logger.info("%s", status)
+    return split(work / "result", out)

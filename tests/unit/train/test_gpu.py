@@ -1,0 +1,86 @@
+"""The borrowed-GPU path (`make gpu-pack` / `make gpu-train`), end to end on the CPU with a few steps."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from refcolor.model.config import TINY
+from refcolor.model.correspondence import LINE_FEATURES_ENV, load_line_features
+from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.train import gpu, recipe
+from refcolor.train.trainer import Trainer
+
+
+@pytest.fixture
+def data(folders: tuple[Path, Path], tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    for folder in folders:
+        folder.rename(root / "train" / folder.name)
+    big = np.zeros((700, 500, 4), np.uint8)  # larger than the packed side: it travels shrunk
+    big[100:600, 100:400] = (200, 60, 90, 255)
+    Image.fromarray(big).save(root / "train" / "characters" / "big.png")
+    return root
+
+
+def test_pack_writes_small_webp_shards_and_the_prior_weights(data: Path, tmp_path: Path) -> None:
+    shards = gpu.pack(data, tmp_path / "packed", shard_bytes=14_000)
+    assert len(shards) >= 2 and all(s.stat().st_size <= 14_000 for s in shards)
+    manifest = json.loads((tmp_path / "packed" / gpu.MANIFEST).read_text())
+    assert manifest["counts"] == {"characters": 4, "backgrounds": 1}
+    dest = gpu.unpack(tmp_path / "packed", tmp_path / "unpacked")
+    characters = sorted((dest / "train" / "characters").iterdir())
+    assert [p.name for p in characters] == ["big.webp", "c0.webp", "c1.webp", "c2.webp"]
+    big = Image.open(characters[0])
+    assert big.mode == "RGBA" and max(big.size) == gpu.CHARACTER_SIDE  # alpha kept, shrunk
+    alpha = np.asarray(big)[..., 3]
+    assert alpha.min() == 0 and alpha.max() == 255  # the character and its transparent surround
+    # The prior's features load from the packed file exactly as from the package.
+    paper = torch.ones(1, 1, 64, 64)
+    paper[..., 30:33, :] = 0
+    packed = load_line_features("cpu", tmp_path / "packed" / gpu.LINE_FEATURES_FILE)
+    torch.testing.assert_close(packed(paper), load_line_features("cpu")(paper))
+
+
+def test_a_gpu_run_trains_from_the_packed_data_and_its_parts_rebuild_a_model(data: Path, tmp_path: Path) -> None:
+    gpu.pack(data, tmp_path / "packed")
+    start = Trainer(TINY, recipe.SMOKE, tmp_path / "start-run", data, workers=0)
+    init = start.export(tmp_path / "start")  # a model without the prior, as nano is for nano v2
+    tiny = replace(recipe.SMOKE, config="tiny-prior", samples=6, sample_every=10_000, checkpoint_every=10_000)
+    recipe.RECIPES["test-gpu"] = tiny
+    try:
+        parts = gpu.run(
+            tmp_path / "packed", tmp_path / "out", init, config="tiny-prior", recipe="test-gpu", device="cpu",
+            minutes=5, workers=0, precision="fp32", work=tmp_path / "work",
+        )  # fmt: skip
+    finally:
+        del recipe.RECIPES["test-gpu"]
+    assert LINE_FEATURES_ENV not in os.environ  # restored after the run
+    assert parts and all(p.stat().st_size <= gpu.PART_BYTES for p in parts)
+    result = gpu.join(tmp_path / "out", tmp_path / "result")
+    status = json.loads((result / "status.json").read_text())
+    assert status["finished"] and status["stage"] == "done" and status["device"] == "cpu"
+    assert (result / "log.jsonl").read_text().count('"stage": "base"') == tiny.base.steps
+    pipe = ReferenceColorizationPipeline.from_pretrained(result / status["model"])
+    assert pipe.prior_channels == 3 and pipe.unet.dtype == torch.float16  # exported in fp16
+    assert pipe.unet.conv_in.weight[:, -3:].abs().sum() > 0  # trained to read the prior
+
+
+def test_split_parts_are_bounded_and_join_back(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    payload = np.random.default_rng(0).bytes(50_000)
+    (folder / "sub" / "weights.bin").write_bytes(payload)
+    parts = gpu.split(folder, tmp_path / "parts", part_bytes=16_000)
+    assert len(parts) == 4 and max(p.stat().st_size for p in parts) == 16_000
+    assert (gpu.join(tmp_path / "parts", tmp_path / "back") / "sub" / "weights.bin").read_bytes() == payload
+    with pytest.raises(FileNotFoundError, match=r"no result\.tar"):
+        gpu.join(tmp_path / "nothing", tmp_path / "x")
