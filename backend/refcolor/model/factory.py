@@ -117,4 +117,5 @@ def assemble_pipeline(config: ModelConfig, parts: dict[str, torch.nn.Module]) ->
         chroma_radius=config.chroma_radius,
         color_match=config.color_match,
         flatten=config.flatten,
+        prior_strength=config.prior_strength,
     )

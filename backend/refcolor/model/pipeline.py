@@ -72,7 +72,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
     ``both_mode_shares_tokens`` (the official "both" context quirk) and ``chroma_radius`` (how
     far, in model-resolution pixels, the upsampler averages chroma inside each closed region of
     the line art; see :func:`refcolor.model.upsample.upsample_fills`); ``color_match`` and
-    ``flatten``, the defaults of the call's finishing strengths (:mod:`refcolor.model.finishing`).
+    ``flatten``, the defaults of the call's finishing strengths (:mod:`refcolor.model.finishing`);
+    ``prior_strength``, for a model with a colour prior: below 1, denoising starts from the prior
+    noised to that share of the schedule instead of from pure noise (the skipped steps count as done).
     """
 
     model_cpu_offload_seq = "image_encoder->background_encoder->sketch_encoder->unet->vae"
@@ -91,6 +93,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         chroma_radius: float = TENT_RADIUS,
         color_match: float = 0.0,
         flatten: float = 0.0,
+        prior_strength: float = 1.0,
     ) -> None:
         super().__init__()
         check_adapters(unet)
@@ -109,6 +112,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             chroma_radius=chroma_radius,
             color_match=color_match,
             flatten=flatten,
+            prior_strength=prior_strength,
         )
         self.encoding_cache: EncodingCache | None = None
         self._correspondence: Correspondence | None = None  # built on first use (colour prior models)
@@ -233,9 +237,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
     def colour_prior(
         self, images: inputs.PreparedImages, mode: Mode, threshold: float, latent_size: tuple[int, int]
     ) -> torch.Tensor:
-        """(1, 3, h, w) sRGB in [-1, 1] at the latent grid ``latent_size`` = (w, h): the split
-        correspondence's colours (:mod:`refcolor.model.correspondence`) for ``mode``, composited by
-        the sketch mask."""
+        """(1, 3, h, w) sRGB in [-1, 1] of size ``latent_size`` = (w, h) (the latent grid, or the native
+        size for a start image): the split correspondence's colours (:mod:`refcolor.model.correspondence`)
+        for ``mode``, composited by the sketch mask."""
         prior = images.prior
         if prior is None:
             raise ValueError("the images were prepared without prior_side; the colour prior needs them")
@@ -453,16 +457,30 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             height // self.latent_factor,
             width // self.latent_factor,
         )
-        latents = (
-            randn_tensor(shape, generator=generators, device=device, dtype=dtype) * sampler.init_noise_sigma
-        )
+        noise_start = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
+        timesteps, skipped = sampler.timesteps, 0
+        strength = float(self.config.get("prior_strength", 1.0))
+        if self.prior_channels and strength < 1.0:
+            # Start from the colour prior, noised to the strength's step (SDEdit, Meng et al. 2022): the
+            # model refines colours that are already in place instead of drawing them from noise.
+            skipped = min(len(timesteps) - 1, round(len(timesteps) * (1.0 - strength)))
+            timesteps = timesteps[skipped:]
+            if hasattr(sampler, "set_begin_index"):
+                sampler.set_begin_index(skipped)
+            start = self.colour_prior(images, parsed_mode, mask_threshold, (width, height))
+            with torch.no_grad():
+                encoded = self.vae.encode(start.to(self.vae.dtype)).latent_dist.mode()
+            start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(num_variations, -1, -1, -1)
+            latents = sampler.add_noise(start_latents, noise_start, timesteps[:1].repeat(num_variations))
+        else:
+            latents = noise_start * sampler.init_noise_sigma
         step_kwargs = (
             {"generator": generators} if "generator" in inspect.signature(sampler.step).parameters else {}
         )
         last_train_step = sampler.config.num_train_timesteps - 1
         interrupted = False
-        with self.progress_bar(total=len(sampler.timesteps)) as bar:
-            for i, t in enumerate(sampler.timesteps):
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps, start=skipped):
                 if self.interrupt:
                     interrupted = True
                     break

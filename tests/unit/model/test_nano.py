@@ -12,7 +12,7 @@ import torch
 from refcolor import colorize_cli
 from refcolor.engine import ColorizeJob, NullContext
 from refcolor.model.colorizer import NANO_FOLDER
-from refcolor.model.config import NANO
+from refcolor.model.config import NANO_V2 as SHIPPED  # the shipped nano is nano v2
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.models import load_colorizer
 from refcolor.server import ServerConfig
@@ -46,9 +46,11 @@ def test_nano_is_the_default_of_the_cli_and_the_server(nano) -> None:
     colorize_cli.add_arguments(parser)
     assert parser.parse_args(["s.png", "r.png", "-o", "out"]).model == "nano"
     assert ServerConfig().model == "nano"
-    assert nano.info.name == "nano" and nano.info.native_resolution == NANO.native_resolution
-    assert (nano.info.color_match, nano.info.flatten) == (NANO.color_match, NANO.flatten)  # advertised
-    assert tuple(nano.pipe.unet.config.block_out_channels) == NANO.unet.block_out_channels
+    assert nano.info.name == "nano" and nano.info.native_resolution == SHIPPED.native_resolution
+    assert (nano.info.color_match, nano.info.flatten) == (SHIPPED.color_match, SHIPPED.flatten)  # advertised
+    assert tuple(nano.pipe.unet.config.block_out_channels) == SHIPPED.unet.block_out_channels
+    assert nano.pipe.prior_channels == SHIPPED.unet.prior_channels == 3  # v2: the colour prior
+    assert nano.pipe.config.prior_strength == SHIPPED.prior_strength
     assert set(nano.info.modes) == {m.value for m in Mode}
 
 
@@ -87,12 +89,35 @@ def test_nano_takes_the_foreground_colour_from_the_reference(nano) -> None:
     assert red[0] - red[2] > blue[0] - blue[2] + 20, (red, blue)
 
 
+def test_nano_takes_each_part_its_colour_from_the_matching_part_of_the_reference(nano) -> None:
+    """Not only each side's average: a disc whose upper half is red and lower half blue in the
+    reference colours the sketch's upper half red and its lower half blue (the same pose here)."""
+    side = 256
+    yy, xx = np.mgrid[:side, :side]
+    r = np.hypot(yy - side / 2, xx - side / 2) / side
+    disc, lines = r < 0.3, ((r >= 0.28) & (r < 0.3)) | ((r < 0.3) & (np.abs(yy - side / 2) < 2))
+    reference = np.full((side, side, 4), 255, np.uint8)
+    reference[disc & (yy < side / 2), :3] = (220, 40, 40)
+    reference[disc & (yy >= side / 2), :3] = (40, 60, 220)
+    reference[lines, :3] = 20
+    sketch = np.full((side, side, 4), 255, np.uint8)
+    sketch[lines, :3] = 0
+    mask = (disc * 255).astype(np.uint8)
+    job = ColorizeJob(sketch=sketch, reference=reference, params=ColorizeParams(mode=Mode.BOTH, seed=3, previews=False),
+                      seed=3, sketch_mask=mask, reference_mask=mask)  # fmt: skip
+    (layers,) = nano.colorize(job, NullContext())
+    rgb = layers.combined[..., :3].astype(float)
+    upper = rgb[(r < 0.25) & (yy < side / 2 - 10)].mean(0)
+    lower = rgb[(r < 0.25) & (yy > side / 2 + 10)].mean(0)
+    assert upper[0] - upper[2] > 40 and lower[2] - lower[0] > 40, (upper, lower)
+
+
 @pytest.mark.parametrize("dtype", [None, torch.float32])
 def test_the_shipped_folder_loads_with_plain_from_pretrained(dtype: torch.dtype | None) -> None:
     # The weights are stored in fp16: loaded as stored (no dtype) or as fp32, the pipeline runs.
     pipe = ReferenceColorizationPipeline.from_pretrained(NANO_FOLDER, dtype=dtype)
-    assert pipe.config.chroma_radius == NANO.chroma_radius
-    assert (pipe.config.color_match, pipe.config.flatten) == (NANO.color_match, NANO.flatten)
+    assert pipe.config.chroma_radius == SHIPPED.chroma_radius
+    assert (pipe.config.color_match, pipe.config.flatten) == (SHIPPED.color_match, SHIPPED.flatten)
     scene = disc_scene(96, (220, 40, 40), (60, 160, 60))
     out = pipe(scene, scene, mode=Mode.BOTH, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.combined[0].shape == (96, 96, 4) and np.isfinite(out.native).all()

@@ -260,3 +260,55 @@ def test_half_precision_on_gpu(sketch, reference, sketch_mask, dtype: torch.dtyp
     full = run(reference_run, sketch, reference, sketch_mask=sketch_mask, mode="both")
     assert np.isfinite(half.native).all()
     assert np.abs(half.native - full.native).mean() < 0.1
+
+
+@pytest.fixture(scope="module")
+def prior_pipe() -> ReferenceColorizationPipeline:
+    from refcolor.model.config import TINY_PRIOR
+
+    pipe = build_pipeline(TINY_PRIOR, seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_the_colour_prior_follows_the_reference_and_is_absent_without_one(
+    prior_pipe, sketch, reference, sketch_mask, reference_mask
+) -> None:
+    seen: list[torch.Tensor] = []
+    original = prior_pipe.unet.forward
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["prior"])
+        return original(*args, **kwargs)
+
+    prior_pipe.unet.forward = spy  # type: ignore[method-assign]
+    try:
+        run(prior_pipe, sketch, reference, sketch_mask=sketch_mask, reference_mask=reference_mask, mode="both")
+    finally:
+        del prior_pipe.unet.forward
+    # Branches [cond, no reference] at every step: the prior, then zeros in place of the reference.
+    prior = seen[0]
+    assert prior.shape == (2, 3, 8, 8) and prior[0].abs().sum() > 0 and not prior[1].any()
+    other = 255 - reference
+    other[..., 3] = 255
+    a = run(prior_pipe, sketch, reference, sketch_mask=sketch_mask, reference_mask=reference_mask, mode="both")
+    b = run(prior_pipe, sketch, other, sketch_mask=sketch_mask, reference_mask=reference_mask, mode="both")
+    assert not np.allclose(a.native, b.native)
+
+
+def test_prior_strength_starts_from_the_noised_prior_and_skips_steps(prior_pipe, sketch, reference) -> None:
+    steps: list[int] = []
+
+    def callback(p: ReferenceColorizationPipeline, step: int, timestep: int, tensors: dict) -> dict:
+        steps.append(step)
+        return {}
+
+    full = run(prior_pipe, sketch, reference, num_inference_steps=4)
+    prior_pipe.register_to_config(prior_strength=0.5)
+    try:
+        half = run(prior_pipe, sketch, reference, num_inference_steps=4, callback_on_step_end=callback)
+        again = run(prior_pipe, sketch, reference, num_inference_steps=4)
+    finally:
+        prior_pipe.register_to_config(prior_strength=1.0)
+    assert steps == [2, 3]  # the first half of the schedule is skipped: progress counts on from there
+    assert not np.allclose(full.native, half.native) and np.array_equal(half.native, again.native)

@@ -20,15 +20,12 @@ from refcolor.train.trainer import Trainer
 
 
 @pytest.fixture
-def data(folders: tuple[Path, Path], tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    (root / "train").mkdir(parents=True)
-    for folder in folders:
-        folder.rename(root / "train" / folder.name)
-    big = np.zeros((700, 500, 4), np.uint8)  # larger than the packed side: it travels shrunk
+def data(data: Path) -> Path:
+    """The training data set with one character larger than the packed side (it travels shrunk)."""
+    big = np.zeros((700, 500, 4), np.uint8)
     big[100:600, 100:400] = (200, 60, 90, 255)
-    Image.fromarray(big).save(root / "train" / "characters" / "big.png")
-    return root
+    Image.fromarray(big).save(data / "train" / "characters" / "big.png")
+    return data
 
 
 def test_pack_writes_small_webp_shards_and_the_prior_weights(data: Path, tmp_path: Path) -> None:

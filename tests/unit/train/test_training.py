@@ -33,16 +33,6 @@ RECIPE = replace(
 )
 
 
-@pytest.fixture
-def data(folders: tuple[Path, Path], tmp_path: Path) -> Path:
-    """A data set folder laid out as `refcolor data build` writes it."""
-    root = tmp_path / "data"
-    (root / "train").mkdir(parents=True)
-    for folder in folders:
-        folder.rename(root / "train" / folder.name)
-    return root
-
-
 def make_trainer(data: Path, run: Path, recipe: Recipe = RECIPE) -> Trainer:
     return Trainer(TINY, recipe, run, data, workers=0)
 
