@@ -37,7 +37,7 @@ from refcolor.model.conditioning import (
     token_sets_for_mode,
 )
 from refcolor.model.correspondence import WORK_SIDE as PRIOR_SIDE
-from refcolor.model.correspondence import Correspondence, composite, load_line_features
+from refcolor.model.correspondence import Correspondence, SideFields, composite, load_line_features
 from refcolor.model.patch_autoencoder import PatchAutoencoder, downsample_factor
 from refcolor.model.reference_encoder import encode_reference, encoder_input_size
 from refcolor.model.schedulers import make_scheduler
@@ -234,32 +234,29 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         """Input channels of the UNet beyond the latents: the colour prior's (0 = no prior)."""
         return int(self.unet.config.in_channels) - int(self.unet.config.out_channels)
 
-    def colour_prior(
-        self, images: inputs.PreparedImages, mode: Mode, threshold: float, latent_size: tuple[int, int]
-    ) -> torch.Tensor:
-        """(1, 3, h, w) sRGB in [-1, 1] of size ``latent_size`` = (w, h) (the latent grid, or the native
-        size for a start image): the split correspondence's colours (:mod:`refcolor.model.correspondence`)
-        for ``mode``, composited by the sketch mask."""
-        prior = images.prior
-        if prior is None:
-            raise ValueError("the images were prepared without prior_side; the colour prior needs them")
+    def prior_fields(self, prior: inputs.PriorImages) -> SideFields:
+        """What the sketch takes from each token set of the reference (:mod:`refcolor.model.correspondence`),
+        cached: a job needs them at the latent grid and, starting from the prior, at the native size."""
 
-        def compute() -> torch.Tensor:
+        def compute() -> SideFields:
             if self._correspondence is None:
                 self._correspondence = Correspondence(load_line_features(str(self._execution_device)))
-            sides = self._correspondence.side_fields(
+            return self._correspondence.side_fields(
                 prior.sketch_paper, prior.reference_rgb, prior.reference_mask, prior.background_rgb
             )
-            mask = imaging.resize_float(images.native_mask, latent_size) >= threshold
-            rgb = composite(sides.for_mode(mode), None if mask.all() else mask, latent_size)
-            return self._tensor(rgb * 2.0 - 1.0).to(self.unet.dtype)
 
-        key = (
-            "prior",
-            content_hash(prior.sketch_paper, prior.reference_rgb, prior.reference_mask, prior.background_rgb,
-                         images.native_mask, mode.value, threshold, *latent_size),
-        )  # fmt: skip
+        images = (prior.sketch_paper, prior.reference_rgb, prior.reference_mask, prior.background_rgb)
+        key = ("prior", content_hash(*images))
         return self._cached(key, compute)
+
+    def colour_prior(
+        self, images: inputs.PreparedImages, mode: Mode, threshold: float, size: tuple[int, int], fields: SideFields
+    ) -> torch.Tensor:
+        """(1, 3, h, w) sRGB in [-1, 1] of ``size`` = (w, h) (the latent grid, or the native size for a
+        start image): ``fields`` (:meth:`prior_fields`) for ``mode``, composited by the sketch mask."""
+        mask = imaging.resize_float(images.native_mask, size) >= threshold
+        rgb = composite(fields.for_mode(mode), None if mask.all() else mask, size)
+        return self._tensor(rgb * 2.0 - 1.0).to(self.unet.dtype)
 
     # ---- preview --------------------------------------------------------------------------------
 
@@ -436,9 +433,10 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             outside, tokens.zeros(tokens=1), features, blank, num_variations, masks, **scales
         )
         priors: dict[int, torch.Tensor | None] = {id(batch_in): None, id(batch_out): None}
-        if self.prior_channels:
+        fields = self.prior_fields(images.prior) if images.prior is not None else None
+        if fields is not None:
             latent_size = (width // self.latent_factor, height // self.latent_factor)
-            prior = self.colour_prior(images, parsed_mode, mask_threshold, latent_size)
+            prior = self.colour_prior(images, parsed_mode, mask_threshold, latent_size, fields)
             # The reference's colours, like its tokens: none in the no-reference branch, none outside
             # the guidance window.
             priors[id(batch_in)] = torch.cat(
@@ -459,15 +457,15 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         )
         noise_start = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
         timesteps, skipped = sampler.timesteps, 0
-        strength = float(self.config.get("prior_strength", 1.0))
-        if self.prior_channels and strength < 1.0:
+        strength = float(self.config.prior_strength)
+        if fields is not None and strength < 1.0:
             # Start from the colour prior, noised to the strength's step (SDEdit, Meng et al. 2022): the
             # model refines colours that are already in place instead of drawing them from noise.
             skipped = min(len(timesteps) - 1, round(len(timesteps) * (1.0 - strength)))
             timesteps = timesteps[skipped:]
             if hasattr(sampler, "set_begin_index"):
                 sampler.set_begin_index(skipped)
-            start = self.colour_prior(images, parsed_mode, mask_threshold, (width, height))
+            start = self.colour_prior(images, parsed_mode, mask_threshold, (width, height), fields)
             with torch.no_grad():
                 encoded = self.vae.encode(start.to(self.vae.dtype)).latent_dist.mode()
             start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(num_variations, -1, -1, -1)

@@ -23,7 +23,7 @@ from skimage.color import lab2rgb, rgb2lab
 
 from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
 from refcolor.model import finishing, imaging
-from refcolor.model.correspondence import WORK_SIDE, Correspondence, Fields, LineFeatures, load_line_features
+from refcolor.model.correspondence import WORK_SIDE, Correspondence, LineFeatures, load_line_features
 from refcolor.model.upsample import upsample_fills
 from refcolor.models.classical import reference_foreground
 from refcolor_protocol.messages import Mode
@@ -67,25 +67,21 @@ class CorrespondenceColorizer:
             return upsample_field(field, (ink.shape[1], ink.shape[0]))
         return rgb2lab(upsample_fills(lab2rgb(field).astype(np.float32), ink, CHROMA_RADIUS)).astype(np.float32)
 
-    def fields(self, job: ColorizeJob) -> Fields:
-        ref_rgb = imaging.flatten_on_white(job.reference)
-        background = None if job.background is None else imaging.flatten_on_white(job.background)
-        return self.correspondence.fields(
-            1.0 - imaging.line_ink(job.sketch), ref_rgb, reference_foreground(job), background, job.params.mode
-        )
-
     def colorize(self, job: ColorizeJob, ctx: JobContext) -> list[LayerSet]:
         params = job.params
         total = params.steps * params.variations
         ctx.progress(0, total)
-        fields = self.fields(job)
+        ink = imaging.line_ink(job.sketch)
+        reference_rgb = imaging.flatten_on_white(job.reference)
+        reference_mask = reference_foreground(job)
+        background = None if job.background is None else imaging.flatten_on_white(job.background)
+        fields = self.correspondence.fields(1.0 - ink, reference_rgb, reference_mask, background, params.mode)
         ctx.progress(total // STAGES, total)
         height, width = job.sketch.shape[:2]
         threshold = params.mask_threshold
         mask = job.sketch_mask
         alpha = np.full((height, width), 255, np.uint8) if mask is None else mask
         foreground = None if mask is None else mask >= threshold * 255
-        ink = imaging.line_ink(job.sketch)
         lab = self.upsample(fields.foreground, ink)
         if foreground is not None:
             lab[~foreground] = self.upsample(fields.background, ink)[~foreground]
@@ -94,12 +90,11 @@ class CorrespondenceColorizer:
         flatten = FLATTEN if params.flatten is None else float(params.flatten)
         sides = finishing.Sides(None)
         if color_match > 0:
-            ref_mask = reference_foreground(job)
             sides = finishing.sides_for_mode(
                 Mode(params.mode),
-                imaging.flatten_on_white(job.reference),
-                None if ref_mask is None else ref_mask.astype(np.float32),
-                None if job.background is None else imaging.flatten_on_white(job.background),
+                reference_rgb,
+                None if reference_mask is None else reference_mask.astype(np.float32),
+                background,
                 threshold,
             )
         labels = finishing.closed_regions(ink, foreground) if flatten > 0 else None
