@@ -145,7 +145,7 @@ class Panel(QWidget):
         self.color_match = OptionalStrength(0.0, 1.0, None if settings.color_match < 0 else settings.color_match)
         self.color_match.setToolTip("How far each side takes the colours of its side of the reference")
         self.flatten = OptionalStrength(0.0, 1.0, None if settings.flatten < 0 else settings.flatten)
-        self.flatten.setToolTip("How far each closed region of the line art is evened out to one colour")
+        self.flatten.setToolTip("How far each closed region of the line art is evened out to its local colour")
         self.steps = QSpinBox()
         self.steps.setRange(1, 200)
         self.steps.setValue(settings.steps)

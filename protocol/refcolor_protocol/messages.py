@@ -188,7 +188,7 @@ class ColorizeParams:
     resolution: int = ranged(0, 0, 4096)  # model side length; 0 = the model's native one
     # Finishing strengths, 0 = off; None: the model's own default (PROTOCOL.md, ColorizeParams)
     color_match: float | None = ranged(None, 0.0, 1.0)  # each side's colours -> its reference side's
-    flatten: float | None = ranged(None, 0.0, 1.0)  # pixels -> their closed region's mean colour
+    flatten: float | None = ranged(None, 0.0, 1.0)  # pixels -> their closed region's local mean colour
     previews: bool = True
 
     def check(self, path: str) -> None:

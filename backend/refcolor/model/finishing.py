@@ -12,9 +12,13 @@ strength in [0, 1] (0 = off):
   background is split off; in ``plain`` and ``foreground`` mode the whole sketch matches
   the whole reference. A small model gets the *where* of colours roughly right but
   washes them out; this puts the reference's own palette back (``nano``'s model card).
-* :func:`flatten_regions` (``flatten``): every pixel moves toward the mean of its closed
-  region of the line art (cut by the sketch mask), so grain inside a fill goes and the
-  fill's shading is kept in proportion ``1 - flatten``. Cel-style art has flat fills.
+* :func:`flatten_regions` (``flatten``): every pixel moves toward the mean colour of its
+  closed region of the line art (cut by the sketch mask), so grain inside a fill goes and the
+  fill's shading is kept in proportion ``1 - flatten``. Cel-style art has flat fills. The mean
+  is *local*: a Gaussian window of :data:`FLATTEN_WINDOW` of the picture's shorter side, over
+  the region's own pixels only. A region smaller than the window takes its whole mean; a large
+  one, which is what open line art makes of several parts (a gap in an outline joins the arm to
+  the sky), keeps the colours of its distant parts apart instead of averaging them into one.
 
 Both run on the fills before the line art is laid over them.
 """
@@ -31,6 +35,8 @@ from skimage.color import lab2rgb, rgb2lab
 from refcolor_protocol.messages import Mode
 
 PARAMS = ("color_match", "flatten")  # the job parameters (and config keys) of this pass
+FLATTEN_WINDOW = 1 / 32  # the local mean's Gaussian sigma, as a share of the shorter side
+COARSE_SIGMA = 4.0  # a large region's window is blurred on a grid this many cells per sigma
 MIN_PIXELS = 16  # a side with fewer pixels (in the output or in its source) is left as it is
 STD_FLOOR = 1e-3  # keeps a flat channel from dividing by zero (Lab units)
 
@@ -144,16 +150,54 @@ def closed_regions(ink: np.ndarray, foreground: np.ndarray | None, line_threshol
     return (labels - 1).astype(np.int32)
 
 
-def flatten_regions(lab: np.ndarray, labels: np.ndarray, strength: float) -> np.ndarray:
-    """(H, W, 3) Lab fills moved ``strength`` of the way to their region's mean colour."""
+def flatten_regions(lab: np.ndarray, labels: np.ndarray, strength: float, window: float | None = None) -> np.ndarray:
+    """(H, W, 3) Lab fills moved ``strength`` of the way to their region's local mean colour.
+
+    ``window``: the Gaussian sigma of the local mean in pixels (None: :data:`FLATTEN_WINDOW` of the
+    shorter side). A region whose area is at most that of a disc of radius 2 sigma takes its whole
+    mean; a larger one the mean of its own pixels under the window around each pixel (normalised
+    convolution, computed on a grid of sigma / :data:`COARSE_SIGMA` pixels and interpolated back, so
+    its cost is linear in the pixels whatever the window).
+    """
     if strength <= 0:
         return lab
+    sigma = FLATTEN_WINDOW * min(labels.shape) if window is None else float(window)
     flat = labels.reshape(-1)
     count = int(flat.max()) + 1
-    area = np.bincount(flat, minlength=count).clip(1)
+    area = np.bincount(flat, minlength=count)
     means = np.stack([np.bincount(flat, lab[..., c].reshape(-1), minlength=count) for c in range(3)], 1)
-    region_mean = (means / area[:, None])[labels]
-    return lab + strength * (region_mean - lab)
+    target = (means / area.clip(1)[:, None])[labels]
+    large = np.flatnonzero(area > np.pi * (2.0 * sigma) ** 2)
+    if len(large):
+        boxes = ndimage.find_objects(labels + 1)
+        for region in large:
+            box = boxes[region]
+            if box is not None:
+                _local_mean(lab, labels, region, box, sigma, target)
+    return lab + strength * (target - lab)
+
+
+def _local_mean(
+    lab: np.ndarray, labels: np.ndarray, region: int, box: tuple[slice, ...], sigma: float, out: np.ndarray
+) -> None:
+    """Writes into ``out`` the windowed mean of ``region``'s own pixels at each of them."""
+    factor = max(1, int(sigma / COARSE_SIGMA))
+    pad = int(3 * sigma)
+    rows, cols = (slice(max(0, b.start - pad), min(n, b.stop + pad)) for b, n in zip(box, labels.shape, strict=True))
+    inside = labels[rows, cols] == region
+    height, width = inside.shape
+    cells = (-(-height // factor), -(-width // factor))
+    # Block sums of the region's weight and colours on the coarse grid, then the window over them.
+    padded = np.zeros((cells[0] * factor, cells[1] * factor, 4), np.float32)
+    padded[:height, :width, 0] = inside
+    padded[:height, :width, 1:] = lab[rows, cols] * inside[..., None]
+    grid = padded.reshape(cells[0], factor, cells[1], factor, 4).sum((1, 3))
+    grid = np.stack([ndimage.gaussian_filter(grid[..., c], sigma / factor, mode="constant") for c in range(4)], -1)
+    ys, xs = np.nonzero(inside)
+    coords = [(ys + 0.5) / factor - 0.5, (xs + 0.5) / factor - 0.5]
+    sampled = np.stack([ndimage.map_coordinates(grid[..., c], coords, order=1, mode="nearest") for c in range(4)], 1)
+    weight = np.maximum(sampled[:, :1], 1e-6)
+    out[ys + rows.start, xs + cols.start] = sampled[:, 1:] / weight
 
 
 def finish(

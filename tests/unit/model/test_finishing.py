@@ -111,11 +111,40 @@ def test_flatten_pulls_each_region_to_its_mean() -> None:
     lab = rng.normal(50, 10, (20, 30, 3))
     labels = np.zeros((20, 30), np.int32)
     labels[:, 15:] = 1
-    flat = finishing.flatten_regions(lab, labels, 1.0)
+    flat = finishing.flatten_regions(lab, labels, 1.0, window=10.0)  # regions smaller than the window
     for region in (labels == 0, labels == 1):
         np.testing.assert_allclose(flat[region], np.broadcast_to(lab[region].mean(0), flat[region].shape))
-    half = finishing.flatten_regions(lab, labels, 0.5)
+    half = finishing.flatten_regions(lab, labels, 0.5, window=10.0)
     np.testing.assert_allclose(half - flat, (lab - flat) / 2)  # half of each deviation is kept
+
+
+def test_flatten_keeps_the_distant_parts_of_a_large_open_region_apart() -> None:
+    # The scenario: open line art (a gap in an outline) makes one region of a red arm and the blue sky
+    # beside it. The whole region's mean painted both a purple neither has; the local mean keeps each
+    # part its own colour and still takes the grain out of it.
+    rng = np.random.default_rng(2)
+    lab = np.zeros((128, 128, 3))
+    lab[:, :64], lab[:, 64:] = (45.0, 60.0, 45.0), (60.0, -10.0, -45.0)
+    noisy = lab + rng.normal(0, 8, lab.shape)
+    labels = np.zeros((128, 128), np.int32)
+    flat = finishing.flatten_regions(noisy, labels, 1.0)  # window: 4 px
+    for part in (np.s_[:, :48], np.s_[:, 80:]):
+        assert np.abs(flat[part] - lab[part]).mean() < 1.5  # its own colour, not the region's mean
+        assert flat[part].std((0, 1)).max() < 1.5 < noisy[part].std((0, 1)).min()  # grain gone
+    # A window wider than the region: the whole region's mean, as for cel fills.
+    whole = finishing.flatten_regions(noisy, labels, 1.0, window=200.0)
+    np.testing.assert_allclose(whole, np.broadcast_to(noisy.reshape(-1, 3).mean(0), whole.shape))
+
+
+def test_local_flatten_takes_colour_only_from_the_pixels_own_region() -> None:
+    # Two large regions side by side, red and blue: however wide the window, no pixel of one takes
+    # any of the other's colour, up to the line between them.
+    lab = np.zeros((96, 96, 3))
+    lab[:, :48], lab[:, 48:] = (45.0, 60.0, 45.0), (60.0, -10.0, -45.0)
+    labels = np.zeros((96, 96), np.int32)
+    labels[:, 48:] = 1
+    flat = finishing.flatten_regions(lab, labels, 1.0, window=6.0)
+    np.testing.assert_allclose(flat, lab, atol=1e-3)
 
 
 def test_finish_refuses_strengths_outside_0_1_and_is_identity_when_off() -> None:
@@ -124,10 +153,15 @@ def test_finish_refuses_strengths_outside_0_1_and_is_identity_when_off() -> None
     with pytest.raises(ValueError, match=r"flatten=1\.5 is outside"):
         finishing.finish(fills, ink, None, sides, 0.0, 1.5)
     assert finishing.finish(fills, ink, None, sides, 0.0, 0.0) is fills
-    # all on, two variations stacked: each is finished on its own, and flatten=1 leaves flat fills
-    two = finishing.finish(np.concatenate([fills, fills[::-1]], -1), ink, None, sides, 1.0, 1.0)
-    assert two.shape == (32, 32, 6)
-    assert np.ptp(two[..., :3].reshape(-1, 3), axis=0).max() < 1e-3
+    # all on, two variations stacked: each is finished on its own, and flatten=1 takes the grain out
+    big = halves(RED, BLUE, 128)
+    two = finishing.finish(
+        np.concatenate([big, big[::-1]], -1), np.zeros((128, 128), np.float32), None, sides, 1.0, 1.0
+    )
+    assert two.shape == (128, 128, 6)
+    for v in range(2):
+        for part in (np.s_[:, :52], np.s_[:, 76:]):  # each half, away from where the colours meet
+            assert two[part][..., 3 * v : 3 * v + 3].std((0, 1)).max() < 0.01 < big[part].std((0, 1)).min()
 
 
 def test_protocol_params_default_to_the_model_and_are_range_checked() -> None:
