@@ -169,11 +169,9 @@ def flatten_regions(lab: np.ndarray, labels: np.ndarray, strength: float, window
     target = (means / area.clip(1)[:, None])[labels]
     large = np.flatnonzero(area > np.pi * (2.0 * sigma) ** 2)
     if len(large):
-        boxes = ndimage.find_objects(labels + 1)
+        boxes = ndimage.find_objects(labels + 1)  # a large region has pixels, so its box is never None
         for region in large:
-            box = boxes[region]
-            if box is not None:
-                _local_mean(lab, labels, region, box, sigma, target)
+            _local_mean(lab, labels, region, boxes[region], sigma, target)
     return lab + strength * (target - lab)
 
 

@@ -87,7 +87,9 @@ def test_unknown_mode_fails_loudly(pipe: ReferenceColorizationPipeline) -> None:
 
 def test_models_without_the_named_adapters_are_refused() -> None:
     unet = build_unet(TINY.unet, 4, 8)
-    with pytest.raises(ValueError, match=r"expected peft adapters \['background', 'foreground'\], found \[\]"):
+    with pytest.raises(
+        ValueError, match=r"expected peft adapters \['background', 'foreground'\], found \[\]"
+    ):
         set_mode(unet, "both")
     from peft import LoraConfig
 

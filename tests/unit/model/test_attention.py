@@ -18,7 +18,9 @@ def first_attn2(pipe: ReferenceColorizationPipeline) -> Attention:
     return pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
 
 
-def inputs(batch: int = 2, positions: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def inputs(
+    batch: int = 2, positions: int = 64, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     channels = 16
     hidden = torch.randn(batch, positions, channels, generator=g)
@@ -102,7 +104,9 @@ def test_all_foreground_mask_reduces_both_to_foreground_only(pipe: ReferenceColo
 
 
 @pytest.mark.parametrize("scales", [{}, {"foreground_scale": 0.7, "background_scale": 1.3}, {"merge": 0.4}])
-def test_split_equals_the_two_full_pass_formula(pipe: ReferenceColorizationPipeline, scales: dict[str, float]) -> None:
+def test_split_equals_the_two_full_pass_formula(
+    pipe: ReferenceColorizationPipeline, scales: dict[str, float]
+) -> None:
     attn, mask = first_attn2(pipe), half_mask()
     hidden, fg, bg = inputs(seed=1)
     pipe.set_mode("both")

@@ -54,7 +54,9 @@ class RecordingContext:
         return None
 
 
-def test_variations_come_back_as_layer_sets_with_their_seeds(colorizer, sketch, reference, sketch_mask) -> None:
+def test_variations_come_back_as_layer_sets_with_their_seeds(
+    colorizer, sketch, reference, sketch_mask
+) -> None:
     ctx = RecordingContext()
     layer_sets = colorizer.colorize(make_job(sketch, reference, sketch_mask, variations=2), ctx)
     assert [s.seed for s in layer_sets] == [7, 8]
@@ -89,7 +91,8 @@ def counting(*modules: torch.nn.Module) -> Iterator[list[int]]:
     """Count forward calls of each module (real hooks, removed afterwards)."""
     calls = [0] * len(modules)
     handles = [
-        m.register_forward_hook(lambda *args, i=i: calls.__setitem__(i, calls[i] + 1)) for i, m in enumerate(modules)
+        m.register_forward_hook(lambda *args, i=i: calls.__setitem__(i, calls[i] + 1))
+        for i, m in enumerate(modules)
     ]
     try:
         yield calls
@@ -238,7 +241,9 @@ def test_cli_writes_the_three_layers(sketch, reference, sketch_mask, tmp_path: P
     assert sheet.height == 512 and sheet.width > 2 * 512  # sketch, reference, result
 
 
-def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_bad_input_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from refcolor import colorize_cli
 
     parser = argparse.ArgumentParser()

@@ -59,7 +59,9 @@ def test_dual_guidance_is_the_mean_of_the_two_guided_estimates() -> None:
     torch.testing.assert_close(combine_guidance({COND: c, NO_REFERENCE: ur}, 5.0, 1.0), ur + 5.0 * (c - ur))
     assert torch.equal(combine_guidance({COND: c}, 1.0, 1.0), c)
     # Outside the reference window there is no NO_REFERENCE branch: its term is cond itself.
-    torch.testing.assert_close(combine_guidance({COND: c, NO_SKETCH: us}, 5.0, 2.0), (c + us + 2.0 * (c - us)) * 0.5)
+    torch.testing.assert_close(
+        combine_guidance({COND: c, NO_SKETCH: us}, 5.0, 2.0), (c + us + 2.0 * (c - us)) * 0.5
+    )
 
 
 def test_guidance_batch_stacks_branches_then_variations() -> None:
@@ -69,6 +71,9 @@ def test_guidance_batch_stacks_branches_then_variations() -> None:
     batch = build_batch((COND, NO_REFERENCE, NO_SKETCH), TokenSets(fg, bg), features, blank, 2, masks)
     assert batch.context.shape == (6, 3, 8)
     assert torch.equal(batch.context[:2], fg.expand(2, -1, -1)) and not batch.context[2:4].any()
-    assert torch.equal(batch.sketch_features[0][:4], torch.ones(4, 2, 4, 4)) and not batch.sketch_features[0][4:].any()
+    assert (
+        torch.equal(batch.sketch_features[0][:4], torch.ones(4, 2, 4, 4))
+        and not batch.sketch_features[0][4:].any()
+    )
     split = batch.cross_attention_kwargs["split"]
     assert split.background_tokens.shape == (6, 5, 8) and not split.background_tokens[2:4].any()

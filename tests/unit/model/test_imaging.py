@@ -31,7 +31,9 @@ def test_images_and_masks_convert_or_fail_naming_the_argument() -> None:
     assert imaging.to_rgba(Image.new("RGB", (3, 2)), "x").shape == (2, 3, 4)
     assert imaging.to_rgba(np.zeros((2, 3), np.uint8), "x").shape == (2, 3, 4)
     assert imaging.to_mask(np.full((2, 2), 255, np.uint8), "m").max() == 1.0
-    with pytest.raises(ValueError, match=r"sketch must be \(H, W\), \(H, W, 3\) or \(H, W, 4\), got shape \(2, 2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"sketch must be \(H, W\), \(H, W, 3\) or \(H, W, 4\), got shape \(2, 2, 2\)"
+    ):
         imaging.to_rgba(np.zeros((2, 2, 2), np.uint8), "sketch")
     with pytest.raises(ValueError, match="sketch_mask must be uint8 or float in \\[0, 1\\], got dtype int64"):
         imaging.to_mask(np.zeros((2, 2), np.int64), "sketch_mask")

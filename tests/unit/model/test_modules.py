@@ -33,7 +33,9 @@ def test_sketch_features_match_the_unet_main_path(pipe: ReferenceColorizationPip
         emb = unet.time_embedding(unet.get_time_embed(sample=hidden, timestep=1))
         for block in unet.down_blocks:
             kwargs = (
-                {"encoder_hidden_states": torch.zeros(1, 1, 32)} if getattr(block, "has_cross_attention", False) else {}
+                {"encoder_hidden_states": torch.zeros(1, 1, 32)}
+                if getattr(block, "has_cross_attention", False)
+                else {}
             )
             hidden, _ = block(hidden_states=hidden, temb=emb, **kwargs)
             shapes.append(hidden.shape)
@@ -44,14 +46,20 @@ def test_fresh_sketch_encoder_and_threshold_embedding_add_nothing() -> None:
     encoder = SketchEncoder(block_out_channels=(16, 16, 32, 32), stem_channels=(8, 16, 16, 32))
     with torch.no_grad():
         assert all(not f.any() for f in encoder(torch.randn(1, 3, 64, 64)))
-        assert not BackgroundEncoder(dim=32, layers=1, learned_queries=4, head_dim=16).threshold_embedding(0.4).any()
+        assert (
+            not BackgroundEncoder(dim=32, layers=1, learned_queries=4, head_dim=16)
+            .threshold_embedding(0.4)
+            .any()
+        )
 
 
 def test_sketch_features_reach_the_skip_connections(pipe: ReferenceColorizationPipeline) -> None:
     """Features are added before the state is stored as a skip: the last up block's skips carry them."""
     unet = pipe.unet
     sample, tokens = torch.randn(1, 4, 8, 8), torch.randn(1, 12, 32)
-    zeros = [torch.zeros(s) for s in [(1, 16, 8, 8), (1, 16, 4, 4), (1, 16, 2, 2), (1, 32, 1, 1), (1, 32, 1, 1)]]
+    zeros = [
+        torch.zeros(s) for s in [(1, 16, 8, 8), (1, 16, 4, 4), (1, 16, 2, 2), (1, 32, 1, 1), (1, 32, 1, 1)]
+    ]
     shifted = [z.clone() for z in zeros]
     shifted[0] += 0.5
     captured: list[tuple[torch.Tensor, ...]] = []

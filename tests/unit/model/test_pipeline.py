@@ -69,7 +69,9 @@ def test_no_mask_makes_everything_foreground(pipe, sketch, reference) -> None:
 
 def test_modes_give_different_images(pipe, sketch, reference, sketch_mask, reference_mask) -> None:
     images = {
-        mode: run(pipe, sketch, reference, sketch_mask=sketch_mask, reference_mask=reference_mask, mode=mode).native
+        mode: run(
+            pipe, sketch, reference, sketch_mask=sketch_mask, reference_mask=reference_mask, mode=mode
+        ).native
         for mode in ("plain", "foreground", "background", "both")
     }
     for a in images:
@@ -86,7 +88,9 @@ def test_reference_alpha_is_its_foreground_mask(pipe, sketch, reference, sketch_
     flattened[transparent[..., 3] == 0, :3] = 255
     flattened[..., 3] = 255
     from_alpha = run(pipe, sketch, transparent, sketch_mask=sketch_mask, mode="background")
-    from_mask = run(pipe, sketch, flattened, sketch_mask=sketch_mask, reference_mask=reference_mask, mode="background")
+    from_mask = run(
+        pipe, sketch, flattened, sketch_mask=sketch_mask, reference_mask=reference_mask, mode="background"
+    )
     no_mask = run(pipe, sketch, flattened, sketch_mask=sketch_mask, mode="background")
     np.testing.assert_allclose(from_alpha.native, from_mask.native, atol=1e-6)
     assert not np.allclose(from_mask.native, no_mask.native)
@@ -120,7 +124,9 @@ def test_reference_outside_the_guidance_window_has_no_effect(pipe, sketch, refer
 @pytest.mark.parametrize("field", ["reference_guidance_scale", "sketch_guidance_scale"])
 def test_guidance_scales_matter(pipe, sketch, reference, field: str) -> None:
     base = run(pipe, sketch, reference, reference_guidance_scale=1.0, sketch_guidance_scale=1.0)
-    guided = run(pipe, sketch, reference, **{"reference_guidance_scale": 1.0, "sketch_guidance_scale": 1.0, field: 4.0})
+    guided = run(
+        pipe, sketch, reference, **{"reference_guidance_scale": 1.0, "sketch_guidance_scale": 1.0, field: 4.0}
+    )
     assert not np.allclose(base.native, guided.native)
 
 
@@ -133,7 +139,9 @@ def test_every_scheduler_runs(pipe, sketch, reference, scheduler: str) -> None:
 def test_callback_sees_every_step_and_can_replace_latents(pipe, sketch, reference) -> None:
     seen: list[tuple[int, int]] = []
 
-    def callback(p: ReferenceColorizationPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]) -> dict:
+    def callback(
+        p: ReferenceColorizationPipeline, step: int, timestep: int, tensors: dict[str, torch.Tensor]
+    ) -> dict:
         seen.append((step, timestep))
         assert tensors["latents"].shape == (1, 4, 8, 8)
         return {"latents": torch.zeros_like(tensors["latents"])} if step == 2 else {}
@@ -143,7 +151,9 @@ def test_callback_sees_every_step_and_can_replace_latents(pipe, sketch, referenc
     assert seen[0][1] == 999  # trailing spacing starts at the last training step
     with torch.no_grad():
         zero = pipe.vae.decode(torch.zeros(1, 4, 8, 8)).sample
-    np.testing.assert_allclose(out.native[0], ((zero[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        out.native[0], ((zero[0] + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy(), atol=1e-6
+    )
 
 
 def test_callback_exceptions_cancel_the_run(pipe, sketch, reference) -> None:
@@ -187,7 +197,9 @@ def test_interrupt_flag_stops_denoising(pipe, sketch, reference) -> None:
         ({"callback_on_step_end_tensor_inputs": ("noise",)}, r"has \['noise'\]; only 'latents'"),
     ],
 )
-def test_check_inputs_names_the_argument_and_value(pipe, sketch, reference, kwargs: dict, message: str) -> None:
+def test_check_inputs_names_the_argument_and_value(
+    pipe, sketch, reference, kwargs: dict, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         pipe(sketch, reference, generator=generators(0), **{**FAST, **kwargs})
 

@@ -47,7 +47,10 @@ def test_a_plain_resize_would_fail_the_same_check() -> None:
     ink, ideal, regions = synthetic()
     low = model_like_colors(ideal, ink)
     plain = np.stack(
-        [np.asarray(Image.fromarray(low[..., c], "F").resize((256, 256), Image.Resampling.BILINEAR)) for c in range(3)],
+        [
+            np.asarray(Image.fromarray(low[..., c], "F").resize((256, 256), Image.Resampling.BILINEAR))
+            for c in range(3)
+        ],
         axis=-1,
     )
     error = np.abs(plain - ideal).max(axis=-1)
