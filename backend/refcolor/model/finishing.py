@@ -19,6 +19,8 @@ strength in [0, 1] (0 = off):
   the region's own pixels only. A region smaller than the window takes its whole mean; a large
   one, which is what open line art makes of several parts (a gap in an outline joins the arm to
   the sky), keeps the colours of its distant parts apart instead of averaging them into one.
+  Background regions take a wider window, :data:`BACKGROUND_FLATTEN_WINDOW`: scenery is large
+  soft areas (sky, a hillside), where a narrow window keeps the model's blotches.
 
 Both run on the fills before the line art is laid over them.
 """
@@ -35,7 +37,8 @@ from skimage.color import lab2rgb, rgb2lab
 from refcolor_protocol.messages import Mode
 
 PARAMS = ("color_match", "flatten")  # the job parameters (and config keys) of this pass
-FLATTEN_WINDOW = 1 / 32  # the local mean's Gaussian sigma, as a share of the shorter side
+FLATTEN_WINDOW = 1 / 48  # the local mean's Gaussian sigma, as a share of the shorter side
+BACKGROUND_FLATTEN_WINDOW = 1 / 8  # the same for regions on the sketch's background (model card)
 COARSE_SIGMA = 4.0  # a large region's window is blurred on a grid this many cells per sigma
 MIN_PIXELS = 16  # a side with fewer pixels (in the output or in its source) is left as it is
 STD_FLOOR = 1e-3  # keeps a flat channel from dividing by zero (Lab units)
@@ -150,28 +153,41 @@ def closed_regions(ink: np.ndarray, foreground: np.ndarray | None, line_threshol
     return (labels - 1).astype(np.int32)
 
 
-def flatten_regions(lab: np.ndarray, labels: np.ndarray, strength: float, window: float | None = None) -> np.ndarray:
+def flatten_regions(
+    lab: np.ndarray,
+    labels: np.ndarray,
+    strength: float,
+    window: float | None = None,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
     """(H, W, 3) Lab fills moved ``strength`` of the way to their region's local mean colour.
 
     ``window``: the Gaussian sigma of the local mean in pixels (None: :data:`FLATTEN_WINDOW` of the
-    shorter side). A region whose area is at most that of a disc of radius 2 sigma takes its whole
-    mean; a larger one the mean of its own pixels under the window around each pixel (normalised
-    convolution, computed on a grid of sigma / :data:`COARSE_SIGMA` pixels and interpolated back, so
-    its cost is linear in the pixels whatever the window).
+    shorter side). ``background``: (H, W) bool, the sketch's background; a region that lies on it
+    (regions never straddle the mask, :func:`closed_regions`) takes
+    :data:`BACKGROUND_FLATTEN_WINDOW` of the shorter side instead. A region whose area is at most
+    that of a disc of radius 2 sigma takes its whole mean; a larger one the mean of its own pixels
+    under the window around each pixel (normalised convolution, computed on a grid of
+    sigma / :data:`COARSE_SIGMA` pixels and interpolated back, so its cost is linear in the pixels
+    whatever the window).
     """
     if strength <= 0:
         return lab
-    sigma = FLATTEN_WINDOW * min(labels.shape) if window is None else float(window)
+    side = min(labels.shape)
     flat = labels.reshape(-1)
     count = int(flat.max()) + 1
     area = np.bincount(flat, minlength=count)
+    sigmas = np.full(count, FLATTEN_WINDOW * side if window is None else float(window))
+    if background is not None:
+        on_background = np.bincount(flat, background.reshape(-1), minlength=count) * 2 > area
+        sigmas[on_background] = BACKGROUND_FLATTEN_WINDOW * side
     means = np.stack([np.bincount(flat, lab[..., c].reshape(-1), minlength=count) for c in range(3)], 1)
     target = (means / area.clip(1)[:, None])[labels]
-    large = np.flatnonzero(area > np.pi * (2.0 * sigma) ** 2)
+    large = np.flatnonzero(area > np.pi * (2.0 * sigmas) ** 2)
     if len(large):
         boxes = ndimage.find_objects(labels + 1)  # a large region has pixels, so its box is never None
         for region in large:
-            _local_mean(lab, labels, region, boxes[region], sigma, target)
+            _local_mean(lab, labels, region, boxes[region], float(sigmas[region]), target)
     return lab + strength * (target - lab)
 
 
@@ -245,7 +261,7 @@ def finish_lab(
     if flatten > 0:
         if labels is None:
             raise ValueError("flatten > 0 needs the closed regions of the line art (labels)")
-        lab = flatten_regions(lab, labels, flatten)
+        lab = flatten_regions(lab, labels, flatten, background=None if foreground is None else ~foreground)
     with warnings.catch_warnings():  # colours pushed out of the sRGB gamut are clipped, as intended
         warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
         return np.clip(lab2rgb(lab), 0.0, 1.0).astype(np.float32)

@@ -145,8 +145,8 @@ def test_deterministic_variations_progress_and_flattening(model):
     assert ctx.steps_seen[0] == (0, 8) and ctx.steps_seen[-1] == (8, 8)
     flat = model.colorize(job_for(sketch, reference, mask, reference_mask, flatten=1.0), NullContext())[0]
     inside = (mask == 255) & (sketch[..., 0] == 255)
-    # one closed region, one colour (its local mean: the field is smooth, so within a level)
-    assert np.ptp(flat.combined[inside, :3].astype(int), axis=0).max() <= 1
+    # one closed region, one colour (its local mean: the field is smooth, so within two levels)
+    assert np.ptp(flat.combined[inside, :3].astype(int), axis=0).max() <= 2
     assert len(np.unique(first.combined[inside, :3], axis=0)) > 1  # unflattened: the field varies
     matched = model.colorize(job_for(sketch, reference, mask, reference_mask, color_match=1.0), NullContext())[0]
     assert not np.array_equal(matched.combined, flat.combined)

@@ -127,13 +127,39 @@ def test_flatten_keeps_the_distant_parts_of_a_large_open_region_apart() -> None:
     lab[:, :64], lab[:, 64:] = (45.0, 60.0, 45.0), (60.0, -10.0, -45.0)
     noisy = lab + rng.normal(0, 8, lab.shape)
     labels = np.zeros((128, 128), np.int32)
-    flat = finishing.flatten_regions(noisy, labels, 1.0)  # window: 4 px
+    flat = finishing.flatten_regions(noisy, labels, 1.0)  # window: 128 / 48 px
     for part in (np.s_[:, :48], np.s_[:, 80:]):
         assert np.abs(flat[part] - lab[part]).mean() < 1.5  # its own colour, not the region's mean
         assert flat[part].std((0, 1)).max() < 1.5 < noisy[part].std((0, 1)).min()  # grain gone
     # A window wider than the region: the whole region's mean, as for cel fills.
     whole = finishing.flatten_regions(noisy, labels, 1.0, window=200.0)
     np.testing.assert_allclose(whole, np.broadcast_to(noisy.reshape(-1, 3).mean(0), whole.shape))
+
+
+def test_flatten_evens_out_a_background_region_over_a_wider_window_than_a_foreground_one() -> None:
+    # The scenario: a sky of one region, mottled by the model in blotches a few times wider than the
+    # foreground window. On the character's side such variation may be separate parts and is kept;
+    # on the background side it is the model's noise and goes.
+    rng = np.random.default_rng(3)
+    blotches = blocks(rng.normal(0, 10, (16, 16, 3)), 8)  # 8-px blotches over 128 px
+    lab = np.full((128, 128, 3), (75.0, -5.0, -20.0)) + blotches
+    labels = np.zeros((128, 128), np.int32)
+    as_foreground = finishing.flatten_regions(lab, labels, 1.0)
+    as_background = finishing.flatten_regions(lab, labels, 1.0, background=np.ones((128, 128), bool))
+    inner = np.s_[16:-16, 16:-16]
+    assert as_background[inner].std((0, 1)).max() < 0.5 * as_foreground[inner].std((0, 1)).min()
+    # Each region takes its own side's window: a foreground region beside it keeps its blotches.
+    labels[:, 64:] = 1
+    background = np.zeros((128, 128), bool)
+    background[:, 64:] = True
+    split = finishing.flatten_regions(lab, labels, 1.0, background=background)
+    alone = finishing.flatten_regions(lab[:, :64], labels[:, :64], 1.0, window=128 * finishing.FLATTEN_WINDOW)
+    np.testing.assert_allclose(split[:, :64], alone, atol=1e-3)
+
+
+def blocks(values: np.ndarray, factor: int) -> np.ndarray:
+    """(h, w, c) -> (h * factor, w * factor, c) by repeating each value in a factor x factor block."""
+    return values.repeat(factor, 0).repeat(factor, 1)
 
 
 def test_local_flatten_takes_colour_only_from_the_pixels_own_region() -> None:
