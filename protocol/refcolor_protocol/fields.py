@@ -152,3 +152,27 @@ def to_dict(obj: object) -> dict[str, Any]:
 def ranged(default: Any = dataclasses.MISSING, low: float | None = None, high: float | None = None) -> Any:
     """A dataclass field (with a default unless omitted) whose inclusive range :func:`from_dict` checks."""
     return dataclasses.field(default=default, metadata={"min": low, "max": high})
+
+
+def param(
+    default: Any,
+    *,
+    label: str,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    unit: str = "",
+    limit: str = "",
+    panel: bool = False,
+    slider_high: float | None = None,
+) -> Any:
+    """A colorization parameter's field: its default, inclusive range (checked by :func:`from_dict`)
+    and what front ends build from it (:mod:`refcolor_protocol.schema` reads it back).
+
+    ``label``: the control's name in the panels. ``help``: one line, for tooltips, CLI help and
+    PROTOCOL.md. ``limit``: the ``Limits`` field that caps ``high`` on a given server. ``panel``: shown
+    in the paint-app panels. ``slider_high``: a slider's upper end where the range is wider than useful.
+    """
+    metadata = {"min": low, "max": high, "label": label, "help": help, "unit": unit, "limit": limit}
+    metadata.update(panel=panel, slider_high=slider_high)
+    return dataclasses.field(default=default, metadata=metadata)

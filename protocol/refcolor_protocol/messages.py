@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from .errors import ProtocolError
-from .fields import from_dict, ranged, to_dict
+from .fields import from_dict, param, ranged, to_dict
 from .spec import PROTOCOL_VERSION, ErrorCode, Layout
 
 Buffer = bytes | bytearray | memoryview
@@ -170,26 +170,69 @@ class Pong:
 
 @dataclass(frozen=True)
 class ColorizeParams:
-    """Generation parameters; every one has a default, so ``{}`` is a valid set."""
+    """Generation parameters; every one has a default, so ``{}`` is a valid set.
 
-    mode: Mode = Mode.BOTH
-    seed: int | None = ranged(None, 0, 2**32 - 1)  # None: the server draws one and reports it
-    steps: int = ranged(20, 1, 1000)  # the server's max_steps may be lower
-    variations: int = ranged(1, 1, 64)  # the server's max_variations may be lower
-    scheduler: Scheduler = Scheduler.DPMPP_2M
-    reference_scale: float = ranged(5.0, 0.0, 30.0)  # classifier-free guidance on the reference
-    sketch_scale: float = ranged(1.0, 0.0, 30.0)  # classifier-free guidance on the sketch
-    guidance_start: float = ranged(0.0, 0.0, 1.0)  # fraction of the schedule where guidance starts
-    guidance_end: float = ranged(1.0, 0.0, 1.0)
-    fg_strength: float = ranged(1.0, 0.0, 2.0)  # scale of the foreground adapter / attention
-    bg_strength: float = ranged(1.0, 0.0, 2.0)
-    merge: float = ranged(0.0, 0.0, 1.0)  # foreground = (1 - merge) * fg + merge * bg
-    mask_threshold: float = ranged(0.5, 0.0, 1.0)
-    resolution: int = ranged(0, 0, 4096)  # model side length; 0 = the model's native one
-    # Finishing strengths, 0 = off; None: the model's own default (PROTOCOL.md, ColorizeParams)
-    color_match: float | None = ranged(None, 0.0, 1.0)  # each side's colours -> its reference side's
-    flatten: float | None = ranged(None, 0.0, 1.0)  # pixels -> their closed region's local mean colour
-    previews: bool = True
+    Declared once, here: :mod:`refcolor_protocol.schema` derives PROTOCOL.md's table, the CLI flags
+    and the plugins' controls and settings from these fields. None is "auto" (the model's or the
+    server's choice) wherever a field allows it.
+    """
+
+    mode: Mode = param(
+        Mode.BOTH, label="Mode", help="inference mode: which reference colours each side of the sketch may take",
+        panel=True,
+    )
+    seed: int | None = param(
+        None, low=0, high=2**32 - 1, label="Seed", panel=True,
+        help="variation i uses seed + i; auto (null): the server draws one and reports it in the result",
+    )
+    steps: int = param(20, low=1, high=1000, limit="max_steps", label="Steps", help="denoising steps", panel=True)
+    variations: int = param(
+        1, low=1, high=64, limit="max_variations", label="Variations", panel=True,
+        help="how many results, each from its own seed",
+    )
+    scheduler: Scheduler = param(Scheduler.DPMPP_2M, label="Sampler", help="sampler")
+    reference_scale: float = param(
+        5.0, low=0.0, high=30.0, label="Reference", panel=True, slider_high=15.0,
+        help="classifier-free guidance on the reference",
+    )
+    sketch_scale: float = param(
+        1.0, low=0.0, high=30.0, label="Sketch", panel=True, slider_high=5.0,
+        help="classifier-free guidance on the sketch",
+    )
+    guidance_start: float = param(
+        0.0, low=0.0, high=1.0, label="Guidance start", help="fraction of the schedule where guidance starts"
+    )
+    guidance_end: float = param(
+        1.0, low=0.0, high=1.0, label="Guidance end",
+        help="fraction of the schedule where guidance ends, ≥ guidance_start",
+    )
+    fg_strength: float = param(
+        1.0, low=0.0, high=2.0, label="Foreground", panel=True, help="strength of the foreground branch"
+    )
+    bg_strength: float = param(
+        1.0, low=0.0, high=2.0, label="Background", panel=True, help="strength of the background branch"
+    )
+    merge: float = param(
+        0.0, low=0.0, high=1.0, label="Merge", help="foreground = (1 − merge)·fg + merge·bg"
+    )
+    mask_threshold: float = param(
+        0.5, low=0.0, high=1.0, label="Mask threshold", help="where a resized mask counts as foreground"
+    )
+    resolution: int = param(
+        0, low=0, high=4096, unit="pixels", label="Resolution",
+        help="model working side length; 0 = the model's native one",
+    )
+    color_match: float | None = param(
+        None, low=0.0, high=1.0, label="Colour match", panel=True,
+        help="how far each side of the sketch takes the colours of its side of the reference; 0 = off, "
+        "auto (null) = the model's default",
+    )
+    flatten: float | None = param(
+        None, low=0.0, high=1.0, label="Flatten", panel=True,
+        help="how far each closed region of the line art is evened out to its local colour: 1 = flat cel "
+        "fills, 0 = off, auto (null) = the model's default",
+    )
+    previews: bool = param(True, label="Previews", help="whether progress events carry previews")
 
     def check(self, path: str) -> None:
         if self.guidance_start > self.guidance_end:

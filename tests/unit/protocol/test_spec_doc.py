@@ -240,7 +240,8 @@ def check_range_cell(path: str, cell: str, field: dataclasses.Field[Any], annota
         assert choices == {m.value for m in base}, f"{path}: range lists {choices}, the enum has {list(base)}"
         return
     if not cell:
-        assert not field.metadata, f"{path}: ranged in code but PROTOCOL.md gives no range"
+        ranged = (field.metadata.get("min"), field.metadata.get("max")) != (None, None)
+        assert not ranged, f"{path}: ranged in code but PROTOCOL.md gives no range"
         return
     match = re.match(rf"({_NUMBER}) … ({_NUMBER})(,|$)", cell)
     assert match, f"{path}: cannot read range {cell!r}"
