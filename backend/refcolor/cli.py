@@ -6,16 +6,33 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from refcolor import __version__
 from refcolor.model_options import add_model_options, apply_model_options
 from refcolor_protocol.cli import add_ping_arguments, run_ping
 from refcolor_protocol.connection import default_connection_file, new_key
+from refcolor_protocol.schema import ParamSpec
+
+
+def _limit_type(spec: ParamSpec) -> Callable[[str], int]:
+    """argparse type of the server limit on ``spec``: an integer within the parameter's own range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not spec.low <= value <= spec.high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {spec.low:g} to {spec.high:g}")
+        return value
+
+    return parse
 
 
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from refcolor.server import DEFAULT_BIND, ServerConfig
+    from refcolor.server import DEFAULT_BIND, LIMITED_PARAMS, ServerConfig
 
     defaults = ServerConfig()
     serve = commands.add_parser("serve", help="run the backend service")
@@ -30,7 +47,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ... (default cpu)")
     serve.add_argument("--max-pixels", type=int, default=defaults.max_pixels, help="largest image accepted")
     serve.add_argument("--max-queue", type=int, default=defaults.max_queue, help="most jobs waiting at once")
-    serve.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    for spec in LIMITED_PARAMS:  # the server limits that cap a colorization parameter
+        serve.add_argument(
+            "--" + spec.limit.replace("_", "-"),
+            type=_limit_type(spec),
+            default=getattr(defaults, spec.limit),
+            help=f"most {spec.name} a job may ask for, at most {spec.high:g} (default {getattr(defaults, spec.limit)})",
+        )
     serve.add_argument(
         "--no-key", action="store_true", help="do not sign messages (only allowed on 127.0.0.1 or ipc://)"
     )
@@ -42,7 +65,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     import zmq
 
     from refcolor.models import UnknownModelError
-    from refcolor.server import Server, ServerConfig
+    from refcolor.server import LIMITED_PARAMS, Server, ServerConfig
 
     config = ServerConfig(
         bind=args.bind,
@@ -52,7 +75,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         device=args.device,
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
-        max_steps=args.max_steps,
+        **{spec.limit: getattr(args, spec.limit) for spec in LIMITED_PARAMS},
     )
     apply_model_options(args)
     try:

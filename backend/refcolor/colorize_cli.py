@@ -8,25 +8,61 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from refcolor.engine import ColorizeJob, PreviewFn
+from refcolor.engine import ColorizeJob, PreviewFn, resolve_seed
 from refcolor.model_options import add_model_options, apply_model_options
-from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
+from refcolor_protocol.errors import ProtocolError
+from refcolor_protocol.messages import ColorizeParams
+from refcolor_protocol.schema import PARAMS, ParamSpec, params_from
 
 logger = logging.getLogger(__name__)
 
 
-def unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside 0..1")
-    return value
+# Every colorization parameter is a flag, made from its one declaration (refcolor_protocol.schema);
+# previews are for a paint app's progress bar, and there is nothing to show them on here.
+CLI_PARAMS = tuple(spec for spec in PARAMS if spec.name != "previews")
+
+
+def param_type(spec: ParamSpec) -> Callable[[str], Any]:
+    """argparse type for ``spec``: its parser, with its message on a bad value."""
+
+    def parse(text: str) -> Any:
+        try:
+            return spec.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = spec.name  # argparse names the type in some messages
+    return parse
+
+
+def add_param_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag per parameter (``--reference-scale``...); an omitted one takes the schema's default."""
+    group = parser.add_argument_group("colorization parameters (PROTOCOL.md, ColorizeParams)")
+    for spec in CLI_PARAMS:
+        group.add_argument(
+            spec.flag,
+            type=param_type(spec),
+            default=argparse.SUPPRESS,
+            metavar=spec.name.upper() if not spec.choices else "{" + ",".join(spec.choices) + "}",
+            help=f"{spec.help} ({spec.accepts()}; default {spec.format(spec.default)})".replace("%", "%%"),
+        )
+
+
+def params_from_args(args: argparse.Namespace) -> ColorizeParams:
+    """The parameters given on the command line, the rest at their defaults.
+
+    Raises:
+        ProtocolError: a combination the protocol refuses (guidance_start after guidance_end).
+    """
+    return params_from({spec.name: getattr(args, spec.name) for spec in CLI_PARAMS if hasattr(args, spec.name)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,28 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", type=Path, help="sketch foreground mask (white = character)")
     parser.add_argument("--reference-mask", type=Path, help="reference foreground mask (default: its alpha)")
     parser.add_argument("--background", type=Path, help="separate background reference")
-    parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.BOTH.value)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variations", type=int, default=1)
-    parser.add_argument("--scheduler", choices=[s.value for s in Scheduler], default=Scheduler.DPMPP_2M.value)
-    parser.add_argument("--reference-scale", type=float, default=5.0, help="reference guidance scale")
-    parser.add_argument("--sketch-scale", type=float, default=1.0, help="sketch guidance scale")
-    parser.add_argument("--resolution", type=int, default=0, help="model side length (0 = native)")
-    parser.add_argument(
-        "--color-match",
-        type=unit_interval,
-        help="0..1: how far each side takes its reference side's colours (default: the model's)",
-    )
-    parser.add_argument(
-        "--flatten",
-        type=unit_interval,
-        help="0..1: how far each closed line-art region is evened out to one colour (default: the model's)",
-    )
     parser.add_argument("--model", default="nano", help="registered model name or model folder (default nano)")
     parser.add_argument("--device", default="cpu")
-    add_model_options(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    add_param_arguments(parser)
+    add_model_options(parser)
 
 
 def _image(path: Path) -> np.ndarray:
@@ -90,34 +109,25 @@ def run(args: argparse.Namespace) -> int:
     from refcolor.models import UnknownModelError, load_colorizer  # imports torch: keep --help fast
 
     try:
-        params = ColorizeParams(
-            mode=Mode(args.mode),
-            seed=args.seed,
-            steps=args.steps,
-            variations=args.variations,
-            scheduler=Scheduler(args.scheduler),
-            reference_scale=args.reference_scale,
-            sketch_scale=args.sketch_scale,
-            resolution=args.resolution,
-            color_match=args.color_match,
-            flatten=args.flatten,
-        )
+        params = params_from_args(args)
         sketch = _image(args.sketch)
         job = ColorizeJob(
             sketch=sketch,
             reference=_image(args.reference),
             params=params,
-            seed=args.seed,
+            seed=resolve_seed(params),
             sketch_mask=_mask(args.mask),
             reference_mask=_mask(args.reference_mask),
             background=None if args.background is None else _image(args.background),
         )
         apply_model_options(args)
         colorizer = load_colorizer(args.model, args.device)
-    except (OSError, ValueError, UnknownModelError) as error:
+    except (OSError, ValueError, ProtocolError, UnknownModelError) as error:
         print(f"refcolor colorize: {error}", file=sys.stderr)
         return 2
-    bar = _ProgressBar(args.steps)
+    if params.seed is None:
+        print(f"seed {job.seed} (--seed {job.seed} repeats this result)", file=sys.stderr)
+    bar = _ProgressBar(params.steps)
     try:
         layer_sets = colorizer.colorize(job, bar)
     except ValueError as error:

@@ -10,6 +10,7 @@ is the registry's business (:mod:`refcolor.models`), never the server's.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,11 @@ from typing import Protocol
 import numpy as np
 
 from refcolor_protocol.messages import ColorizeParams
+
+
+def resolve_seed(params: ColorizeParams) -> int:
+    """The job's seed: ``params.seed``, or a fresh one when it is auto (None)."""
+    return params.seed if params.seed is not None else secrets.randbelow(2**32)
 
 
 class JobCancelled(Exception):

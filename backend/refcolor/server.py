@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import queue
-import secrets
 import socket
 import threading
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import zmq
 
 from refcolor import __version__
-from refcolor.engine import Colorizer
+from refcolor.engine import Colorizer, resolve_seed
 from refcolor.images import encode_rgba
 from refcolor.models import available_models, load_colorizer
 from refcolor.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
@@ -61,12 +60,14 @@ from refcolor_protocol.messages import (
     check_buffers,
     image_refs,
 )
+from refcolor_protocol.schema import PARAMS
 from refcolor_protocol.spec import DEFAULT_HINTS, PROTOCOL_VERSION, ErrorCode, Layout
 from refcolor_protocol.wire import Session
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BIND = "tcp://127.0.0.1:5557"
+LIMITED_PARAMS = tuple(spec for spec in PARAMS if spec.limit)  # capped by a ServerConfig field of the same name
 
 
 @dataclass(frozen=True)
@@ -296,24 +297,20 @@ class Server:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
         check_buffers(image_refs(request, "colorize_request"), msg.buffers, cfg.max_pixels)
         params = request.params
-        if params.steps > cfg.max_steps:
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD,
-                f"colorize_request.params.steps: {params.steps} exceeds this server's max_steps={cfg.max_steps}",
-            )
-        if params.variations > cfg.max_variations:
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD,
-                f"colorize_request.params.variations: {params.variations} exceeds this server's "
-                f"max_variations={cfg.max_variations}",
-            )
+        for spec in LIMITED_PARAMS:
+            value, limit = getattr(params, spec.name), getattr(cfg, spec.limit)
+            if value > limit:
+                raise ProtocolError(
+                    ErrorCode.INVALID_FIELD,
+                    f"colorize_request.params.{spec.name}: {value} exceeds this server's {spec.limit}={limit}",
+                )
         model = request.model or cfg.model
         if model not in self.model_names():
             raise ProtocolError(
                 ErrorCode.UNKNOWN_MODEL,
                 f"colorize_request.model: {model!r} is not served here; available: {', '.join(self.model_names())}",
             )
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**32)
+        seed = resolve_seed(params)
         job = Job(request, msg.header, msg.identities, msg.buffers, model, seed)
         position = self.queue.put(job)
         if position is None:

@@ -183,7 +183,7 @@ class ColorizeParams:
     )
     seed: int | None = param(
         None, low=0, high=2**32 - 1, label="Seed", panel=True,
-        help="variation i uses seed + i; auto (null): the server draws one and reports it in the result",
+        help="variation i uses seed + i; auto: the server draws one and reports it in the result",
     )
     steps: int = param(20, low=1, high=1000, limit="max_steps", label="Steps", help="denoising steps", panel=True)
     variations: int = param(
@@ -225,12 +225,12 @@ class ColorizeParams:
     color_match: float | None = param(
         None, low=0.0, high=1.0, label="Colour match", panel=True,
         help="how far each side of the sketch takes the colours of its side of the reference; 0 = off, "
-        "auto (null) = the model's default",
+        "auto = the model's default",
     )
     flatten: float | None = param(
         None, low=0.0, high=1.0, label="Flatten", panel=True,
         help="how far each closed region of the line art is evened out to its local colour: 1 = flat cel "
-        "fills, 0 = off, auto (null) = the model's default",
+        "fills, 0 = off, auto = the model's default",
     )
     previews: bool = param(True, label="Previews", help="whether progress events carry previews")
 

@@ -281,4 +281,4 @@ def test_cli_finishing_options_reach_the_model_and_are_range_checked(
     assert np.ptp(fills.reshape(-1, 3), axis=0).max() > 1  # the regions differ from each other
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--color-match", "1.5", "-o", str(tmp_path / "out")])
-    assert "1.5 is outside 0..1" in capsys.readouterr().err
+    assert "color_match: 1.5 is out of range; use a number from 0 to 1 or 'auto'" in capsys.readouterr().err
