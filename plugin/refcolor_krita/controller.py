@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from refcolor_protocol import Cancel, ErrorCode, Header, Message, Progress
+from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, Message, Progress
 
-from .jobs import Controls, Snapshot, VariationLayers, build_request, result_layers
+from .jobs import Snapshot, VariationLayers, build_request, result_layers
 from .masks import MaskSource
 from .pixels import Pixels, PluginError
 
@@ -93,21 +93,22 @@ class ColorizeController:
             return State.IDLE
         return State.CANCELLING if self.job.cancelling else State.RUNNING
 
-    def colorize(self, inputs: Inputs, controls: Controls) -> None:
-        """Start a job. Errors the user can fix go to ``callbacks.failed``; nothing is raised."""
+    def colorize(self, inputs: Inputs, params: ColorizeParams, model: str = "") -> None:
+        """Start a job (``model`` "": the backend's default). Errors the user can fix go to
+        ``callbacks.failed``; nothing is raised."""
         if self.job is not None:
             self.callbacks.failed("a colorization is already running; cancel it or wait for it")
             return
         try:
             snapshot, target = self.documents.snapshot(inputs)
-            request, buffers = build_request(snapshot, controls)
+            request, buffers = build_request(snapshot, params, model)
         except PluginError as exc:
             self.callbacks.failed(str(exc))
             return
         header = self.send(request, buffers)
         self.job = _Job(header, target, snapshot.sketch.size, inputs.replace_previous)
         self.callbacks.state(State.RUNNING)
-        self.callbacks.progress(0, controls.steps * controls.variations)
+        self.callbacks.progress(0, params.steps * params.variations)
 
     def cancel(self) -> None:
         if self.job is None:
@@ -140,7 +141,8 @@ class ColorizeController:
                 logger.exception("adding the result layers failed")
                 self.callbacks.failed(f"Could not add the result layers: {type(exc).__name__}: {exc}")
                 return
-            self.callbacks.done(names)
+            # With an automatic seed, the seed is how the artist gets this result again.
+            self.callbacks.done([f"{name} (seed {layer.seed})" for name, layer in zip(names, layers, strict=False)])
         elif msg.msg_type == "error":
             self._finish()
             error = msg.content

@@ -57,9 +57,8 @@ class RefcolorDocker(DockWidget):
         QTimer.singleShot(0, self.refresh)
 
     def _backend_ready(self, caps: Any) -> None:
-        # Capabilities describe the default model: its finishing defaults apply when no other is set.
-        if self.settings.model in ("", caps.model.name):
-            self.panel.show_model_defaults(caps.model.color_match, caps.model.flatten)
+        # Capabilities describe the default model: its own values ("auto") apply when no other is set.
+        self.panel.apply_capabilities(caps, own_model=self.settings.model in ("", caps.model.name))
 
     # --- DockWidget -----------------------------------------------------------------------
 
@@ -134,7 +133,7 @@ class RefcolorDocker(DockWidget):
             return
         self._save_controls()
         self.panel.set_status("Reading the document…")
-        self.controller.colorize(self.inputs(), self.panel.controls(self.settings.model))
+        self.controller.colorize(self.inputs(), self.panel.params(), self.settings.model)
 
     def _state(self, state: State) -> None:
         self.panel.set_running(state is not State.IDLE)
@@ -148,20 +147,8 @@ class RefcolorDocker(DockWidget):
         self.refresh()
 
     def _save_controls(self) -> None:
-        controls = self.panel.controls()
         self.settings = dataclasses.replace(
-            self.settings,
-            mode=controls.mode.value,
-            steps=controls.steps,
-            seed=controls.seed,
-            variations=controls.variations,
-            reference_scale=controls.reference_scale,
-            sketch_scale=controls.sketch_scale,
-            fg_strength=controls.fg_strength,
-            bg_strength=controls.bg_strength,
-            color_match=-1.0 if controls.color_match is None else controls.color_match,
-            flatten=-1.0 if controls.flatten is None else controls.flatten,
-            replace_previous=self.panel.replace_previous.isChecked(),
+            self.settings, params=self.panel.params(), replace_previous=self.panel.replace_previous.isChecked()
         )
         save_settings(self.store, self.settings)
 

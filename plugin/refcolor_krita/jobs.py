@@ -11,28 +11,10 @@ from refcolor_protocol import (
     ColorizeRequest,
     Layout,
     Message,
-    Mode,
     Result,
 )
 
 from .pixels import Pixels, PluginError, swap_red_blue
-
-
-@dataclass(frozen=True)
-class Controls:
-    """The docker's controls, as values."""
-
-    mode: Mode = Mode.BOTH
-    steps: int = 20
-    seed: int = 0
-    variations: int = 1
-    reference_scale: float = 5.0
-    sketch_scale: float = 1.0
-    fg_strength: float = 1.0
-    bg_strength: float = 1.0
-    color_match: float | None = None  # None: the model's default
-    flatten: float | None = None
-    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,8 +28,10 @@ class Snapshot:
     background: Pixels | None = None
 
 
-def build_request(snapshot: Snapshot, controls: Controls) -> tuple[ColorizeRequest, list[object]]:
-    """The request and its buffers.
+def build_request(
+    snapshot: Snapshot, params: ColorizeParams, model: str = ""
+) -> tuple[ColorizeRequest, list[object]]:
+    """The request and its buffers (``model`` "": the backend's default).
 
     Raises:
         PluginError: a mask does not match its image (a bug in reading the document, or a
@@ -70,18 +54,6 @@ def build_request(snapshot: Snapshot, controls: Controls) -> tuple[ColorizeReque
     def add(pixels: Pixels | None) -> object:
         return None if pixels is None else att.add(pixels.data, pixels.width, pixels.height, pixels.layout)
 
-    params = ColorizeParams(
-        mode=controls.mode,
-        seed=controls.seed,
-        steps=controls.steps,
-        variations=controls.variations,
-        reference_scale=controls.reference_scale,
-        sketch_scale=controls.sketch_scale,
-        fg_strength=controls.fg_strength,
-        bg_strength=controls.bg_strength,
-        color_match=controls.color_match,
-        flatten=controls.flatten,
-    )
     request = ColorizeRequest(
         sketch=add(snapshot.sketch),  # type: ignore[arg-type]
         reference=add(snapshot.reference),  # type: ignore[arg-type]
@@ -89,7 +61,7 @@ def build_request(snapshot: Snapshot, controls: Controls) -> tuple[ColorizeReque
         reference_mask=add(snapshot.reference_mask),  # type: ignore[arg-type]
         background=add(snapshot.background),  # type: ignore[arg-type]
         params=params,
-        model=controls.model,
+        model=model,
     )
     return request, att.buffers
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PyQt5.QtCore import Qt
@@ -24,12 +24,12 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from refcolor_protocol import Layout, Mode
+from refcolor_protocol import Capabilities, ColorizeParams, Layout, Mode
+from refcolor_protocol.schema import AUTO, ParamSpec, params_from
 
-from .jobs import Controls
 from .masks import LABELS, MaskSource, keep_choice
 from .pixels import Pixels, thumbnail_rgba
-from .settings import Settings
+from .settings import PANEL_PARAMS, Settings
 
 MODE_HELP = {
     Mode.BOTH: "Foreground takes only the reference's foreground colours, background only its background.",
@@ -116,6 +116,88 @@ class OptionalStrength(Strength):
         self.label.setText(("" if default is None else f"{default:g}") if auto else f"{super().value():g}")
 
 
+class Choice(QComboBox):
+    """An enum parameter: one item per value the backend offers."""
+
+    def __init__(self, spec: ParamSpec, value: object) -> None:
+        super().__init__()
+        self.offer(spec.choices)
+        self.set_value(value)
+
+    def value(self) -> str:
+        return str(self.currentData())
+
+    def set_value(self, value: object) -> None:
+        self.setCurrentIndex(max(0, self.findData(getattr(value, "value", value))))
+
+    def offer(self, choices: Sequence[str]) -> None:
+        """Offer ``choices`` (what the backend advertises), keeping the current one if it is there."""
+        current = self.currentData()
+        self.blockSignals(True)
+        self.clear()
+        for choice in choices:
+            self.addItem(choice, choice)
+        self.blockSignals(False)
+        self.set_value(current if current in choices else choices[0])
+
+
+class Count(QWidget):
+    """An int parameter; below its range sits "auto" where the parameter allows it. ``dice``: a
+    button that draws a new value (seeds)."""
+
+    def __init__(self, spec: ParamSpec, value: int | None, dice: bool = False) -> None:
+        super().__init__()
+        self.spec = spec
+        self.spin = QSpinBox()
+        low = int(spec.low or 0)
+        self.spin.setRange(low - 1 if spec.auto else low, min(int(spec.high or 0), 2**31 - 1))
+        if spec.auto:
+            self.spin.setSpecialValueText(AUTO)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.spin, 1)
+        self.dice: QToolButton | None = None
+        if dice:
+            self.dice = QToolButton()
+            self.dice.setText("🎲")
+            self.dice.setToolTip(f"New {spec.label.lower()}")
+            self.dice.clicked.connect(lambda *_: self.spin.setValue(random.randrange(self.spin.maximum())))
+            layout.addWidget(self.dice)
+        self.set_value(value)
+
+    def value(self) -> int | None:
+        auto = self.spec.auto and self.spin.value() == self.spin.minimum()
+        return None if auto else self.spin.value()
+
+    def set_value(self, value: int | None) -> None:
+        self.spin.setValue(self.spin.minimum() if value is None else int(value))
+
+    def set_high(self, high: float) -> None:
+        """Clamp to the backend's limit."""
+        self.spin.setMaximum(min(int(high), 2**31 - 1))
+
+
+Control = Choice | Count | Strength  # a parameter's control: value() and set_value(), and a QWidget
+DICE = {"seed"}  # parameters whose control has a "draw a new one" button
+
+
+def make_control(spec: ParamSpec, value: Any) -> Control:
+    """The control for one parameter, from its schema: a list for an enum, a spin box for an int, a
+    slider for a float (with "auto" where allowed)."""
+    if spec.choices:
+        control: Control = Choice(spec, value)
+    elif spec.kind is int:
+        control = Count(spec, value, dice=spec.name in DICE)
+    elif spec.kind is float:
+        high = spec.slider_high if spec.slider_high is not None else spec.high
+        low = spec.low or 0.0
+        control = OptionalStrength(low, high, value) if spec.auto else Strength(low, high, value)
+    else:
+        raise TypeError(f"no panel control for {spec.name} ({spec.kind.__name__})")  # a schema bug
+    control.setToolTip(spec.help[0].upper() + spec.help[1:])
+    return control
+
+
 class Panel(QWidget):
     """The docker's contents. The docker fills the pickers and reacts to the buttons."""
 
@@ -132,32 +214,12 @@ class Panel(QWidget):
         self.sketch_mask = QComboBox()
         self.reference_mask = QComboBox()
         self.background = QComboBox()
-        self.mode = QComboBox()
-        for mode in (Mode.BOTH, Mode.FOREGROUND, Mode.BACKGROUND, Mode.PLAIN):
-            self.mode.addItem(mode.value, mode)
+        # One control per panel parameter, built from the schema, starting at the saved values.
+        self.controls: dict[str, Control] = {
+            spec.name: make_control(spec, getattr(settings.params, spec.name)) for spec in PANEL_PARAMS
+        }
         self.mode_help = QLabel()
         self.mode_help.setWordWrap(True)
-        self.reference_scale = Strength(0.0, 15.0, settings.reference_scale)
-        self.sketch_scale = Strength(0.0, 5.0, settings.sketch_scale)
-        self.fg_strength = Strength(0.0, 2.0, settings.fg_strength)
-        self.bg_strength = Strength(0.0, 2.0, settings.bg_strength)
-        # Settings keep "auto" (the model's default) as a negative number.
-        self.color_match = OptionalStrength(0.0, 1.0, None if settings.color_match < 0 else settings.color_match)
-        self.color_match.setToolTip("How far each side takes the colours of its side of the reference")
-        self.flatten = OptionalStrength(0.0, 1.0, None if settings.flatten < 0 else settings.flatten)
-        self.flatten.setToolTip("How far each closed region of the line art is evened out to its local colour")
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 200)
-        self.steps.setValue(settings.steps)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setValue(settings.seed)
-        self.new_seed = QToolButton()
-        self.new_seed.setText("🎲")
-        self.new_seed.setToolTip("New seed")
-        self.variations = QSpinBox()
-        self.variations.setRange(1, 8)
-        self.variations.setValue(settings.variations)
         self.replace_previous = QCheckBox("Replace the previous result")
         self.replace_previous.setChecked(settings.replace_previous)
         self.colorize = QPushButton("Colorize")
@@ -173,10 +235,7 @@ class Panel(QWidget):
         self.status.setWordWrap(True)
         self.status.setObjectName("refcolor-status")
         self._build()
-        index = self.mode.findData(Mode(settings.mode)) if settings.mode in {m.value for m in Mode} else 0
-        self.mode.setCurrentIndex(max(0, index))
-        self.mode.currentIndexChanged.connect(self._mode_help)
-        self.new_seed.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31)))
+        self.control("mode").currentIndexChanged.connect(self._mode_help)
         for combo in (self.sketch_mask, self.reference_mask):
             combo.activated.connect(lambda _, c=combo: c.setProperty("user_pick", c.currentData()))
         self._mode_help()
@@ -193,20 +252,10 @@ class Panel(QWidget):
         form.addRow("Line-art mask", self.sketch_mask)
         form.addRow("Reference mask", self.reference_mask)
         form.addRow("Background", self.background)
-        form.addRow("Mode", self.mode)
-        form.addRow("", self.mode_help)
-        form.addRow("Reference", self.reference_scale)
-        form.addRow("Sketch", self.sketch_scale)
-        form.addRow("Foreground", self.fg_strength)
-        form.addRow("Background", self.bg_strength)
-        form.addRow("Colour match", self.color_match)
-        form.addRow("Flatten", self.flatten)
-        form.addRow("Steps", self.steps)
-        seed = QHBoxLayout()
-        seed.addWidget(self.seed, 1)
-        seed.addWidget(self.new_seed)
-        form.addRow("Seed", seed)
-        form.addRow("Variations", self.variations)
+        for spec in PANEL_PARAMS:
+            form.addRow(spec.label, self.controls[spec.name])
+            if spec.name == "mode":
+                form.addRow("", self.mode_help)
         form.addRow("", self.replace_previous)
         buttons = QHBoxLayout()
         buttons.addWidget(self.colorize, 1)
@@ -219,8 +268,12 @@ class Panel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+    def control(self, name: str) -> Any:
+        """The control of parameter ``name``."""
+        return self.controls[name]
+
     def _mode_help(self, *_: object) -> None:
-        self.mode_help.setText(MODE_HELP[self.mode.currentData()])
+        self.mode_help.setText(MODE_HELP[Mode(self.control("mode").value())])
 
     # --- filling the pickers --------------------------------------------------------------
 
@@ -260,27 +313,23 @@ class Panel(QWidget):
         small = thumbnail_rgba(pixels, THUMB)
         self.reference_thumb.setPixmap(QPixmap.fromImage(to_qimage(small)))
 
-    def show_model_defaults(self, color_match: float | None, flatten: float | None) -> None:
-        """What "auto" means for the model that will run (from the backend's capabilities)."""
-        self.color_match.set_default(color_match)
-        self.flatten.set_default(flatten)
+    def apply_capabilities(self, caps: Capabilities, own_model: bool) -> None:
+        """Clamp the controls to what the backend offers: its modes and limits. ``own_model``: the
+        job runs the backend's default model, so "auto" shows that model's own values."""
+        for spec in PANEL_PARAMS:
+            control = self.controls[spec.name]
+            if isinstance(control, Choice) and spec.name == "mode":
+                control.offer(caps.modes)
+            if isinstance(control, Count) and spec.limit:
+                control.set_high(spec.high_for(caps.limits) or 0)
+            if isinstance(control, OptionalStrength) and own_model:
+                control.set_default(getattr(caps.model, spec.name, None))
 
     # --- reading the controls -------------------------------------------------------------
 
-    def controls(self, model: str = "") -> Controls:
-        return Controls(
-            mode=self.mode.currentData(),
-            steps=self.steps.value(),
-            seed=self.seed.value(),
-            variations=self.variations.value(),
-            reference_scale=self.reference_scale.value(),
-            sketch_scale=self.sketch_scale.value(),
-            fg_strength=self.fg_strength.value(),
-            bg_strength=self.bg_strength.value(),
-            color_match=self.color_match.value(),
-            flatten=self.flatten.value(),
-            model=model,
-        )
+    def params(self) -> ColorizeParams:
+        """The controls' values; the parameters the panel does not show at their defaults."""
+        return params_from({name: control.value() for name, control in self.controls.items()})
 
     # --- showing progress -----------------------------------------------------------------
 

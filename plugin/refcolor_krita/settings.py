@@ -1,17 +1,24 @@
 """Plugin settings: what persists between Krita sessions, and how it is stored.
 
-The values are a plain dataclass; reading and writing go through a tiny key/value store
-interface, which inside Krita is its settings API (``document.KritaSettingsStore``) and in
-tests a dict.
+The connection settings are a plain dataclass; the colorization parameters are a
+``ColorizeParams``, saved under their own names in their schema's text form (``auto`` for the
+model's choice), so a parameter added to the schema is saved without a change here. Reading and
+writing go through a tiny key/value store interface, which inside Krita is its settings API
+(``document.KritaSettingsStore``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from refcolor_protocol import ColorizeParams, ProtocolError
+from refcolor_protocol.schema import PARAMS, params_from
+
 GROUP = "refcolor"
+PANEL_PARAMS = tuple(spec for spec in PARAMS if spec.panel)  # the ones the panels show, and save
 
 
 class SettingsStore(Protocol):
@@ -32,28 +39,14 @@ class Settings:
     backend_python: str = ""
     start_backend: bool = True
     model: str = ""  # "" = the backend's default
-    # Control defaults
-    mode: str = "both"
-    steps: int = 20
-    reference_scale: float = 5.0
-    sketch_scale: float = 1.0
-    fg_strength: float = 1.0
-    bg_strength: float = 1.0
-    color_match: float = -1.0  # finishing strengths; negative = "auto", the model's default
-    flatten: float = -1.0
-    variations: int = 1
-    seed: int = 0
     replace_previous: bool = False  # replace the last "Colorized" group instead of adding one
+    params: ColorizeParams = field(default_factory=ColorizeParams)  # the panel's controls
 
 
 def _parse(field: dataclasses.Field[object], text: str) -> object:
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "str")
     if kind == "bool":
         return text.strip().lower() in ("1", "true", "yes", "on")
-    if kind == "int":
-        return int(text)
-    if kind == "float":
-        return float(text)
     return text
 
 
@@ -63,33 +56,30 @@ def _format(value: object) -> str:
     return str(value)
 
 
+def _own_fields() -> list[dataclasses.Field[object]]:
+    return [f for f in dataclasses.fields(Settings) if f.name != "params"]
+
+
 def load_settings(store: SettingsStore) -> Settings:
-    """Read every setting; a value that cannot be parsed falls back to its default."""
+    """Read every setting; a value that cannot be parsed, or is out of its range, falls back to its
+    default (so settings saved by an older plugin, such as -1 for "auto", still load)."""
     defaults = Settings()
-    values: dict[str, object] = {}
-    for field in dataclasses.fields(Settings):
-        default = getattr(defaults, field.name)
-        text = store.read(field.name, _format(default))
-        try:
-            values[field.name] = _parse(field, text)
-        except ValueError:
-            values[field.name] = default
+    values: dict[str, object] = {
+        f.name: _parse(f, store.read(f.name, _format(getattr(defaults, f.name)))) for f in _own_fields()
+    }
+    params: dict[str, object] = {}
+    for spec in PANEL_PARAMS:
+        with contextlib.suppress(ValueError):  # unreadable or out of range: the default
+            params[spec.name] = spec.parse(store.read(spec.name, spec.format(spec.default)))
+    try:
+        values["params"] = params_from(params)
+    except ProtocolError:  # a saved combination the protocol refuses: start from the defaults
+        values["params"] = ColorizeParams()
     return Settings(**values)  # type: ignore[arg-type]
 
 
 def save_settings(store: SettingsStore, settings: Settings) -> None:
-    for field in dataclasses.fields(Settings):
-        store.write(field.name, _format(getattr(settings, field.name)))
-
-
-class DictStore:
-    """An in-memory store (tests, and a fallback outside Krita)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    def read(self, key: str, default: str) -> str:
-        return self.values.get(key, default)
-
-    def write(self, key: str, value: str) -> None:
-        self.values[key] = value
+    for f in _own_fields():
+        store.write(f.name, _format(getattr(settings, f.name)))
+    for spec in PANEL_PARAMS:
+        store.write(spec.name, spec.format(getattr(settings.params, spec.name)))

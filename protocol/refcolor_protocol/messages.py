@@ -192,11 +192,11 @@ class ColorizeParams:
     )
     scheduler: Scheduler = param(Scheduler.DPMPP_2M, label="Sampler", help="sampler")
     reference_scale: float = param(
-        5.0, low=0.0, high=30.0, label="Reference", panel=True, slider_high=15.0,
+        5.0, low=0.0, high=30.0, label="Reference guidance", panel=True, slider_high=15.0,
         help="classifier-free guidance on the reference",
     )
     sketch_scale: float = param(
-        1.0, low=0.0, high=30.0, label="Sketch", panel=True, slider_high=5.0,
+        1.0, low=0.0, high=30.0, label="Sketch guidance", panel=True, slider_high=5.0,
         help="classifier-free guidance on the sketch",
     )
     guidance_start: float = param(
@@ -207,10 +207,12 @@ class ColorizeParams:
         help="fraction of the schedule where guidance ends, ≥ guidance_start",
     )
     fg_strength: float = param(
-        1.0, low=0.0, high=2.0, label="Foreground", panel=True, help="strength of the foreground branch"
+        1.0, low=0.0, high=2.0, label="Foreground strength", panel=True,
+        help="strength of the foreground branch",
     )
     bg_strength: float = param(
-        1.0, low=0.0, high=2.0, label="Background", panel=True, help="strength of the background branch"
+        1.0, low=0.0, high=2.0, label="Background strength", panel=True,
+        help="strength of the background branch",
     )
     merge: float = param(
         0.0, low=0.0, high=1.0, label="Merge", help="foreground = (1 − merge)·fg + merge·bg"

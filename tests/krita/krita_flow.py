@@ -40,9 +40,10 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     from refcolor_krita.connection import BackendConnection
     from refcolor_krita.controller import Callbacks, ColorizeController, Inputs
     from refcolor_krita.document import KritaDocuments, LayerRef
-    from refcolor_krita.jobs import Controls
     from refcolor_krita.masks import MaskSource
     from refcolor_krita.settings import Settings
+
+    from refcolor_protocol import ColorizeParams
 
     width, height = config["size"]
     app = Krita.instance()
@@ -116,8 +117,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         sketch_mask=MaskSource.SELECTION,
         reference_mask=MaskSource.ALPHA,
     )
-    controls = Controls(steps=config["steps"], seed=3)
-    connection.ready.connect(lambda caps: controller.colorize(inputs, controls))
+    params = ColorizeParams(steps=config["steps"], seed=3)
+    connection.ready.connect(lambda caps: controller.colorize(inputs, params))
 
     # A timer probe measures the longest stretch the event loop could not run.
     probe, clock = QTimer(), QElapsedTimer()

@@ -12,7 +12,7 @@ def test_colorize_adds_a_group_below_the_line_art_and_touches_nothing_else(krita
     observed = run_flow(
         krita_env, tmp_path, scenario="colorize", connection_file=str(backend.connection_file), size=[320, 240]
     )
-    assert observed["events"][-1] == ["done", ["Colorized 1"]]
+    assert observed["events"][-1] == ["done", ["Colorized 1 (seed 3)"]]
     assert observed["statuses"][-1][1] is True and "model tiny" in observed["statuses"][-1][0]
     # bottom first: the group sits directly below the line art, above the paper
     assert observed["stack"][:4] == ["paper", "Colorized 1", "line art", "notes"]

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 from refcolor_krita.controller import Callbacks, ColorizeController, Inputs, State
-from refcolor_krita.jobs import Controls, Snapshot, VariationLayers, build_request, result_layers
+from refcolor_krita.jobs import Snapshot, VariationLayers, build_request, result_layers
 from refcolor_krita.masks import MaskSource
 from refcolor_krita.pixels import Pixels, PluginError
 
 from refcolor_protocol import (
     Cancel,
+    ColorizeParams,
     ColorizeRequest,
     Error,
     Header,
@@ -38,10 +39,8 @@ def mask(width: int = W, height: int = H) -> Pixels:
 
 def test_build_request_carries_images_masks_and_controls() -> None:
     snapshot = Snapshot(bgra(), bgra(2, 2), mask(), mask(2, 2), bgra(3, 3))
-    controls = Controls(
-        mode=Mode.FOREGROUND, steps=9, seed=5, variations=2, fg_strength=1.5, flatten=0.3, model="tiny"
-    )
-    request, buffers = build_request(snapshot, controls)
+    params = ColorizeParams(mode=Mode.FOREGROUND, steps=9, seed=5, variations=2, fg_strength=1.5, flatten=0.3)
+    request, buffers = build_request(snapshot, params, "tiny")
     assert request.sketch == ImageRef(W, H, Layout.BGRA8, W * H * 4, 0)
     assert request.sketch_mask == ImageRef(W, H, Layout.L8, W * H, 2)
     assert request.background is not None and request.background.buffer == 4
@@ -69,7 +68,7 @@ def test_build_request_carries_images_masks_and_controls() -> None:
 
 def test_build_request_refuses_a_mask_of_another_size() -> None:
     with pytest.raises(PluginError, match="line-art mask is 2x2 but the line-art is 4x3"):
-        build_request(Snapshot(bgra(), bgra(), mask(2, 2)), Controls())
+        build_request(Snapshot(bgra(), bgra(), mask(2, 2)), ColorizeParams())
 
 
 def result_message(job: Header, variations: int = 1, size: tuple[int, int] = (W, H)) -> Message:
@@ -137,7 +136,7 @@ INPUTS = Inputs(line_art="la", reference="ref", sketch_mask=MaskSource.SELECTION
 def test_controller_runs_a_job_to_its_layers() -> None:
     docs, rec = FakeDocuments(), Recorder()
     controller = ColorizeController(docs, rec.send, rec.callbacks())
-    controller.colorize(INPUTS, Controls(steps=2))
+    controller.colorize(INPUTS, ColorizeParams(steps=2))
     ((request, buffers),) = rec.sent
     assert isinstance(request, ColorizeRequest) and len(buffers) == 3
     job = Header("m1", "colorize_request", "s", "d", "1.0")
@@ -150,7 +149,7 @@ def test_controller_runs_a_job_to_its_layers() -> None:
     assert docs.added == []
     controller.handle(result_message(job))
     assert [kind for kind, _ in rec.events] == ["state", "progress", "progress", "preview", "state", "done"]
-    assert rec.events[0] == ("state", State.RUNNING) and rec.events[-1] == ("done", ["Colorized 1"])
+    assert rec.events[0] == ("state", State.RUNNING) and rec.events[-1] == ("done", ["Colorized 1 (seed 0)"])
     ((target, layers, replace),) = docs.added
     assert target == "target" and replace is True and layers[0].foreground.size == (W, H)
     assert controller.state is State.IDLE
@@ -159,8 +158,8 @@ def test_controller_runs_a_job_to_its_layers() -> None:
 def test_controller_cancel_and_errors() -> None:
     docs, rec = FakeDocuments(), Recorder()
     controller = ColorizeController(docs, rec.send, rec.callbacks())
-    controller.colorize(INPUTS, Controls())
-    controller.colorize(INPUTS, Controls())  # refused while running
+    controller.colorize(INPUTS, ColorizeParams())
+    controller.colorize(INPUTS, ColorizeParams())  # refused while running
     assert len(rec.sent) == 1 and rec.events[-1][0] == "failed"
     controller.cancel()
     assert isinstance(rec.sent[-1][0], Cancel) and rec.sent[-1][0].job_id == "m1"
@@ -168,7 +167,7 @@ def test_controller_cancel_and_errors() -> None:
     job = Header("m1", "colorize_request", "s", "d", "1.0")
     controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("cancelled", "job m1 was cancelled"), job))
     assert rec.events[-1] == ("failed", "Cancelled: the document was not changed.") and docs.added == []
-    controller.colorize(INPUTS, Controls())
+    controller.colorize(INPUTS, ColorizeParams())
     job = Header("m3", "colorize_request", "s", "d", "1.0")
     controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("queue_full", "full", "wait"), job))
     assert rec.events[-1] == ("failed", "full (wait)") and controller.state is State.IDLE
@@ -177,5 +176,5 @@ def test_controller_cancel_and_errors() -> None:
 def test_controller_reports_document_problems_without_sending() -> None:
     rec = Recorder()
     controller = ColorizeController(FakeDocuments(fail="the line-art layer is empty"), rec.send, rec.callbacks())
-    controller.colorize(INPUTS, Controls())
+    controller.colorize(INPUTS, ColorizeParams())
     assert rec.sent == [] and rec.events == [("failed", "the line-art layer is empty")]

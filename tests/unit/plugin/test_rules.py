@@ -14,20 +14,47 @@ from refcolor_krita.pixels import (
     thumbnail_rgba,
 )
 from refcolor_krita.placement import latest_group, next_group_names
-from refcolor_krita.settings import DictStore, Settings, load_settings, save_settings
+from refcolor_krita.settings import Settings, load_settings, save_settings
 
-from refcolor_protocol import Layout
+from refcolor_protocol import ColorizeParams, Layout
+
+
+class DictStore:
+    """An in-memory settings store (Krita's is its settings API)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def read(self, key: str, default: str) -> str:
+        return self.values.get(key, default)
+
+    def write(self, key: str, value: str) -> None:
+        self.values[key] = value
 
 
 def test_settings_round_trip_and_bad_values_fall_back() -> None:
     store = DictStore()
     assert load_settings(store) == Settings()
-    changed = Settings(address="tcp://127.0.0.1:1234", steps=33, reference_scale=7.5, replace_previous=True)
+    params = ColorizeParams(steps=33, reference_scale=7.5, flatten=0.25)
+    changed = Settings(address="tcp://127.0.0.1:1234", replace_previous=True, params=params)
     save_settings(store, changed)
     assert store.values["replace_previous"] == "true" and store.values["steps"] == "33"
+    assert (store.values["flatten"], store.values["color_match"], store.values["seed"]) == ("0.25", "auto", "auto")
+    assert "previews" not in store.values  # only what the panel shows is saved
     assert load_settings(store) == changed
     store.values["steps"] = "lots"
-    assert load_settings(store).steps == Settings().steps
+    assert load_settings(store).params.steps == ColorizeParams().steps
+
+
+def test_settings_saved_by_the_old_plugin_still_load() -> None:
+    # The scenario: an artist upgrades; Krita's settings hold the old spellings: -1.0 for "auto"
+    # finishing and a seed of 0.
+    store = DictStore()
+    store.values.update(color_match="-1.0", flatten="0.5", seed="0", mode="plain", steps="12")
+    params = load_settings(store).params
+    assert (params.color_match, params.flatten, params.seed, params.mode.value, params.steps) == (
+        None, 0.5, 0, "plain", 12,
+    )
 
 
 def test_sketch_mask_defaults_to_the_selection_when_there_is_one() -> None:

@@ -137,7 +137,7 @@ class Driver(Extension):
             "sketch_mask": panel.sketch_mask.currentText(),
             "reference_mask": panel.reference_mask.currentText(),
         }
-        panel.steps.setValue(6)
+        panel.control("steps").set_value(6)
         panel.colorize.click()  # the UI's own button
         self.later(self.wait_for_result)
 
