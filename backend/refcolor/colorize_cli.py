@@ -92,7 +92,7 @@ class _ProgressBar:
     def __init__(self, total: int) -> None:
         self.bar = tqdm(total=total, unit="step", file=sys.stderr)
 
-    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
         self.bar.total = total
         self.bar.update(step - self.bar.n)
 

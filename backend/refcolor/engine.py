@@ -73,8 +73,10 @@ PreviewFn = Callable[[], np.ndarray]
 class JobContext(Protocol):
     """What a running job may call back into. Implemented by the server's worker."""
 
-    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
-        """Report that ``step`` of ``total`` is done.
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
+        """Report that ``step`` of ``total`` is done (PROTOCOL.md, progress): ``total`` is steps x
+        variations, and a denoising step of a batch of n variations counts n. ``variation``: the
+        first variation of the batch being computed.
 
         Raises:
             JobCancelled: the job was cancelled; let it propagate.
@@ -93,7 +95,7 @@ class NullContext:
     on_progress: Callable[[int, int], None] | None = None
     steps_seen: list[tuple[int, int]] = field(default_factory=list)
 
-    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
         self.steps_seen.append((step, total))
         if self.on_progress is not None:
             self.on_progress(step, total)

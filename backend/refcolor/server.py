@@ -440,9 +440,7 @@ class Server:
                 height, width = event.preview.shape[:2]
                 buffers = (encode_rgba(event.preview),)
                 preview_ref = ImageRef(width, height, Layout.RGBA8, buffers[0].nbytes, 0)
-            steps = job.request.params.steps
-            variation = min((event.step - 1) // steps, job.request.params.variations - 1) if event.step else 0
-            progress = Progress(job.job_id, event.step, event.total, variation, preview_ref)
+            progress = Progress(job.job_id, event.step, event.total, event.variation, preview_ref)
             self._send(job.identity, progress, job.header, buffers)
         elif isinstance(event, Finished):
             layers: list[ResultLayer] = []

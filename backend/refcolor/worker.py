@@ -75,6 +75,7 @@ class Stepped:
     step: int
     total: int
     preview: np.ndarray | None
+    variation: int = 0  # the first variation of the batch being computed
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class _Context:
         if self.job.cancel.is_set():
             raise JobCancelled(self.job.job_id)
 
-    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
         self.check_cancelled()
         self.job.step, self.job.total = step, total
         wanted = (
@@ -178,7 +179,7 @@ class _Context:
             and (step % self.preview_every == 0 or step == total)
         )
         image = thumbnail(preview(), self.preview_size) if wanted and preview is not None else None
-        self.emit(Stepped(self.job, step, total, image))
+        self.emit(Stepped(self.job, step, total, image, variation))
         self.check_cancelled()
 
 

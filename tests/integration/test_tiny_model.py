@@ -35,6 +35,17 @@ def test_tiny_model_serves_layers_with_progress_and_previews(server) -> None:
     assert any(e.content.preview is not None for e in events if isinstance(e.content, Progress))
 
 
+def test_progress_counts_steps_times_variations_when_variations_are_batched(server) -> None:
+    # The scenario (issue 15): tiny, steps=3, variations=2. Both variations denoise in one batch,
+    # and the server reported 1/3, 2/3, 3/3 against PROTOCOL.md's total = steps x variations.
+    request, buffers = build_request(grid_sketch(W, H), solid(48, 48, (200, 30, 30)), steps=3, variations=2, seed=5)
+    events = []
+    with server.client() as client:
+        client.colorize(request, buffers, on_event=events.append, timeout=120)
+    progress = [(e.content.step, e.content.total, e.content.variation) for e in events if e.msg_type == "progress"]
+    assert progress == [(0, 6, 0), (2, 6, 0), (4, 6, 0), (6, 6, 0)]
+
+
 def test_tiny_model_job_can_be_cancelled(server) -> None:
     request, buffers = build_request(grid_sketch(W, H), solid(48, 48, (200, 30, 30)), steps=200, seed=5)
     with server.client() as client:

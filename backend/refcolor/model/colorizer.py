@@ -112,27 +112,31 @@ class DiffusionColorizer:
         """The pipeline's outputs for ``job``, reporting every step to ``ctx`` (which may cancel).
 
         Variations run in batches of at most ``max_batch``; each has its own seed, so batching
-        does not change the images. Progress counts the steps of all batches.
+        does not change the images. Progress follows PROTOCOL.md: ``total`` is steps x variations,
+        and each denoising step of a batch of n variations counts n.
         """
         variations, steps = job.params.variations, job.params.steps
         seeds = [(job.seed + i) % 2**32 for i in range(variations)]
         batches = [seeds[i : i + self.max_batch] for i in range(0, variations, self.max_batch)]
-        total = steps * len(batches)
+        total = steps * variations
         want_previews = bool(getattr(job.params, "previews", True))
         kwargs = self.pipeline_kwargs(job)
         outputs = []
-        for index, batch in enumerate(batches):
+        first = 0  # the first variation of the batch
+        for batch in batches:
 
             def on_step(
                 pipe: ReferenceColorizationPipeline,
                 step: int,
                 timestep: int,
                 tensors: dict[str, Any],
-                done: int = index * steps,
+                first: int = first,
+                size: int = len(batch),
             ) -> dict[str, Any]:
                 latents = tensors["latents"]
                 preview = (lambda: pipe.preview_image(latents)) if want_previews else None
-                ctx.progress(done + step + 1, total, preview=preview)  # raises JobCancelled on cancel
+                # raises JobCancelled on cancel
+                ctx.progress(first * steps + (step + 1) * size, total, preview=preview, variation=first)
                 return {}
 
             kwargs["num_variations"] = len(batch)
@@ -140,12 +144,13 @@ class DiffusionColorizer:
             denoised = self.denoised.get(key)
             if denoised is not None:
                 output = self.pipe(**kwargs, denoised=denoised)
-                ctx.progress((index + 1) * steps, total)
+                ctx.progress((first + len(batch)) * steps, total, variation=first)
             else:
                 generators = [torch.Generator("cpu").manual_seed(s) for s in batch]
                 output = self.pipe(**kwargs, generator=generators, callback_on_step_end=on_step)
                 if not output.interrupted:
                     self.denoised.put(key, output.native)
+            first += len(batch)
             outputs.append(output)
         return outputs
 

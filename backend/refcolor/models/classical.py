@@ -153,7 +153,7 @@ class ClassicalColorizer:
                     rgb = fill(small, colors)
                     return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
-                ctx.progress(variation * params.steps + step + 1, total, preview)
+                ctx.progress(variation * params.steps + step + 1, total, preview, variation)
             palettes = {n: Palette(centers[n], palette_weights(pixel_sets[n], centers[n])) for n in used}
             layer_sets.append(self._layers(labels, count, is_fg, mask, palettes[fg_set], palettes[bg_set], seed))
         return layer_sets

@@ -96,7 +96,7 @@ def test_progress_every_step_of_every_variation_and_seeds() -> None:
 
 def test_cancellation_raised_by_the_context_stops_the_job() -> None:
     class CancelAtTwo(NullContext):
-        def progress(self, step: int, total: int, preview: object = None) -> None:
+        def progress(self, step: int, total: int, preview: object = None, variation: int = 0) -> None:
             if step == 2:
                 raise JobCancelled("j")
             super().progress(step, total)

@@ -40,11 +40,13 @@ def make_job(sketch, reference, mask=None, seed: int = 7, reference_mask=None, *
 class RecordingContext:
     def __init__(self, cancel_at: int | None = None) -> None:
         self.steps: list[tuple[int, int]] = []
+        self.variations: list[int] = []
         self.previews: list[np.ndarray] = []
         self.cancel_at = cancel_at
 
-    def progress(self, step: int, total: int, preview: PreviewFn | None = None) -> None:
+    def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
         self.steps.append((step, total))
+        self.variations.append(variation)
         if preview is not None:
             self.previews.append(preview())
         if step == self.cancel_at:
@@ -64,7 +66,7 @@ def test_variations_come_back_as_layer_sets_with_their_seeds(
         assert layers.combined.shape == (*sketch.shape[:2], 4)
         assert np.array_equal(layers.foreground[..., 3], sketch_mask)
     assert not np.array_equal(layer_sets[0].combined, layer_sets[1].combined)
-    assert ctx.steps == [(1, 3), (2, 3), (3, 3)]
+    assert ctx.steps == [(2, 6), (4, 6), (6, 6)]  # one batch of two: each step counts two (PROTOCOL.md)
     assert all(p.dtype == np.uint8 and p.shape == (8, 8, 4) for p in ctx.previews)
 
 
@@ -76,7 +78,9 @@ def test_variations_run_in_batches_without_changing_the_images(tiny_pipe, sketch
     assert [s.seed for s in in_batches] == [7, 8, 9]
     for a, b in zip(together, in_batches, strict=True):
         assert np.abs(a.combined.astype(int) - b.combined.astype(int)).max() <= 1
-    assert ctx.steps == [(i, 6) for i in range(1, 7)]  # two batches of 3 steps
+    # batches of 2 and 1 variations, 3 steps each: total = steps x variations
+    assert ctx.steps == [(2, 9), (4, 9), (6, 9), (7, 9), (8, 9), (9, 9)]
+    assert ctx.variations == [0, 0, 0, 2, 2, 2]  # the first variation of the batch
 
 
 def test_cancel_from_progress_stops_the_job(colorizer, sketch, reference) -> None:
