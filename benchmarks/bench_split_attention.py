@@ -29,9 +29,10 @@ from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin
 
-from refcolor.model.adapters import add_split_adapters, set_mode
+from refcolor.model.adapters import add_split_adapters
 from refcolor.model.attention import BACKGROUND, FOREGROUND, SplitAttentionInputs, install_split_processors
 from refcolor.model.config import V1_5
+from refcolor_protocol import Mode
 
 
 class OneLayer(ModelMixin, PeftAdapterMixin):
@@ -97,15 +98,16 @@ def main() -> None:
     mask = torch.zeros(1, positions, dtype=torch.bool, device=args.device)
     mask[0, : positions // 2] = True
     mask = mask[:, torch.randperm(positions, device=args.device)]
-    split = SplitAttentionInputs(fg, bg, {positions: mask})
+    split = SplitAttentionInputs(Mode.BOTH, fg, bg, {positions: mask})
     plain_processor = AttnProcessor2_0()
 
     with torch.no_grad():
-        set_mode(layer, "plain")
+        layer.disable_adapters()  # diffusers' processor on the base weights
         plain = timed(lambda: plain_processor(attn, hidden, fg), args.repeats, args.device)
-        set_mode(layer, "background")
+        layer.enable_adapters()
+        layer.set_adapters([BACKGROUND])  # diffusers' processor through one adapter (peft's normal forward)
         one_adapter = timed(lambda: plain_processor(attn, hidden, fg), args.repeats, args.device)
-        set_mode(layer, "both")
+        layer.set_adapters([FOREGROUND, BACKGROUND])  # as the pipeline keeps them: the mode picks per call
         split_ms = timed(lambda: attn(hidden, encoder_hidden_states=fg, split=split), args.repeats, args.device)
         two_pass_ms = timed(lambda: two_pass(attn, hidden, fg, bg, mask), args.repeats, args.device)
         reference = two_pass(attn, hidden, fg, bg, mask)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from refcolor.model.adapters import Mode, set_mode
 from refcolor.model.attention import SplitAttentionInputs, masks_per_level
 from refcolor.model.conditioning import TokenSets, token_sets_for_mode
 from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +86,12 @@ def reproduce(pipe: ReferenceColorizationPipeline, io: Mapping[str, torch.Tensor
         tokens = token_sets_for_mode(case.mode, fg_tokens, bg_tokens, th_sketch, case.shares_tokens)
         if case.zero_context:
             tokens = tokens.zeros()
-        kwargs = {}
+        split = SplitAttentionInputs(case.mode, tokens.foreground)
         if tokens.background is not None:
-            kwargs["split"] = SplitAttentionInputs(tokens.foreground, tokens.background, masks, *case.scales)
-        set_mode(unet, case.mode)
+            split = SplitAttentionInputs(case.mode, tokens.foreground, tokens.background, masks, *case.scales)
+        kwargs = {"split": split}
         out[f"{name}.context"] = unet_context(tokens)
         out[f"{name}.eps"] = unet(x, t, tokens.foreground, features, cross_attention_kwargs=kwargs).sample
-    set_mode(unet, Mode.PLAIN)
-
     out["vae.decode"] = vae.decode(x / vae.config.scaling_factor).sample
     latent = vae.encode(sketch).latent_dist
     out["vae.encode_mean"], out["vae.encode_logvar"] = latent.mean, latent.logvar

@@ -2,7 +2,8 @@
 
 Both adapters sit on ``attn2.to_q/to_k/to_v`` of every transformer block (paper Sec. 3.2,
 official ``LoraModules``): no bias, scale 1 (``lora_alpha == r`` on every layer).
-Modes (paper Sec. 3.3) only change peft's state:
+Both stay active in peft; the inference mode (paper Sec. 3.3), an argument of every
+cross-attention call, picks the adapter of each side (:data:`refcolor.model.attention.MODE_ADAPTERS`):
 
 ========== ============================ =============================================
 mode       active adapters              token sets
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from refcolor.model.attention import BACKGROUND, FOREGROUND
 from refcolor.model.config import AdapterSpec
+from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +38,8 @@ ADAPTER_NAMES = (FOREGROUND, BACKGROUND)
 TARGET_PATTERN = r".*attn2\.to_[qkv]$"  # every cross-attention q/k/v projection
 
 
-class Mode(str, Enum):
-    PLAIN = "plain"
-    FOREGROUND = "foreground"
-    BACKGROUND = "background"
-    BOTH = "both"
-
-
-MODE_ADAPTERS: dict[Mode, tuple[str, ...]] = {
-    Mode.PLAIN: (),
-    Mode.FOREGROUND: (FOREGROUND,),
-    Mode.BACKGROUND: (BACKGROUND,),
-    Mode.BOTH: (FOREGROUND, BACKGROUND),
-}
-
-
 def parse_mode(mode: str | Enum) -> Mode:
-    """``mode`` (a string or any str-valued enum, e.g. the protocol's ``Mode``) as a :class:`Mode`.
+    """``mode`` (a string or the protocol's ``Mode``) as a ``Mode``.
 
     Raises:
         ValueError: unknown mode.
@@ -106,14 +93,14 @@ def add_split_adapters(
     background: AdapterSpec,
     random_init: bool = False,
 ) -> None:
-    """Add the ``foreground`` and ``background`` adapters to ``model`` (a diffusers UNet) and disable them."""
+    """Add the ``foreground`` and ``background`` adapters to ``model`` (a diffusers UNet), both active."""
     for name, spec in ((FOREGROUND, foreground), (BACKGROUND, background)):
         with (
             warnings.catch_warnings()
         ):  # peft warns that a model with two adapters is unusual; it is the point
             warnings.simplefilter("ignore", UserWarning)
             model.add_adapter(lora_config(model, spec, random_init), adapter_name=name)
-    set_mode(model, Mode.PLAIN)
+    activate_adapters(model)
 
 
 def _tuner_layers(model: torch.nn.Module) -> list[BaseTunerLayer]:
@@ -130,36 +117,17 @@ def check_adapters(model: torch.nn.Module) -> None:
         )
 
 
-def set_mode(model: torch.nn.Module, mode: str | Enum) -> Mode:
-    """Activate exactly the adapters of ``mode`` on ``model`` through diffusers' peft API.
+def activate_adapters(model: torch.nn.Module) -> None:
+    """Keep both adapters active on ``model``: which one a side uses is the mode's business, per call
+    (:class:`refcolor.model.attention.SplitAttentionInputs`), and a call without a mode takes the base
+    weights (:class:`refcolor.model.attention.SplitCrossAttnProcessor`).
 
     Raises:
-        ValueError: unknown mode, or ``model`` lacks the two adapters.
+        ValueError: ``model`` lacks the two adapters.
     """
-    parsed = parse_mode(mode)
     check_adapters(model)
-    names = MODE_ADAPTERS[parsed]
-    if not names:
-        model.disable_adapters()
-    else:
-        model.enable_adapters()
-        model.set_adapters(list(names))
-    return parsed
-
-
-def active_adapters(model: torch.nn.Module) -> frozenset[str]:
-    """The adapters peft applies on every adapted layer now (empty when disabled).
-
-    Raises:
-        RuntimeError: layers disagree (someone switched a single layer by hand).
-    """
-    states = {
-        frozenset() if layer.disable_adapters else frozenset(layer.active_adapters)
-        for layer in _tuner_layers(model)
-    }
-    if len(states) > 1:
-        raise RuntimeError(f"adapter layers disagree on the active adapters: {sorted(map(sorted, states))}")
-    return next(iter(states), frozenset())
+    model.enable_adapters()
+    model.set_adapters(list(ADAPTER_NAMES))
 
 
 def save_adapters(model: torch.nn.Module, directory: str | Path) -> None:
@@ -179,7 +147,7 @@ def save_adapters(model: torch.nn.Module, directory: str | Path) -> None:
 
 
 def load_adapters(model: torch.nn.Module, directory: str | Path) -> None:
-    """Add the adapters written by :func:`save_adapters` to ``model`` and disable them.
+    """Add the adapters written by :func:`save_adapters` to ``model``, both active.
 
     Raises:
         FileNotFoundError: an adapter folder is missing.
@@ -198,5 +166,5 @@ def load_adapters(model: torch.nn.Module, directory: str | Path) -> None:
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
         if unexpected:
             raise ValueError(f"adapter {name!r} in {folder} has keys this model lacks, e.g. {unexpected[:3]}")
-    set_mode(model, Mode.PLAIN)
+    activate_adapters(model)
     logger.debug("loaded adapters %s from %s", ADAPTER_NAMES, directory)

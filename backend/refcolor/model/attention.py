@@ -4,8 +4,10 @@ Every query position of a cross-attention layer is either *foreground* (inside t
 sketch's character mask) or *background*. Foreground positions attend only to the
 foreground token set, through the ``foreground`` LoRA adapter; background positions
 attend only to the background token set, through the ``background`` adapter. Which
-adapter a side uses is read from peft's state on the layer (an inactive adapter means
-the base weights), so switching inference modes is only a peft call.
+adapter a side uses follows the inference mode, an argument of every call
+(:class:`SplitAttentionInputs`, :data:`MODE_ADAPTERS`); a side whose adapter the mode leaves
+out takes the base weights. Both adapters stay active in peft all the time: each projection
+names its adapter per call (peft's mixed-adapter forward), so no hidden switch decides.
 
 Unlike the official implementation, which runs two full attentions over every position
 and then picks one per position, the positions are gathered into two groups first, so
@@ -24,33 +26,47 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from peft.tuners.tuners_utils import BaseTunerLayer
 
+from refcolor_protocol import Mode
+
 BASE = "__base__"  # peft's name for "no adapter" in a mixed-adapter forward
 FOREGROUND = "foreground"
 BACKGROUND = "background"
 
+# The adapters each inference mode uses (paper Sec. 3.3); a side whose adapter is not listed takes
+# the base weights.
+MODE_ADAPTERS: dict[Mode, tuple[str, ...]] = {
+    Mode.PLAIN: (),
+    Mode.FOREGROUND: (FOREGROUND,),
+    Mode.BACKGROUND: (BACKGROUND,),
+    Mode.BOTH: (FOREGROUND, BACKGROUND),
+}
+
 
 @dataclass(frozen=True)
 class SplitAttentionInputs:
-    """Per-request inputs of every split cross-attention layer (through ``cross_attention_kwargs``).
+    """Per-request inputs of every cross-attention layer (through ``cross_attention_kwargs``).
 
-    ``masks`` maps the number of query positions of a UNet level (h * w) to that level's
-    foreground mask, already resized and thresholded (see :func:`masks_per_level`); a mask
-    with one row serves the whole batch.
+    ``mode`` picks each side's adapter (:data:`MODE_ADAPTERS`). ``masks`` maps the number of
+    query positions of a UNet level (h * w) to that level's foreground mask, already resized and
+    thresholded (see :func:`masks_per_level`); a mask with one row serves the whole batch. Without
+    a background token set (and masks) every position is foreground and attends to the
+    foreground tokens, unscaled.
     """
 
+    mode: Mode
     foreground_tokens: torch.Tensor  # (B, Tf, D)
-    background_tokens: torch.Tensor  # (B, Tb, D)
-    masks: Mapping[int, torch.Tensor]  # h * w -> (B or 1, h * w) bool, True = foreground
+    background_tokens: torch.Tensor | None = None  # (B, Tb, D)
+    masks: Mapping[int, torch.Tensor] | None = None  # h * w -> (B or 1, h * w) bool, True = foreground
     foreground_scale: float = 1.0
     background_scale: float = 1.0
     merge: float = 0.0  # foreground output = (1 - merge) * fg + merge * bg (official merge_scale)
 
     def mask_for(self, positions: int) -> torch.Tensor:
-        mask = self.masks.get(positions)
+        mask = None if self.masks is None else self.masks.get(positions)
         if mask is None:
             raise ValueError(
                 f"no split-attention mask for a layer with {positions} query positions; masks were given for "
-                f"{sorted(self.masks)}: build them with masks_per_level() for the latent size in use"
+                f"{sorted(self.masks or {})}: build them with masks_per_level() for the latent size in use"
             )
         return mask
 
@@ -75,20 +91,22 @@ def masks_per_level(mask: torch.Tensor, levels: int, threshold: float) -> dict[i
     return masks
 
 
-def side_adapter(attn: Attention, side: str) -> str:
-    """The adapter a side of ``attn`` uses now: ``side`` if peft has it active there, else the base."""
-    layer = attn.to_q
-    if not isinstance(layer, BaseTunerLayer) or layer.disable_adapters:
-        return BASE
-    return side if side in layer.active_adapters else BASE
+def side_adapter(side: str, mode: Mode) -> str:
+    """The adapter ``side`` uses in ``mode``: its own if the mode uses it, else the base weights."""
+    return side if side in MODE_ADAPTERS[mode] else BASE
 
 
 def _project(layer: torch.nn.Module, x: torch.Tensor, adapter: str) -> torch.Tensor:
     """``layer(x)`` through one named adapter (peft's mixed-adapter forward) or the base weights."""
     if isinstance(layer, BaseTunerLayer):
+        if adapter != BASE and layer.disable_adapters:
+            raise ValueError(f"adapter {adapter!r} requested but peft has the adapters disabled on {layer}")
         return layer(x, adapter_names=[adapter] * x.shape[0])
     if adapter != BASE:
-        raise ValueError(f"adapter {adapter!r} requested on a layer without peft adapters ({layer})")
+        raise ValueError(
+            f"the {adapter!r} adapter requested on a layer without peft adapters ({layer}): this mode needs "
+            "a model with the split adapters (add_split_adapters or load_adapters)"
+        )
     return layer(x)
 
 
@@ -119,7 +137,7 @@ def _split_one_mask(
     background_tokens: torch.Tensor,
 ) -> torch.Tensor:
     """Split attention for a batch that shares one (N,) mask -> (B, N, inner), before ``to_out``."""
-    fg_adapter, bg_adapter = side_adapter(attn, FOREGROUND), side_adapter(attn, BACKGROUND)
+    fg_adapter, bg_adapter = side_adapter(FOREGROUND, split.mode), side_adapter(BACKGROUND, split.mode)
     if split.merge > 0:
         out = _attend(attn, hidden_states, background_tokens, bg_adapter) * split.background_scale
         if mask.any():
@@ -144,7 +162,8 @@ def _split_one_mask(
 
 
 class SplitCrossAttnProcessor:
-    """The processor of every ``attn2``: split attention given ``split``, else exactly diffusers' SDPA."""
+    """The processor of every ``attn2``: attention per side and mode given ``split``. Without it, a
+    layer with adapters takes its base weights (mode ``plain``), one without is diffusers' SDPA."""
 
     def __init__(self) -> None:
         self._plain = AttnProcessor2_0()
@@ -160,7 +179,10 @@ class SplitCrossAttnProcessor:
     ) -> torch.Tensor:
         """Args as diffusers' processors; ``encoder_hidden_states`` is ignored when ``split`` is given."""
         if split is None:
-            return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+            if not isinstance(attn.to_q, BaseTunerLayer) or encoder_hidden_states is None:
+                return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+            # peft keeps both adapters active (see the module docstring): never apply them unasked
+            split = SplitAttentionInputs(Mode.PLAIN, encoder_hidden_states)
         if hidden_states.ndim != 3 or attention_mask is not None or attn.spatial_norm is not None:
             raise ValueError(
                 "split cross-attention expects (B, N, C) hidden states, no attention_mask, no spatial norm; "
@@ -170,25 +192,28 @@ class SplitCrossAttnProcessor:
         batch, positions, _ = hidden_states.shape
         fg_tokens, bg_tokens = split.foreground_tokens, split.background_tokens
         for name, tokens in (("foreground_tokens", fg_tokens), ("background_tokens", bg_tokens)):
-            if tokens.ndim != 3 or tokens.shape[0] != batch:
+            if tokens is not None and (tokens.ndim != 3 or tokens.shape[0] != batch):
                 raise ValueError(f"{name} has shape {tuple(tokens.shape)}; expected ({batch}, tokens, width)")
         if attn.norm_cross:
             fg_tokens = attn.norm_encoder_hidden_states(fg_tokens)
-            bg_tokens = attn.norm_encoder_hidden_states(bg_tokens)
+            bg_tokens = None if bg_tokens is None else attn.norm_encoder_hidden_states(bg_tokens)
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
 
-        mask = split.mask_for(positions).to(hidden_states.device)  # (B or 1, N)
-        if mask.shape[0] == 1 or bool((mask == mask[:1]).all()):
-            out = _split_one_mask(attn, hidden_states, mask[0], split, fg_tokens, bg_tokens)
+        if bg_tokens is None:  # one side: every position attends to the foreground tokens
+            out = _attend(attn, hidden_states, fg_tokens, side_adapter(FOREGROUND, split.mode))
         else:
-            rows = [
-                _split_one_mask(
-                    attn, hidden_states[i : i + 1], mask[i], split, fg_tokens[i : i + 1], bg_tokens[i : i + 1]
-                )
-                for i in range(batch)
-            ]
-            out = torch.cat(rows)
+            mask = split.mask_for(positions).to(hidden_states.device)  # (B or 1, N)
+            if mask.shape[0] == 1 or bool((mask == mask[:1]).all()):
+                out = _split_one_mask(attn, hidden_states, mask[0], split, fg_tokens, bg_tokens)
+            else:
+                rows = [
+                    _split_one_mask(
+                        attn, hidden_states[i : i + 1], mask[i], split, fg_tokens[i : i + 1], bg_tokens[i : i + 1]
+                    )
+                    for i in range(batch)
+                ]
+                out = torch.cat(rows)
 
         out = attn.to_out[0](out)
         out = attn.to_out[1](out)

@@ -17,10 +17,10 @@ import torch
 
 from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo, NullContext
 from refcolor.model import finishing
-from refcolor.model.adapters import Mode
 from refcolor.model.cache import EncodingCache, content_hash
 from refcolor.model.config import TINY
 from refcolor.model.pipeline import ColorizationOutput, ReferenceColorizationPipeline
+from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from refcolor.model.adapters import Mode
 from refcolor.model.attention import SplitAttentionInputs
+from refcolor_protocol import Mode
 
 COND, NO_REFERENCE, NO_SKETCH = "cond", "no_reference", "no_sketch"
 
@@ -79,6 +79,7 @@ class GuidanceBatch:
 
 
 def build_batch(
+    mode: Mode,
     branches: tuple[str, ...],
     tokens: TokenSets,
     sketch_features: list[torch.Tensor],
@@ -89,7 +90,7 @@ def build_batch(
     background_scale: float = 1.0,
     merge: float = 0.0,
 ) -> GuidanceBatch:
-    """Stack ``branches`` (``cond`` first) for ``variations`` latents each.
+    """Stack ``branches`` (``cond`` first) for ``variations`` latents each, for ``mode``.
 
     ``masks`` (from :func:`~refcolor.model.attention.masks_per_level`) are needed whenever
     ``tokens`` has a background set.
@@ -106,11 +107,12 @@ def build_batch(
 
     context = stack([t.foreground for t, _ in chosen])
     features = [stack([f[level] for _, f in chosen]) for level in range(len(sketch_features))]
-    kwargs: dict[str, Any] = {}
+    split = SplitAttentionInputs(mode, context)
     if tokens.background is not None:
         if masks is None:
             raise ValueError("split token sets need the sketch masks per level")
-        kwargs["split"] = SplitAttentionInputs(
+        split = SplitAttentionInputs(
+            mode=mode,
             foreground_tokens=context,
             background_tokens=stack([t.background for t, _ in chosen if t.background is not None]),
             masks=masks,
@@ -118,7 +120,7 @@ def build_batch(
             background_scale=background_scale,
             merge=merge,
         )
-    return GuidanceBatch(tuple(branches), context, features, kwargs)
+    return GuidanceBatch(tuple(branches), context, features, {"split": split})
 
 
 def combine_guidance(

@@ -45,8 +45,9 @@ from scipy import ndimage
 from skimage.color import lab2rgb, rgb2lab
 
 from refcolor.data.lineart import mask_outline, xdog
-from refcolor.model.adapters import Mode, parse_mode
+from refcolor.model.adapters import parse_mode
 from refcolor.model.imaging import native_size, resize_float
+from refcolor_protocol import Mode
 
 STRIDE = 8  # cells of the colour fields, in working-size pixels
 FEATURE_BLOCKS = (4, 10)  # EfficientNet-Lite0 blocks that end at strides 8 and 16

@@ -24,7 +24,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from refcolor.model import finishing, imaging, inputs
-from refcolor.model.adapters import Mode, check_adapters, set_mode
+from refcolor.model.adapters import check_adapters, parse_mode
 from refcolor.model.attention import install_split_processors, masks_per_level
 from refcolor.model.background import BackgroundEncoder
 from refcolor.model.cache import EncodingCache, content_hash
@@ -44,6 +44,7 @@ from refcolor.model.schedulers import make_scheduler
 from refcolor.model.sketch_encoder import SketchEncoder
 from refcolor.model.unet import SketchUNet
 from refcolor.model.upsample import TENT_RADIUS, upsample_fills
+from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         self._correspondence: Correspondence | None = None  # built on first use (colour prior models)
         self.upsample_cache: EncodingCache | None = None
         self._interrupt = False
-        self.set_mode(Mode.PLAIN)
+        check_adapters(self.unet)
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> ReferenceColorizationPipeline:  # type: ignore[override]
@@ -136,11 +137,6 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         return pipe
 
     # ---- controls -------------------------------------------------------------------------------
-
-    def set_mode(self, mode: str | Enum) -> Mode:
-        """Activate the adapters of ``mode`` (raises ValueError for an unknown mode)."""
-        self._mode = set_mode(self.unet, mode)
-        return self._mode
 
     def enable_encoding_cache(self, max_entries: int = 16, upsampled_entries: int = 2) -> EncodingCache:
         """Cache encodings (``max_entries``) and the last few upsampled fills (``upsampled_entries``:
@@ -364,7 +360,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         self._interrupt = False
-        parsed_mode = self.set_mode(mode)
+        parsed_mode = parse_mode(mode)
         device, dtype = self._execution_device, self.unet.dtype
 
         # 2. model sizes
@@ -428,9 +424,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         inside = (COND,) + ((NO_REFERENCE,) if use_ref else ()) + ((NO_SKETCH,) if use_sketch else ())
         outside = (COND,) + ((NO_SKETCH,) if use_sketch else ())
         scales = dict(foreground_scale=foreground_strength, background_scale=background_strength, merge=merge)
-        batch_in = build_batch(inside, tokens, features, blank, num_variations, masks, **scales)
+        batch_in = build_batch(parsed_mode, inside, tokens, features, blank, num_variations, masks, **scales)
         batch_out = build_batch(
-            outside, tokens.zeros(tokens=1), features, blank, num_variations, masks, **scales
+            parsed_mode, outside, tokens.zeros(tokens=1), features, blank, num_variations, masks, **scales
         )
         priors: dict[int, torch.Tensor | None] = {id(batch_in): None, id(batch_out): None}
         fields = self.prior_fields(images.prior) if images.prior is not None else None

@@ -30,7 +30,6 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from refcolor.model.adapters import Mode, set_mode
 from refcolor.model.attention import SplitAttentionInputs, install_split_processors, masks_per_level
 from refcolor.model.conditioning import token_sets_for_mode
 from refcolor.model.config import ModelConfig
@@ -40,6 +39,7 @@ from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.model.reference_encoder import encode_reference, encoder_input_size
 from refcolor.train.cache import Batch, CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import PRECISIONS, STAGES, Recipe, StageRecipe
+from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +337,6 @@ class Trainer:
 
     def base_loss(self, batch: Batch, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
         unet = self.parts["unet"]
-        set_mode(unet, Mode.PLAIN)
         size = batch.target.shape[0]
         latents = self.latents(batch.target, generator)
         keep = self._keep(self.recipe.reference_dropout, size, rng)
@@ -345,7 +344,10 @@ class Trainer:
         ink = batch.ink * self._keep(self.recipe.sketch_dropout, size, rng).unsqueeze(-1)
         noisy, target, timesteps = self._noisy(latents, generator)
         prior = self.prior(batch, Mode.PLAIN, keep.view(-1, 1, 1, 1), batch.mask, 0.5)
-        prediction = unet(noisy, timesteps, tokens, self.sketch_features(ink), prior=prior).sample
+        split = SplitAttentionInputs(Mode.PLAIN, tokens)
+        features = self.sketch_features(ink)
+        kwargs = {"split": split}
+        prediction = unet(noisy, timesteps, tokens, features, cross_attention_kwargs=kwargs, prior=prior).sample
         return F.mse_loss(prediction, target)
 
     def prior(
@@ -368,9 +370,6 @@ class Trainer:
         unet, background = self.parts["unet"], self.parts["background_encoder"]
         modes = self.recipe.adapter_modes
         mode = Mode(str(rng.choice(list(modes), p=np.array(list(modes.values())) / sum(modes.values()))))
-        set_mode(unet, mode)
-        for q in lora_parameters(unet):  # peft freezes inactive adapters on a switch; keep all trainable
-            q.requires_grad_(True)
         threshold = float(rng.uniform(*self.recipe.thresholds))
         size = batch.target.shape[0]
         with torch.no_grad():
@@ -387,6 +386,7 @@ class Trainer:
         factor = downsample_factor(self.parts["vae"])
         latent_mask = F.interpolate(batch.mask, scale_factor=1 / factor, mode="area")
         split = SplitAttentionInputs(
+            mode=mode,
             foreground_tokens=sets.foreground * keep,
             background_tokens=sets.background * keep,
             masks=masks_per_level(latent_mask, len(unet.config.block_out_channels), threshold),
@@ -591,7 +591,6 @@ class Trainer:
         """
         with self.ema_weights():
             pipe = self.pipeline()
-            set_mode(pipe.unet, Mode.PLAIN)
             pipe.save_pretrained(str(folder))
         if dtype != torch.float32:  # cast on disk: converting in place would touch the trainer's modules
             for path in Path(folder).rglob("*.safetensors"):

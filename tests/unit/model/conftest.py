@@ -22,9 +22,8 @@ def tiny_pipe() -> ReferenceColorizationPipeline:
 
 @pytest.fixture
 def pipe(tiny_pipe: ReferenceColorizationPipeline) -> ReferenceColorizationPipeline:
-    """The shared tiny pipeline, with the per-test state (cache, mode) reset."""
+    """The shared tiny pipeline, with the per-test state (cache) reset."""
     tiny_pipe.encoding_cache = None
-    tiny_pipe.set_mode("plain")
     return tiny_pipe
 
 

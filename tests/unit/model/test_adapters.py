@@ -1,4 +1,4 @@
-"""The two peft adapters: ranks, which ones each mode activates (peft's own state), loud failures."""
+"""The two peft adapters: ranks, always active in peft (each call's mode picks one), loud failures."""
 
 from __future__ import annotations
 
@@ -7,17 +7,12 @@ import torch
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from refcolor.model.adapters import (
-    MODE_ADAPTERS,
-    Mode,
-    active_adapters,
-    add_split_adapters,
-    parse_mode,
-    set_mode,
-)
+from refcolor.model.adapters import activate_adapters, add_split_adapters, parse_mode
+from refcolor.model.attention import SplitAttentionInputs
 from refcolor.model.config import TINY, AdapterSpec
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.model.unet import build_unet
+from refcolor_protocol import Mode
 
 
 def lora_layers(pipe: ReferenceColorizationPipeline) -> dict[str, LoraLayer]:
@@ -41,16 +36,22 @@ def test_ranks_are_foreground_4_and_background_half_the_width(pipe: ReferenceCol
         assert layer.scaling == {"foreground": 1.0, "background": 1.0}, name
 
 
-@pytest.mark.parametrize("mode", list(Mode))
-def test_each_mode_activates_exactly_its_adapters(pipe: ReferenceColorizationPipeline, mode: Mode) -> None:
-    pipe.set_mode("both")  # start from a different state each time
-    pipe.set_mode(Mode.PLAIN if mode is not Mode.PLAIN else Mode.BOTH)
-    pipe.set_mode(mode.value)
-    expected = set(MODE_ADAPTERS[mode])
-    for name, layer in lora_layers(pipe).items():
-        applied = set() if layer.disable_adapters else set(layer.active_adapters)
-        assert applied == expected, name
-    assert active_adapters(pipe.unet) == expected
+def unet_in(
+    pipe: ReferenceColorizationPipeline, mode: Mode, sample: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
+    """The UNet's output for a call in ``mode`` (every position foreground)."""
+    kwargs = {"split": SplitAttentionInputs(mode, tokens)}
+    with torch.no_grad():
+        return pipe.unet(sample, 300, tokens, cross_attention_kwargs=kwargs).sample
+
+
+def test_both_adapters_stay_active_in_peft_whatever_mode_a_call_uses(pipe: ReferenceColorizationPipeline) -> None:
+    g = torch.Generator().manual_seed(0)
+    sample, tokens = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 12, 32, generator=g)
+    for mode in (Mode.FOREGROUND, Mode.PLAIN, Mode.BACKGROUND, Mode.BOTH):
+        unet_in(pipe, mode, sample, tokens)
+        for name, layer in lora_layers(pipe).items():
+            assert not layer.disable_adapters and set(layer.active_adapters) == {"foreground", "background"}, name
 
 
 def test_a_mode_changes_the_output_only_through_its_adapters(pipe: ReferenceColorizationPipeline) -> None:
@@ -59,9 +60,7 @@ def test_a_mode_changes_the_output_only_through_its_adapters(pipe: ReferenceColo
     sample, tokens = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 12, 32, generator=g)
 
     def run(mode: str) -> torch.Tensor:
-        pipe.set_mode(mode)
-        with torch.no_grad():
-            return pipe.unet(sample, 300, tokens).sample
+        return unet_in(pipe, Mode(mode), sample, tokens)
 
     before = {m: run(m) for m in ("plain", "foreground", "background")}
     saved = {n: layer.lora_B["foreground"].weight.clone() for n, layer in lora_layers(pipe).items()}
@@ -78,11 +77,12 @@ def test_a_mode_changes_the_output_only_through_its_adapters(pipe: ReferenceColo
     assert torch.equal(after["foreground"], before["plain"])  # a zero adapter is the base model
 
 
-def test_unknown_mode_fails_loudly(pipe: ReferenceColorizationPipeline) -> None:
+def test_unknown_mode_fails_loudly() -> None:
     with pytest.raises(ValueError, match=r"unknown mode 'sideways'.*plain, foreground, background, both"):
-        pipe.set_mode("sideways")
+        parse_mode("sideways")
     with pytest.raises(ValueError, match="unknown mode"):
         parse_mode("Both")
+    assert parse_mode("both") is Mode.BOTH and parse_mode(Mode.PLAIN) is Mode.PLAIN
 
 
 def test_models_without_the_named_adapters_are_refused() -> None:
@@ -90,12 +90,12 @@ def test_models_without_the_named_adapters_are_refused() -> None:
     with pytest.raises(
         ValueError, match=r"expected peft adapters \['background', 'foreground'\], found \[\]"
     ):
-        set_mode(unet, "both")
+        activate_adapters(unet)
     from peft import LoraConfig
 
     unet.add_adapter(LoraConfig(r=2, target_modules=["to_q"]), adapter_name="style")
     with pytest.raises(ValueError, match=r"found \['style'\]"):
-        set_mode(unet, "foreground")
+        activate_adapters(unet)
 
 
 def test_adapter_spec_needs_exactly_one_rank() -> None:
@@ -112,6 +112,7 @@ def test_fresh_adapters_start_as_no_ops() -> None:
     with torch.no_grad():
         base = unet(sample, 10, tokens).sample
         add_split_adapters(unet, TINY.foreground_adapter, TINY.background_adapter)
-        set_mode(unet, "both")
         assert all(not m.disable_adapters for m in unet.modules() if isinstance(m, BaseTunerLayer))
-        assert torch.equal(unet(sample, 10, tokens).sample, base)
+        for mode in Mode:
+            split = SplitAttentionInputs(mode, tokens)
+            assert torch.equal(unet(sample, 10, tokens, cross_attention_kwargs={"split": split}).sample, base)

@@ -1,15 +1,20 @@
-"""Split cross-attention: each side sees only its own tokens, and plain mode is diffusers' processor."""
+"""Split cross-attention: each side sees only its own tokens through the adapter its mode names, and
+plain mode is diffusers' processor on the base weights."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from refcolor.model.adapters import set_mode
+from refcolor.model.adapters import activate_adapters
 from refcolor.model.attention import SplitAttentionInputs, SplitCrossAttnProcessor, masks_per_level
 from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor_protocol import Mode
 
 TOKENS, WIDTH = 12, 32
 
@@ -37,15 +42,30 @@ def half_mask(positions: int = 64) -> torch.Tensor:
     return mask
 
 
+@contextmanager
+def peft_state(pipe: ReferenceColorizationPipeline, *adapters: str) -> Iterator[None]:
+    """peft's own switch (``adapters`` active, none: disabled), for reference computations through
+    peft's normal forward; both adapters active again afterwards, as the pipeline keeps them."""
+    if adapters:
+        pipe.unet.set_adapters(list(adapters))
+    else:
+        pipe.unet.disable_adapters()
+    try:
+        yield
+    finally:
+        activate_adapters(pipe.unet)
+
+
 def run_split(
     attn: Attention,
     hidden: torch.Tensor,
     fg: torch.Tensor,
     bg: torch.Tensor,
     mask: torch.Tensor,
+    mode: Mode = Mode.BOTH,
     **scales: float,
 ) -> torch.Tensor:
-    split = SplitAttentionInputs(fg, bg, {hidden.shape[1]: mask}, **scales)
+    split = SplitAttentionInputs(mode, fg, bg, {hidden.shape[1]: mask}, **scales)
     with torch.no_grad():
         return attn(hidden, encoder_hidden_states=fg, split=split)
 
@@ -63,9 +83,9 @@ def two_pass_reference(
 ) -> torch.Tensor:
     """The official formula: two full attentions (each through its own adapter via peft's normal forward)."""
 
-    def branch(mode: str, tokens: torch.Tensor) -> torch.Tensor:
-        set_mode(pipe.unet, mode)
-        q, k, v = attn.to_q(hidden), attn.to_k(tokens), attn.to_v(tokens)
+    def branch(adapter: str, tokens: torch.Tensor) -> torch.Tensor:
+        with peft_state(pipe, adapter):
+            q, k, v = attn.to_q(hidden), attn.to_k(tokens), attn.to_v(tokens)
         b, heads = hidden.shape[0], attn.heads
         q, k, v = (t.view(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, -1, attn.inner_dim)
@@ -74,12 +94,10 @@ def two_pass_reference(
         out_fg = branch("foreground", fg) * fg_scale
         out_bg = branch("background", bg) * bg_scale
         out_fg = out_fg * (1 - merge) + out_bg * merge
-        set_mode(pipe.unet, "both")
         return attn.to_out[0](torch.where(mask[..., None], out_fg, out_bg))
 
 
 def test_background_tokens_do_not_reach_foreground_positions(pipe: ReferenceColorizationPipeline) -> None:
-    pipe.set_mode("both")
     attn, mask = first_attn2(pipe), half_mask()
     hidden, fg, bg = inputs()
     before = run_split(attn, hidden, fg, bg, mask)
@@ -95,12 +113,42 @@ def test_background_tokens_do_not_reach_foreground_positions(pipe: ReferenceColo
 def test_all_foreground_mask_reduces_both_to_foreground_only(pipe: ReferenceColorizationPipeline) -> None:
     attn = first_attn2(pipe)
     hidden, fg, bg = inputs()
-    pipe.set_mode("both")
     both = run_split(attn, hidden, fg, bg, torch.ones(1, 64, dtype=torch.bool))
-    pipe.set_mode("foreground")
-    with torch.no_grad():
-        foreground_only = attn(hidden, encoder_hidden_states=fg)  # plain attention, foreground adapter only
+    with torch.no_grad(), peft_state(pipe, "foreground"):
+        processor = attn.processor
+        attn.set_processor(AttnProcessor2_0())  # diffusers' attention through peft's foreground adapter
+        try:
+            foreground_only = attn(hidden, encoder_hidden_states=fg)
+        finally:
+            attn.set_processor(processor)
     torch.testing.assert_close(both, foreground_only, rtol=1e-5, atol=1e-6)
+
+
+def test_the_mode_is_an_argument_of_each_call_not_a_switch(pipe: ReferenceColorizationPipeline) -> None:
+    # The scenario (issue 15): the mode reached the processors as hidden peft state, so a call made
+    # after another job switched modes used the other job's adapters. Now each call names its mode,
+    # peft keeps both adapters active, and calls in any order give the same results.
+    attn, mask = first_attn2(pipe), half_mask()
+    hidden, fg, bg = inputs(seed=2)
+    results = {mode: run_split(attn, hidden, fg, bg, mask, mode) for mode in Mode}
+    for mode in reversed(list(Mode)):
+        torch.testing.assert_close(run_split(attn, hidden, fg, bg, mask, mode), results[mode], rtol=0, atol=0)
+    assert not torch.allclose(results[Mode.PLAIN], results[Mode.BOTH])
+    assert not torch.allclose(results[Mode.FOREGROUND], results[Mode.BACKGROUND])
+    layer = attn.to_q
+    assert not layer.disable_adapters and set(layer.active_adapters) == {"foreground", "background"}
+    # plain takes the base weights on both sides: as the official formula with no adapter at all
+    with torch.no_grad(), peft_state(pipe):
+        base = AttnProcessor2_0()
+        fg_out, bg_out = base(attn, hidden, fg), base(attn, hidden, bg)
+    torch.testing.assert_close(results[Mode.PLAIN], torch.where(mask[..., None], fg_out, bg_out), rtol=1e-5, atol=1e-5)
+
+
+def test_a_mode_needing_an_adapter_refuses_a_model_with_adapters_disabled(pipe: ReferenceColorizationPipeline) -> None:
+    attn, mask = first_attn2(pipe), half_mask()
+    hidden, fg, bg = inputs()
+    with peft_state(pipe), pytest.raises(ValueError, match="'foreground' requested but peft has the adapters disabled"):
+        run_split(attn, hidden, fg, bg, mask, Mode.FOREGROUND)
 
 
 @pytest.mark.parametrize("scales", [{}, {"foreground_scale": 0.7, "background_scale": 1.3}, {"merge": 0.4}])
@@ -109,7 +157,6 @@ def test_split_equals_the_two_full_pass_formula(
 ) -> None:
     attn, mask = first_attn2(pipe), half_mask()
     hidden, fg, bg = inputs(seed=1)
-    pipe.set_mode("both")
     split = run_split(attn, hidden, fg, bg, mask, **scales)
     expected = two_pass_reference(
         pipe,
@@ -126,7 +173,6 @@ def test_split_equals_the_two_full_pass_formula(
 
 
 def test_per_sample_masks_match_separate_calls(pipe: ReferenceColorizationPipeline) -> None:
-    pipe.set_mode("both")
     attn = first_attn2(pipe)
     hidden, fg, bg = inputs()
     masks = torch.stack([half_mask()[0], ~half_mask()[0]])  # (2, N), different per sample
@@ -137,7 +183,8 @@ def test_per_sample_masks_match_separate_calls(pipe: ReferenceColorizationPipeli
 
 
 def test_plain_mode_matches_diffusers_processor_exactly(pipe: ReferenceColorizationPipeline) -> None:
-    pipe.set_mode("plain")
+    # A call without a mode (no ``split``) takes the base weights although peft keeps both adapters
+    # active: exactly diffusers' processor on a model with the adapters disabled.
     g = torch.Generator().manual_seed(0)
     sample, tokens = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, TOKENS, WIDTH, generator=g)
     with torch.no_grad():
@@ -145,7 +192,8 @@ def test_plain_mode_matches_diffusers_processor_exactly(pipe: ReferenceColorizat
         processors = pipe.unet.attn_processors
         pipe.unet.set_attn_processor(AttnProcessor2_0())
         try:
-            theirs = pipe.unet(sample, 500, tokens).sample
+            with peft_state(pipe):
+                theirs = pipe.unet(sample, 500, tokens).sample
         finally:
             pipe.unet.set_attn_processor(processors)
     assert isinstance(first_attn2(pipe).processor, SplitCrossAttnProcessor)
@@ -154,7 +202,7 @@ def test_plain_mode_matches_diffusers_processor_exactly(pipe: ReferenceColorizat
 
 def test_missing_level_mask_names_what_was_given(pipe: ReferenceColorizationPipeline) -> None:
     hidden, fg, bg = inputs()
-    split = SplitAttentionInputs(fg, bg, {16: torch.ones(1, 16, dtype=torch.bool)})
+    split = SplitAttentionInputs(Mode.BOTH, fg, bg, {16: torch.ones(1, 16, dtype=torch.bool)})
     with pytest.raises(ValueError, match=r"64 query positions.*\[16\]"):
         first_attn2(pipe)(hidden, encoder_hidden_states=fg, split=split)
 

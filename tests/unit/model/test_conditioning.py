@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from refcolor.model.adapters import Mode
 from refcolor.model.conditioning import (
     COND,
     NO_REFERENCE,
@@ -18,6 +17,7 @@ from refcolor.model.conditioning import (
     combine_guidance,
     token_sets_for_mode,
 )
+from refcolor_protocol import Mode
 
 ORACLE = Path(__file__).resolve().parents[3].parent / "shared" / "official" / "tiny_switch_io.safetensors"
 
@@ -68,7 +68,7 @@ def test_guidance_batch_stacks_branches_then_variations() -> None:
     fg, bg = torch.randn(1, 3, 8), torch.randn(1, 5, 8)
     features, blank = [torch.ones(1, 2, 4, 4)], [torch.zeros(1, 2, 4, 4)]
     masks = {16: torch.ones(1, 16, dtype=torch.bool)}
-    batch = build_batch((COND, NO_REFERENCE, NO_SKETCH), TokenSets(fg, bg), features, blank, 2, masks)
+    batch = build_batch(Mode.BOTH, (COND, NO_REFERENCE, NO_SKETCH), TokenSets(fg, bg), features, blank, 2, masks)
     assert batch.context.shape == (6, 3, 8)
     assert torch.equal(batch.context[:2], fg.expand(2, -1, -1)) and not batch.context[2:4].any()
     assert (
@@ -76,4 +76,8 @@ def test_guidance_batch_stacks_branches_then_variations() -> None:
         and not batch.sketch_features[0][4:].any()
     )
     split = batch.cross_attention_kwargs["split"]
+    assert split.mode is Mode.BOTH
     assert split.background_tokens.shape == (6, 5, 8) and not split.background_tokens[2:4].any()
+    one_side = build_batch(Mode.FOREGROUND, (COND,), TokenSets(fg), features, blank, 1, None)
+    assert one_side.cross_attention_kwargs["split"].mode is Mode.FOREGROUND  # the mode travels even unsplit
+    assert one_side.cross_attention_kwargs["split"].background_tokens is None

@@ -77,7 +77,6 @@ def test_sketch_features_reach_the_skip_connections(pipe: ReferenceColorizationP
 
 
 def test_without_sketch_the_forward_is_diffusers_own(pipe: ReferenceColorizationPipeline) -> None:
-    pipe.set_mode("plain")
     sample, tokens = torch.randn(2, 4, 8, 8), torch.randn(2, 12, 32)
     with torch.no_grad():
         ours = pipe.unet(sample, 700, tokens).sample

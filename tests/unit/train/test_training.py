@@ -14,12 +14,12 @@ from PIL import Image
 from safetensors import safe_open
 
 from refcolor import train_cli
-from refcolor.model.adapters import Mode
 from refcolor.model.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.train.cache import CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
 from refcolor.train.trainer import CHECKPOINT, Trainer, base_parameters, lora_parameters
+from refcolor_protocol import Mode
 
 RECIPE = replace(
     SMOKE,
