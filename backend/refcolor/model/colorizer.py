@@ -81,33 +81,6 @@ class DiffusionColorizer:
             if cache is not None:
                 cache.clear()
 
-    def pipeline_kwargs(self, job: ColorizeJob) -> dict[str, Any]:
-        """The pipeline arguments of ``job`` (everything but the callback and generators)."""
-        p = job.params
-        return dict(
-            sketch=job.sketch,
-            reference=job.reference,
-            sketch_mask=job.sketch_mask,
-            reference_mask=job.reference_mask,
-            background=job.background,
-            mode=p.mode,
-            num_inference_steps=p.steps,
-            scheduler=getattr(p.scheduler, "value", p.scheduler),
-            reference_guidance_scale=p.reference_scale,
-            sketch_guidance_scale=p.sketch_scale,
-            guidance_start=p.guidance_start,
-            guidance_end=p.guidance_end,
-            foreground_strength=p.fg_strength,
-            background_strength=p.bg_strength,
-            merge=p.merge,
-            mask_threshold=p.mask_threshold,
-            # The protocol allows any side; the model needs multiples of 64.
-            resolution=max(64, round(p.resolution / 64) * 64) if p.resolution else None,
-            color_match=p.color_match,
-            flatten=p.flatten,
-            num_variations=p.variations,
-        )
-
     def run(self, job: ColorizeJob, ctx: JobContext) -> list[ColorizationOutput]:
         """The pipeline's outputs for ``job``, reporting every step to ``ctx`` (which may cancel).
 
@@ -119,8 +92,8 @@ class DiffusionColorizer:
         seeds = [(job.seed + i) % 2**32 for i in range(variations)]
         batches = [seeds[i : i + self.max_batch] for i in range(0, variations, self.max_batch)]
         total = steps * variations
-        want_previews = bool(getattr(job.params, "previews", True))
-        kwargs = self.pipeline_kwargs(job)
+        want_previews = job.params.previews
+        images = (job.sketch, job.reference, job.sketch_mask, job.reference_mask, job.background)
         outputs = []
         first = 0  # the first variation of the batch
         for batch in batches:
@@ -139,15 +112,16 @@ class DiffusionColorizer:
                 ctx.progress(first * steps + (step + 1) * size, total, preview=preview, variation=first)
                 return {}
 
-            kwargs["num_variations"] = len(batch)
+            # The one translation between a job and the pipeline: a batch of the job's variations.
+            params = dataclasses.replace(job.params, variations=len(batch))
             key = denoising_key(job, batch)
             denoised = self.denoised.get(key)
             if denoised is not None:
-                output = self.pipe(**kwargs, denoised=denoised)
+                output = self.pipe(*images, params, denoised=denoised)
                 ctx.progress((first + len(batch)) * steps, total, variation=first)
             else:
                 generators = [torch.Generator("cpu").manual_seed(s) for s in batch]
-                output = self.pipe(**kwargs, generator=generators, callback_on_step_end=on_step)
+                output = self.pipe(*images, params, generator=generators, callback_on_step_end=on_step)
                 if not output.interrupted:
                     self.denoised.put(key, output.native)
             first += len(batch)

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 import torch
 
 from refcolor.model import imaging
-from refcolor.model.adapters import parse_mode
-from refcolor.model.schedulers import SCHEDULERS
+from refcolor_protocol import ColorizeParams, ProtocolError
+from refcolor_protocol.fields import from_dict, to_dict
+
+
+def check_params(params: ColorizeParams) -> ColorizeParams:
+    """``params`` checked as the wire checks them (the schema's types and ranges, guidance order), with
+    enums for their strings.
+
+    Raises:
+        ValueError: the first bad parameter, named with its value and what it accepts.
+    """
+    try:
+        return from_dict(ColorizeParams, to_dict(params), "params")
+    except ProtocolError as error:
+        raise ValueError(error.message) from None
+
+
+def model_side(resolution: int) -> int:
+    """The model's working side for a requested ``resolution``: a multiple of 64 (0 = native)."""
+    return max(64, round(resolution / 64) * 64) if resolution else 0
 
 
 def check_inputs(
@@ -20,25 +37,12 @@ def check_inputs(
     sketch_mask: imaging.ImageInput | None,
     reference_mask: imaging.ImageInput | None,
     background: imaging.ImageInput | None,
-    mode: str | Enum,
-    num_inference_steps: int,
-    scheduler: str,
-    reference_guidance_scale: float,
-    sketch_guidance_scale: float,
-    guidance_start: float,
-    guidance_end: float,
-    foreground_strength: float,
-    background_strength: float,
-    merge: float,
-    mask_threshold: float,
-    resolution: int | None,
-    num_variations: int,
+    params: ColorizeParams,
     generator: torch.Generator | Sequence[torch.Generator] | None,
     callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
-    color_match: float | None = None,
-    flatten: float | None = None,
-) -> None:
-    """Raise ``ValueError``/``TypeError`` naming the first bad argument and its value."""
+) -> ColorizeParams:
+    """The checked parameters (:func:`check_params`); ``ValueError``/``TypeError`` naming the first bad
+    argument and its value."""
     sketch_rgba = imaging.to_rgba(sketch, "sketch")
     reference_rgba = imaging.to_rgba(reference, "reference")
     if background is not None:
@@ -52,45 +56,17 @@ def check_inputs(
                 f"{name} is {imaging.to_mask(mask, name).shape} but its image is {image.shape[:2]}; "
                 "give a mask of the image's size"
             )
-    parse_mode(mode)
-    if getattr(scheduler, "value", scheduler) not in SCHEDULERS:
-        raise ValueError(f"scheduler={scheduler!r} is unknown: expected one of {', '.join(SCHEDULERS)}")
-    if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps={num_inference_steps!r} must be a positive integer")
-    for name, value in (
-        ("reference_guidance_scale", reference_guidance_scale),
-        ("sketch_guidance_scale", sketch_guidance_scale),
-        ("foreground_strength", foreground_strength),
-        ("background_strength", background_strength),
-    ):
-        if not value >= 0:
-            raise ValueError(f"{name}={value!r} must be >= 0")
-    for name, value in (
-        ("guidance_start", guidance_start),
-        ("guidance_end", guidance_end),
-        ("merge", merge),
-        ("mask_threshold", mask_threshold),
-    ):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}={value!r} must be in [0, 1]")
-    for name, value in (("color_match", color_match), ("flatten", flatten)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}={value!r} must be in [0, 1] (0 = off), or None for the model's default")
-    if guidance_start > guidance_end:
-        raise ValueError(f"guidance_start={guidance_start} is after guidance_end={guidance_end}")
-    if resolution is not None and resolution != 0 and (resolution < 64 or resolution % 64):
-        raise ValueError(f"resolution={resolution!r} must be 0 (native) or a multiple of 64 >= 64")
-    if not isinstance(num_variations, int) or num_variations < 1:
-        raise ValueError(f"num_variations={num_variations!r} must be a positive integer")
-    if isinstance(generator, Sequence) and len(generator) != num_variations:
+    params = check_params(params)
+    if isinstance(generator, Sequence) and len(generator) != params.variations:
         raise ValueError(
-            f"got {len(generator)} generators for num_variations={num_variations}; give one each"
+            f"got {len(generator)} generators for variations={params.variations}; give one each"
         )
     unknown = set(callback_on_step_end_tensor_inputs) - {"latents"}
     if unknown:
         raise ValueError(
             f"callback_on_step_end_tensor_inputs has {sorted(unknown)}; only 'latents' is available"
         )
+    return params
 
 
 @dataclass(frozen=True)

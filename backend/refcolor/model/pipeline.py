@@ -13,7 +13,6 @@ import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +23,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from refcolor.model import finishing, imaging, inputs
-from refcolor.model.adapters import check_adapters, parse_mode
+from refcolor.model.adapters import check_adapters
 from refcolor.model.attention import install_split_processors, masks_per_level
 from refcolor.model.background import BackgroundEncoder
 from refcolor.model.cache import EncodingCache, content_hash
@@ -44,7 +43,7 @@ from refcolor.model.schedulers import make_scheduler
 from refcolor.model.sketch_encoder import SketchEncoder
 from refcolor.model.unet import SketchUNet
 from refcolor.model.upsample import TENT_RADIUS, upsample_fills
-from refcolor_protocol import Mode
+from refcolor_protocol import ColorizeParams, Mode
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +158,6 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
     # ---- 1. inputs ------------------------------------------------------------------------------
 
-    def check_inputs(self, **kwargs: Any) -> None:
-        """Raise ``ValueError``/``TypeError`` naming the first bad argument and its value.
-
-        Takes ``__call__``'s arguments by name; see :func:`refcolor.model.inputs.check_inputs`.
-        """
-        inputs.check_inputs(**kwargs)
-
     # ---- 3. encoders (cached) -------------------------------------------------------------------
 
     def _cached(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
@@ -278,22 +270,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         sketch_mask: imaging.ImageInput | None = None,
         reference_mask: imaging.ImageInput | None = None,
         background: imaging.ImageInput | None = None,
-        mode: str | Enum = Mode.PLAIN,
-        num_inference_steps: int = 20,
-        scheduler: str = "dpmpp_2m",
-        reference_guidance_scale: float = 5.0,
-        sketch_guidance_scale: float = 1.0,
-        guidance_start: float = 0.0,
-        guidance_end: float = 1.0,
-        foreground_strength: float = 1.0,
-        background_strength: float = 1.0,
-        merge: float = 0.0,
-        mask_threshold: float = 0.5,
-        resolution: int | None = None,
-        color_match: float | None = None,
-        flatten: float | None = None,
+        params: ColorizeParams | None = None,
+        *,
         denoised: np.ndarray | None = None,
-        num_variations: int = 1,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback_on_step_end: StepCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
@@ -307,25 +286,13 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             reference_mask: foreground mask of the reference (overrides its alpha).
             background: a separate background reference, used for the background tokens instead of
                 recovering them from the reference.
-            mode: ``plain``, ``foreground``, ``background`` or ``both`` (see :mod:`refcolor.model.adapters`).
-            num_inference_steps: denoising steps.
-            scheduler: ``dpmpp_2m``, ``euler_a``, ``ddim`` or ``unipc``.
-            reference_guidance_scale: classifier-free guidance on the reference (1 = off).
-            sketch_guidance_scale: classifier-free guidance on the sketch (1 = off).
-            guidance_start, guidance_end: fractions of the schedule during which the reference is
-                used at all (outside, the context is a zero token, as the official model).
-            foreground_strength, background_strength: scales of the two attention sides.
-            merge: foreground attention = (1 - merge) * fg + merge * bg.
-            mask_threshold: threshold of the sketch and reference masks (and of the threshold embedding).
-            resolution: model side length (multiple of 64); None/0 = the model's native one.
-            color_match: in [0, 1], how far each side's colours are matched to its part of the
-                reference; None = the model's default (config ``color_match``).
-            flatten: in [0, 1], how far each closed region's pixels are pulled to its mean colour;
-                None = the model's default (config ``flatten``).
+            params: the colorization parameters, with the protocol's names, ranges and defaults
+                (PROTOCOL.md, ColorizeParams; None: all defaults). ``variations`` images are made, each
+                from its own noise; ``seed`` and ``previews`` are the caller's (seeds travel in
+                ``generator``); ``resolution`` is rounded to a multiple of 64.
             denoised: the ``native`` images of an earlier call with the same inputs, seeds and
-                denoising arguments: encoding and denoising are skipped and only upsampling and
+                denoising parameters: encoding and denoising are skipped and only upsampling and
                 finishing run (how a new ``color_match``/``flatten`` is tried at once).
-            num_variations: images to make, each from its own noise.
             generator: one generator, or one per variation (CPU generators reproduce across devices).
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": ...}) -> dict`` after every
                 step; a returned ``"latents"`` replaces the latents. Exceptions propagate (cancel).
@@ -333,38 +300,21 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
         Returns:
             :class:`ColorizationOutput`.
+
+        Raises:
+            ValueError: a bad image or parameter, named with its value.
         """
         # 1. inputs
-        self.check_inputs(
-            sketch=sketch,
-            reference=reference,
-            sketch_mask=sketch_mask,
-            reference_mask=reference_mask,
-            background=background,
-            mode=mode,
-            num_inference_steps=num_inference_steps,
-            scheduler=scheduler,
-            reference_guidance_scale=reference_guidance_scale,
-            sketch_guidance_scale=sketch_guidance_scale,
-            guidance_start=guidance_start,
-            guidance_end=guidance_end,
-            foreground_strength=foreground_strength,
-            background_strength=background_strength,
-            merge=merge,
-            mask_threshold=mask_threshold,
-            resolution=resolution,
-            color_match=color_match,
-            flatten=flatten,
-            num_variations=num_variations,
-            generator=generator,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
+        params = inputs.check_inputs(
+            sketch, reference, sketch_mask, reference_mask, background, params or ColorizeParams(),
+            generator, callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
+        mode, mask_threshold, variations = params.mode, params.mask_threshold, params.variations
         self._interrupt = False
-        parsed_mode = parse_mode(mode)
         device, dtype = self._execution_device, self.unet.dtype
 
         # 2. model sizes
-        side = resolution or self.config.native_resolution
+        side = inputs.model_side(params.resolution) or self.config.native_resolution
         images = inputs.prepare_images(
             sketch,
             reference,
@@ -378,13 +328,13 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         width, height = images.native_size
 
         if denoised is not None:
-            expected = (num_variations, height, width, 3)
+            expected = (variations, height, width, 3)
             if denoised.shape != expected:
                 raise ValueError(
                     f"denoised has shape {denoised.shape}, expected {expected} for these inputs; pass the "
-                    "`native` of a call with the same sketch, resolution and num_variations"
+                    "`native` of a call with the same sketch, resolution and variations"
                 )
-            return self._finish(denoised, images, parsed_mode, mask_threshold, color_match, flatten, False)
+            return self._finish(denoised, images, params, False)
 
         # 3. encode
         features = self.encode_sketch(images.ink)
@@ -392,12 +342,12 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         reference_tokens = self.encode_reference_tokens(images.reference_rgb)
         background_tokens: torch.Tensor | None = None
         threshold_embedding: torch.Tensor | None = None
-        if parsed_mode in (Mode.BACKGROUND, Mode.BOTH):
+        if mode in (Mode.BACKGROUND, Mode.BOTH):
             if images.reference_mask is None and images.background_rgb is None:
                 logger.warning(
                     "mode %s without a reference mask, reference alpha or background image: "
                     "the background tokens are recovered from the whole reference",
-                    parsed_mode.value,
+                    mode.value,
                 )
             background_tokens = self.encode_background_tokens(
                 images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
@@ -406,7 +356,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
         # 4. guidance batches: inside the reference window and outside it
         tokens = token_sets_for_mode(
-            parsed_mode,
+            mode,
             reference_tokens,
             background_tokens,
             threshold_embedding,
@@ -420,33 +370,33 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             masks = masks_per_level(
                 latent_mask_t.to(dtype), len(self.unet.config.block_out_channels), mask_threshold
             )
-        use_ref, use_sketch = reference_guidance_scale != 1.0, sketch_guidance_scale != 1.0
+        use_ref, use_sketch = params.reference_scale != 1.0, params.sketch_scale != 1.0
         inside = (COND,) + ((NO_REFERENCE,) if use_ref else ()) + ((NO_SKETCH,) if use_sketch else ())
         outside = (COND,) + ((NO_SKETCH,) if use_sketch else ())
-        scales = dict(foreground_scale=foreground_strength, background_scale=background_strength, merge=merge)
-        batch_in = build_batch(parsed_mode, inside, tokens, features, blank, num_variations, masks, **scales)
+        scales = dict(foreground_scale=params.fg_strength, background_scale=params.bg_strength, merge=params.merge)
+        batch_in = build_batch(mode, inside, tokens, features, blank, variations, masks, **scales)
         batch_out = build_batch(
-            parsed_mode, outside, tokens.zeros(tokens=1), features, blank, num_variations, masks, **scales
+            mode, outside, tokens.zeros(tokens=1), features, blank, variations, masks, **scales
         )
         priors: dict[int, torch.Tensor | None] = {id(batch_in): None, id(batch_out): None}
         fields = self.prior_fields(images.prior) if images.prior is not None else None
         if fields is not None:
             latent_size = (width // self.latent_factor, height // self.latent_factor)
-            prior = self.colour_prior(images, parsed_mode, mask_threshold, latent_size, fields)
+            prior = self.colour_prior(images, mode, mask_threshold, latent_size, fields)
             # The reference's colours, like its tokens: none in the no-reference branch, none outside
             # the guidance window.
             priors[id(batch_in)] = torch.cat(
-                [(prior if b != NO_REFERENCE else torch.zeros_like(prior)).expand(num_variations, -1, -1, -1)
+                [(prior if b != NO_REFERENCE else torch.zeros_like(prior)).expand(variations, -1, -1, -1)
                  for b in batch_in.branches]
             )  # fmt: skip
-            priors[id(batch_out)] = torch.zeros_like(prior).expand(num_variations * len(batch_out.branches), -1, -1, -1)
+            priors[id(batch_out)] = torch.zeros_like(prior).expand(variations * len(batch_out.branches), -1, -1, -1)
 
         # 5. denoise
-        sampler = make_scheduler(scheduler, self.scheduler.config)
-        sampler.set_timesteps(num_inference_steps, device=device)
+        sampler = make_scheduler(params.scheduler.value, self.scheduler.config)
+        sampler.set_timesteps(params.steps, device=device)
         generators = list(generator) if isinstance(generator, Sequence) else generator
         shape = (
-            num_variations,
+            variations,
             self.unet.config.out_channels,
             height // self.latent_factor,
             width // self.latent_factor,
@@ -461,11 +411,11 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             timesteps = timesteps[skipped:]
             if hasattr(sampler, "set_begin_index"):
                 sampler.set_begin_index(skipped)
-            start = self.colour_prior(images, parsed_mode, mask_threshold, (width, height), fields)
+            start = self.colour_prior(images, mode, mask_threshold, (width, height), fields)
             with torch.no_grad():
                 encoded = self.vae.encode(start.to(self.vae.dtype)).latent_dist.mode()
-            start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(num_variations, -1, -1, -1)
-            latents = sampler.add_noise(start_latents, noise_start, timesteps[:1].repeat(num_variations))
+            start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(variations, -1, -1, -1)
+            latents = sampler.add_noise(start_latents, noise_start, timesteps[:1].repeat(variations))
         else:
             latents = noise_start * sampler.init_noise_sigma
         step_kwargs = (
@@ -479,7 +429,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                     interrupted = True
                     break
                 progress = 1.0 - float(t) / last_train_step
-                batch = batch_in if guidance_start <= progress <= guidance_end else batch_out
+                batch = batch_in if params.guidance_start <= progress <= params.guidance_end else batch_out
                 model_input = sampler.scale_model_input(torch.cat([latents] * len(batch.branches)), t)
                 noise = self.unet(
                     model_input,
@@ -490,7 +440,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                     prior=priors[id(batch)],
                 ).sample
                 predictions = dict(zip(batch.branches, noise.chunk(len(batch.branches)), strict=True))
-                noise = combine_guidance(predictions, reference_guidance_scale, sketch_guidance_scale)
+                noise = combine_guidance(predictions, params.reference_scale, params.sketch_scale)
                 latents = sampler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
                 if callback_on_step_end is not None:
                     tensors = {
@@ -503,19 +453,13 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         # 6. decode; upsample and finish
         decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         native = ((decoded.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (V, h, w, 3)
-        return self._finish(native, images, parsed_mode, mask_threshold, color_match, flatten, interrupted)
+        return self._finish(native, images, params, interrupted)
 
     def _finish(
-        self,
-        native: np.ndarray,
-        images: inputs.PreparedImages,
-        mode: Mode,
-        mask_threshold: float,
-        color_match: float | None,
-        flatten: float | None,
-        interrupted: bool,
+        self, native: np.ndarray, images: inputs.PreparedImages, params: ColorizeParams, interrupted: bool
     ) -> ColorizationOutput:
         """Step 6 after decoding: (V, h, w, 3) model-resolution images to finished full-size layers."""
+        mode, mask_threshold = params.mode, params.mask_threshold
         full_mask = images.full_mask
         alpha = (
             np.full(images.full_ink.shape, 255, np.uint8)
@@ -535,8 +479,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             if self.upsample_cache is None
             else self.upsample_cache.get_or_compute(content_hash(stacked, images.full_ink, radius), upsample)
         )
-        color_match = float(self.config.color_match if color_match is None else color_match)
-        flatten = float(self.config.flatten if flatten is None else flatten)
+        color_match = float(self.config.color_match if params.color_match is None else params.color_match)
+        flatten = float(self.config.flatten if params.flatten is None else params.flatten)
         sides = (
             finishing.sides_for_mode(
                 mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold

@@ -39,7 +39,7 @@ from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.model.reference_encoder import encode_reference, encoder_input_size
 from refcolor.train.cache import Batch, CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import PRECISIONS, STAGES, Recipe, StageRecipe
-from refcolor_protocol import Mode
+from refcolor_protocol import ColorizeParams, Mode
 
 logger = logging.getLogger(__name__)
 
@@ -571,9 +571,10 @@ class Trainer:
                 else:
                     modes = ("plain",) if self.stage == "base" else ("both", "plain")
                     for mode in modes:
+                        params = ColorizeParams(mode=Mode(mode), steps=steps)
                         out = pipe(
-                            sketch, reference, sketch_mask=mask, reference_mask=reference_mask, mode=mode,
-                            num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(i),
+                            sketch, reference, sketch_mask=mask, reference_mask=reference_mask, params=params,
+                            generator=torch.Generator("cpu").manual_seed(i),
                         )  # fmt: skip
                         cells.append((out.native[0] * 255).round().astype(np.uint8))
                 rows.append(np.concatenate(cells, axis=1))

@@ -213,10 +213,10 @@ def test_pipeline_finishing_is_model_config_and_overridable(sketch, reference, t
     assert (config["color_match"], config["flatten"]) == (1.0, 0.5)
     loaded = ReferenceColorizationPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    args = dict(sketch_mask=mask, reference_mask=ref_mask, mode="both", num_inference_steps=2, resolution=64)
 
-    def fills(pipe: ReferenceColorizationPipeline, **kwargs: float) -> np.ndarray:
-        out = pipe(sketch, ref, generator=generators(3), **args, **kwargs)
+    def fills(pipe: ReferenceColorizationPipeline, **finishing: float) -> np.ndarray:
+        params = ColorizeParams(mode=Mode.BOTH, steps=2, resolution=64, **finishing)
+        out = pipe(sketch, ref, mask, ref_mask, params=params, generator=generators(3))
         return out.foreground[0][..., :3].astype(np.float32) / 255
 
     default, off = fills(loaded), fills(loaded, color_match=0.0, flatten=0.0)
@@ -229,5 +229,5 @@ def test_pipeline_finishing_is_model_config_and_overridable(sketch, reference, t
     # Random weights colour at random; finished, each side sits near its reference side's colour.
     assert np.linalg.norm(lab_mean(default, inner) - red) < 15 < np.linalg.norm(lab_mean(off, inner) - red)
     assert np.linalg.norm(lab_mean(default, outer) - blue) < 15 < np.linalg.norm(lab_mean(off, outer) - blue)
-    with pytest.raises(ValueError, match=r"color_match=-0\.5 must be in"):
+    with pytest.raises(ValueError, match=r"params.color_match: -0\.5 is out of range"):
         fills(loaded, color_match=-0.5)

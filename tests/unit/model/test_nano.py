@@ -119,5 +119,6 @@ def test_the_shipped_folder_loads_with_plain_from_pretrained(dtype: torch.dtype 
     assert pipe.config.chroma_radius == SHIPPED.chroma_radius
     assert (pipe.config.color_match, pipe.config.flatten) == (SHIPPED.color_match, SHIPPED.flatten)
     scene = disc_scene(96, (220, 40, 40), (60, 160, 60))
-    out = pipe(scene, scene, mode=Mode.BOTH, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    params = ColorizeParams(mode=Mode.BOTH, steps=2)
+    out = pipe(scene, scene, params=params, generator=torch.Generator().manual_seed(0))
     assert out.combined[0].shape == (96, 96, 4) and np.isfinite(out.native).all()

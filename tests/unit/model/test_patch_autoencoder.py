@@ -13,6 +13,7 @@ from refcolor.model.config import TINY, VaeSpec
 from refcolor.model.factory import build_pipeline
 from refcolor.model.patch_autoencoder import PatchAutoencoder, downsample_factor
 from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor_protocol import ColorizeParams, Mode
 
 
 def test_round_trip_is_exact_and_latents_are_patches() -> None:
@@ -33,13 +34,12 @@ def test_a_pixel_space_pipeline_runs_saves_and_reloads(tmp_path: Path, sketch, r
     config = replace(TINY, name="tiny-pixels", vae=VaeSpec(patch_size=8, scaling_factor=2.0))
     pipe = build_pipeline(config)
     assert isinstance(pipe.vae, PatchAutoencoder) and pipe.unet.config.in_channels == 3 * 64
-    kwargs = dict(sketch_mask=sketch_mask, mode="both", num_inference_steps=2, resolution=64,
-                  generator=torch.Generator().manual_seed(0))  # fmt: skip
-    out = pipe(sketch, reference, **kwargs)
+    params = ColorizeParams(mode=Mode.BOTH, steps=2, resolution=64)
+    out = pipe(sketch, reference, sketch_mask, params=params, generator=torch.Generator().manual_seed(0))
     preview = pipe.preview_image(torch.zeros(1, 192, 8, 8))
     assert preview.shape == (64, 64, 4) and (preview[..., :3] == 128).all()  # zero latents = mid grey
     pipe.save_pretrained(tmp_path / "model")
     again = ReferenceColorizationPipeline.from_pretrained(tmp_path / "model")
     assert isinstance(again.vae, PatchAutoencoder) and again.vae.config.scaling_factor == 2.0
-    kwargs["generator"] = torch.Generator().manual_seed(0)
-    assert np.array_equal(again(sketch, reference, **kwargs).native, out.native)
+    repeat = again(sketch, reference, sketch_mask, params=params, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(repeat.native, out.native)

@@ -15,10 +15,21 @@ from refcolor.model.config import TINY
 from refcolor.model.factory import build_pipeline
 from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.model.upsample import LUMA
+from refcolor_protocol import ColorizeParams
 
 from .conftest import generators
 
-FAST: dict[str, Any] = {"num_inference_steps": 3, "resolution": 64}
+FAST: dict[str, Any] = {"steps": 3, "resolution": 64}
+CALL = {"sketch_mask", "reference_mask", "background", "denoised", "callback_on_step_end",
+        "callback_on_step_end_tensor_inputs"}  # pipeline arguments; the rest are ColorizeParams fields
+
+
+def call(pipe: ReferenceColorizationPipeline, sketch: Any, reference: Any, seed: int = 0, **kwargs: Any) -> Any:
+    """The pipeline on ``kwargs``: its own arguments, and ColorizeParams fields (FAST unless given)."""
+    params = {**FAST, **{k: v for k, v in kwargs.items() if k not in CALL}}
+    rest = {k: v for k, v in kwargs.items() if k in CALL}
+    generator = generators(seed, params.get("variations", 1))
+    return pipe(sketch, reference, params=ColorizeParams(**params), generator=generator, **rest)
 
 
 def run(
@@ -28,8 +39,7 @@ def run(
     seed: int = 0,
     **kwargs: Any,
 ) -> Any:
-    args = {**FAST, **kwargs}
-    return pipe(sketch, reference, generator=generators(seed, args.get("num_variations", 1)), **args)
+    return call(pipe, sketch, reference, seed, **kwargs)
 
 
 def test_same_seed_same_output_different_seed_different_output(pipe, sketch, reference, sketch_mask) -> None:
@@ -41,7 +51,7 @@ def test_same_seed_same_output_different_seed_different_output(pipe, sketch, ref
 
 
 def test_variations_are_the_single_runs_of_their_seeds(pipe, sketch, reference) -> None:
-    together = run(pipe, sketch, reference, seed=10, num_variations=2)
+    together = run(pipe, sketch, reference, seed=10, variations=2)
     second = run(pipe, sketch, reference, seed=11)
     assert len(together.combined) == 2
     np.testing.assert_allclose(together.native[1], second.native[0], atol=1e-5)
@@ -112,27 +122,27 @@ def test_reference_outside_the_guidance_window_has_no_effect(pipe, sketch, refer
     window = {
         "guidance_start": 0.9,
         "guidance_end": 1.0,
-        "num_inference_steps": 2,
+        "steps": 2,
     }  # t = 999, 499: never inside
     a = run(pipe, sketch, reference, **window)
     b = run(pipe, sketch, other, **window)
-    c = run(pipe, sketch, other, num_inference_steps=2)
+    c = run(pipe, sketch, other, steps=2)
     assert np.array_equal(a.native, b.native)
     assert not np.allclose(b.native, c.native)
 
 
-@pytest.mark.parametrize("field", ["reference_guidance_scale", "sketch_guidance_scale"])
+@pytest.mark.parametrize("field", ["reference_scale", "sketch_scale"])
 def test_guidance_scales_matter(pipe, sketch, reference, field: str) -> None:
-    base = run(pipe, sketch, reference, reference_guidance_scale=1.0, sketch_guidance_scale=1.0)
+    base = run(pipe, sketch, reference, reference_scale=1.0, sketch_scale=1.0)
     guided = run(
-        pipe, sketch, reference, **{"reference_guidance_scale": 1.0, "sketch_guidance_scale": 1.0, field: 4.0}
+        pipe, sketch, reference, **{"reference_scale": 1.0, "sketch_scale": 1.0, field: 4.0}
     )
     assert not np.allclose(base.native, guided.native)
 
 
 @pytest.mark.parametrize("scheduler", ["dpmpp_2m", "euler_a", "ddim", "unipc"])
 def test_every_scheduler_runs(pipe, sketch, reference, scheduler: str) -> None:
-    out = run(pipe, sketch, reference, scheduler=scheduler, num_inference_steps=2)
+    out = run(pipe, sketch, reference, scheduler=scheduler, steps=2)
     assert np.isfinite(out.native).all() and out.native.std() > 0
 
 
@@ -176,7 +186,7 @@ def test_interrupt_flag_stops_denoising(pipe, sketch, reference) -> None:
             p.request_interrupt()
         return {}
 
-    out = run(pipe, sketch, reference, num_inference_steps=5, callback_on_step_end=callback)
+    out = run(pipe, sketch, reference, steps=5, callback_on_step_end=callback)
     assert steps == [0, 1] and out.interrupted
     assert not run(pipe, sketch, reference).interrupted  # the flag resets with each call
 
@@ -184,16 +194,15 @@ def test_interrupt_flag_stops_denoising(pipe, sketch, reference) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "sideways"}, "unknown mode 'sideways'"),
-        ({"scheduler": "lms"}, "scheduler='lms'"),
-        ({"num_inference_steps": 0}, "num_inference_steps=0"),
-        ({"reference_guidance_scale": -1.0}, "reference_guidance_scale=-1.0"),
-        ({"merge": 1.5}, "merge=1.5"),
+        ({"mode": "sideways"}, r"params.mode: expected one of 'plain', .*got str 'sideways'"),
+        ({"scheduler": "lms"}, r"params.scheduler: expected one of 'dpmpp_2m'.*got str 'lms'"),
+        ({"steps": 0}, r"params.steps: 0 is out of range; expected 1 <= value <= 1000"),
+        ({"reference_scale": -1.0}, r"params.reference_scale: -1.0 is out of range"),
+        ({"merge": 1.5}, r"params.merge: 1.5 is out of range"),
         ({"guidance_start": 0.8, "guidance_end": 0.2}, "guidance_start=0.8 is after guidance_end=0.2"),
-        ({"resolution": 100}, "resolution=100"),
+        ({"resolution": 5000}, r"params.resolution: 5000 is out of range"),
         ({"sketch_mask": np.zeros((5, 5), np.uint8)}, r"sketch_mask is \(5, 5\)"),
         ({"reference_mask": np.zeros((5, 5), np.float32) + 2}, "reference_mask is float but outside"),
-        ({"num_variations": 2}, "got 1 generators for num_variations=2"),
         ({"callback_on_step_end_tensor_inputs": ("noise",)}, r"has \['noise'\]; only 'latents'"),
     ],
 )
@@ -201,7 +210,14 @@ def test_check_inputs_names_the_argument_and_value(
     pipe, sketch, reference, kwargs: dict, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        pipe(sketch, reference, generator=generators(0), **{**FAST, **kwargs})
+        call(pipe, sketch, reference, **kwargs)
+
+
+def test_one_generator_per_variation_and_any_resolution_rounds_to_the_model_grid(pipe, sketch, reference) -> None:
+    with pytest.raises(ValueError, match="got 1 generators for variations=2"):
+        pipe(sketch, reference, params=ColorizeParams(variations=2, steps=1), generator=generators(0, 1))
+    out = call(pipe, sketch, reference, resolution=100, steps=1)  # the protocol allows any side
+    assert out.native.shape[1:3] == (128, 128)
 
 
 def test_bad_image_types_name_the_argument(pipe, reference) -> None:
@@ -303,11 +319,11 @@ def test_prior_strength_starts_from_the_noised_prior_and_skips_steps(prior_pipe,
         steps.append(step)
         return {}
 
-    full = run(prior_pipe, sketch, reference, num_inference_steps=4)
+    full = run(prior_pipe, sketch, reference, steps=4)
     prior_pipe.register_to_config(prior_strength=0.5)
     try:
-        half = run(prior_pipe, sketch, reference, num_inference_steps=4, callback_on_step_end=callback)
-        again = run(prior_pipe, sketch, reference, num_inference_steps=4)
+        half = run(prior_pipe, sketch, reference, steps=4, callback_on_step_end=callback)
+        again = run(prior_pipe, sketch, reference, steps=4)
     finally:
         prior_pipe.register_to_config(prior_strength=1.0)
     assert steps == [2, 3]  # the first half of the schedule is skipped: progress counts on from there

@@ -19,7 +19,7 @@ from refcolor.model.pipeline import ReferenceColorizationPipeline
 from refcolor.train.cache import CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
 from refcolor.train.trainer import CHECKPOINT, Trainer, base_parameters, lora_parameters
-from refcolor_protocol import Mode
+from refcolor_protocol import ColorizeParams, Mode
 
 RECIPE = replace(
     SMOKE,
@@ -290,6 +290,6 @@ def test_a_model_with_a_colour_prior_starts_from_one_without_it_and_trains_with_
     reference = np.asarray(Image.open(characters[0]).convert("RGBA"))
     sketch = np.full((96, 96, 4), 255, np.uint8)
     sketch[30:32, :, :3] = 0
-    out = pipe(sketch, reference, mode="both", num_inference_steps=2, resolution=64,
-               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    params = ColorizeParams(mode=Mode.BOTH, steps=2, resolution=64)
+    out = pipe(sketch, reference, params=params, generator=torch.Generator().manual_seed(0))
     assert out.combined[0].shape == (96, 96, 4)
