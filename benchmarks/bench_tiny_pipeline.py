@@ -1,7 +1,7 @@
 """Tiny-model job times: a 20-step 256x256 job, and what the encoding cache saves on a re-run.
 
 The server-side overhead benchmark (job through the service vs. pipeline alone) uses
-``refcolor.model.colorizer.pipeline_seconds`` for the pipeline-only figure.
+``bench_server_overhead.pipeline_seconds`` for the pipeline-only figure.
 
 Prints ``name: value`` lines (seconds, medians over --repeats).
 

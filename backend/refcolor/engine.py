@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -88,17 +88,12 @@ class JobContext(Protocol):
         ...
 
 
-@dataclass
 class NullContext:
-    """A context for running a colorizer outside the server (CLI, tests, benchmarks)."""
-
-    on_progress: Callable[[int, int], None] | None = None
-    steps_seen: list[tuple[int, int]] = field(default_factory=list)
+    """A context for running a colorizer outside the server, with nobody to report to (evaluation,
+    benchmarks)."""
 
     def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
-        self.steps_seen.append((step, total))
-        if self.on_progress is not None:
-            self.on_progress(step, total)
+        return None
 
     def check_cancelled(self) -> None:
         return None

@@ -9,7 +9,6 @@ Everything it learns it reports through Qt signals, as text a user can act on.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import shutil
 from pathlib import Path
@@ -219,7 +218,3 @@ class BackendConnection(QObject):
             self._retry.start(RETRY_MS)
         self.message.emit(msg)
 
-
-def environment_summary() -> str:
-    """One line for bug reports: which connection file the plugin looks at."""
-    return f"connection file {default_connection_file()}, pid {os.getpid()}"

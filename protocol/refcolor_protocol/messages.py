@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from .errors import ProtocolError
-from .fields import from_dict, param, ranged, to_dict
+from .fields import from_dict, param, ranged
 from .spec import PROTOCOL_VERSION, ErrorCode, Layout
 
 Buffer = bytes | bytearray | memoryview
@@ -394,10 +394,6 @@ class Message:
     @property
     def parent_id(self) -> str:
         return self.parent_header.msg_id if self.parent_header is not None else ""
-
-
-def content_to_dict(content: object) -> dict[str, Any]:
-    return to_dict(content)
 
 
 def content_from_dict(msg_type: str, data: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""Shared fixtures for the data and eval tests: small synthetic characters and backgrounds on disk."""
+"""Shared fixtures: small synthetic characters and backgrounds on disk (data, eval), and a job context
+that records progress (colorizers)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 def disc() -> object:
     """The :func:`disc_character` maker, for tests that draw their own characters."""
     return disc_character
+
+
+class RecordingContext:
+    """A job context (refcolor.engine.JobContext) that records every (step, total) reported."""
+
+    def __init__(self, cancel_at: int | None = None) -> None:
+        self.steps: list[tuple[int, int]] = []
+        self.cancel_at = cancel_at
+
+    def progress(self, step: int, total: int, preview: object = None, variation: int = 0) -> None:
+        from refcolor.engine import JobCancelled
+
+        self.steps.append((step, total))
+        if step == self.cancel_at:
+            raise JobCancelled("cancelled by the test")
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+@pytest.fixture
+def recorder() -> RecordingContext:
+    return RecordingContext()

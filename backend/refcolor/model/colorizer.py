@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo, NullContext
+from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
 from refcolor.model import finishing
 from refcolor.model.cache import EncodingCache, content_hash
 from refcolor.model.config import TINY
@@ -139,15 +138,6 @@ class DiffusionColorizer:
             LayerSet(combined=c, foreground=f, background=b, seed=(job.seed + i) % 2**32)
             for i, (c, f, b) in enumerate(layers)
         ]
-
-
-def pipeline_seconds(colorizer: DiffusionColorizer, job: ColorizeJob) -> float:
-    """Wall time of the pipeline alone for ``job`` (for the server's overhead benchmark); a full
-    run, never reusing denoised images."""
-    colorizer.clear_caches(encodings=False)  # the encodings stay warm, as in a service
-    start = time.perf_counter()
-    colorizer.run(job, NullContext())
-    return time.perf_counter() - start
 
 
 def load_tiny(device: str = "cpu") -> DiffusionColorizer:

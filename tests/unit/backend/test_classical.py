@@ -87,24 +87,19 @@ def test_no_sketch_mask_means_everything_is_foreground() -> None:
     assert tuple(layers.combined[2, 2, :3]) == (255, 0, 0)
 
 
-def test_progress_every_step_of_every_variation_and_seeds() -> None:
-    ctx = NullContext()
-    layer_sets = ClassicalColorizer().colorize(job(Mode.BOTH, inner_mask(), steps=4, variations=3, seed=10), ctx)
-    assert ctx.steps_seen == [(i, 12) for i in range(1, 13)]
+def test_progress_every_step_of_every_variation_and_seeds(recorder) -> None:
+    layer_sets = ClassicalColorizer().colorize(
+        job(Mode.BOTH, inner_mask(), steps=4, variations=3, seed=10), recorder
+    )
+    assert recorder.steps == [(i, 12) for i in range(1, 13)]
     assert [s.seed for s in layer_sets] == [10, 11, 12]
 
 
-def test_cancellation_raised_by_the_context_stops_the_job() -> None:
-    class CancelAtTwo(NullContext):
-        def progress(self, step: int, total: int, preview: object = None, variation: int = 0) -> None:
-            if step == 2:
-                raise JobCancelled("j")
-            super().progress(step, total)
-
-    ctx = CancelAtTwo()
+def test_cancellation_raised_by_the_context_stops_the_job(recorder) -> None:
+    recorder.cancel_at = 2
     with pytest.raises(JobCancelled):
-        ClassicalColorizer().colorize(job(Mode.BOTH, inner_mask(), steps=50), ctx)
-    assert ctx.steps_seen == [(1, 50)]
+        ClassicalColorizer().colorize(job(Mode.BOTH, inner_mask(), steps=50), recorder)
+    assert recorder.steps == [(1, 50), (2, 50)]
 
 
 def test_mask_outline_closes_gaps_in_the_line_art() -> None:

@@ -15,7 +15,7 @@ from PIL import Image
 import refcolor.models
 from refcolor.engine import ColorizeJob, JobCancelled, NullContext, PreviewFn
 from refcolor.model import pipeline as pipeline_module
-from refcolor.model.colorizer import DiffusionColorizer, load_tiny, pipeline_seconds
+from refcolor.model.colorizer import DiffusionColorizer, load_tiny
 from refcolor.model.upsample import upsample_fills
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 
@@ -172,10 +172,6 @@ def test_denoised_images_of_another_shape_are_refused(tiny_pipe, sketch, referen
     with pytest.raises(ValueError, match="denoised has shape"):
         params = ColorizeParams(resolution=64, steps=1)
         tiny_pipe(sketch, reference, params=params, denoised=np.zeros((1, 8, 8, 3)))
-
-
-def test_pipeline_seconds_times_a_job(colorizer, sketch, reference) -> None:
-    assert pipeline_seconds(colorizer, make_job(sketch, reference, steps=2)) > 0
 
 
 def test_registry_loads_the_tiny_model(sketch, reference) -> None:

@@ -132,17 +132,16 @@ def test_colours_come_from_the_matching_parts_of_the_reference(model):
     assert from_truth < 0.8 * from_flat
 
 
-def test_deterministic_variations_progress_and_flattening(model):
+def test_deterministic_variations_progress_and_flattening(model, recorder):
     reference, reference_mask = disc_scene((40, 50))
     reference[60:64, :, :3] = (250, 240, 20)  # a yellow band: a second colour on both sides
     _, mask = disc_scene((70, 64))
     sketch = outline_sketch(mask)
-    ctx = NullContext()
     first, second = model.colorize(
-        job_for(sketch, reference, mask, reference_mask, variations=2, steps=4, flatten=0.0), ctx
+        job_for(sketch, reference, mask, reference_mask, variations=2, steps=4, flatten=0.0), recorder
     )
     assert np.array_equal(first.combined, second.combined) and (first.seed, second.seed) == (5, 6)
-    assert ctx.steps_seen[0] == (0, 8) and ctx.steps_seen[-1] == (8, 8)
+    assert recorder.steps[0] == (0, 8) and recorder.steps[-1] == (8, 8)
     flat = model.colorize(job_for(sketch, reference, mask, reference_mask, flatten=1.0), NullContext())[0]
     inside = (mask == 255) & (sketch[..., 0] == 255)
     # one closed region, one colour (its local mean: the field is smooth, so within two levels)
