@@ -234,6 +234,11 @@ class ColorizeParams:
         help="how far each closed region of the line art is evened out to its local colour: 1 = flat cel "
         "fills, 0 = off, auto = the model's default",
     )
+    prior_strength: float | None = param(
+        None, low=0.0, high=1.0, label="Redraw", panel=True,
+        help="how far the model redraws the colours it matched from the reference: 0 = keeps them, 1 = draws "
+        "from noise; auto = the model's default; models without a colour prior ignore it",
+    )
     previews: bool = param(True, label="Previews", help="whether progress events carry previews")
 
     def check(self, path: str) -> None:

@@ -403,7 +403,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         )
         noise_start = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
         timesteps, skipped = sampler.timesteps, 0
-        strength = float(self.config.prior_strength)
+        strength = float(self.config.prior_strength if params.prior_strength is None else params.prior_strength)
         if fields is not None and strength < 1.0:
             # Start from the colour prior, noised to the strength's step (SDEdit, Meng et al. 2022): the
             # model refines colours that are already in place instead of drawing them from noise.

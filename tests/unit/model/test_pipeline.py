@@ -328,3 +328,8 @@ def test_prior_strength_starts_from_the_noised_prior_and_skips_steps(prior_pipe,
         prior_pipe.register_to_config(prior_strength=1.0)
     assert steps == [2, 3]  # the first half of the schedule is skipped: progress counts on from there
     assert not np.allclose(full.native, half.native) and np.array_equal(half.native, again.native)
+    # A job sets it too (the parameter prior_strength; auto = the model's config value, 1.0 here).
+    steps.clear()
+    asked = run(prior_pipe, sketch, reference, steps=4, prior_strength=0.5, callback_on_step_end=callback)
+    assert steps == [2, 3] and np.array_equal(asked.native, half.native)
+    assert np.array_equal(run(prior_pipe, sketch, reference, steps=4, prior_strength=None).native, full.native)

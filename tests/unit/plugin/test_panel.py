@@ -19,7 +19,7 @@ def settings(**params: object) -> Settings:
 def capabilities(modes: tuple[str, ...] = ("plain", "both"), max_steps: int = 50, max_variations: int = 3,
                  flatten: float | None = 0.5) -> Capabilities:
     return Capabilities(
-        server_version="0", protocol_version="1.1", server_id="x",
+        server_version="0", protocol_version="1.2", server_id="x",
         model=ModelEntry("nano", "diffusion", "cpu", color_match=1.0, flatten=flatten),
         models=("nano",), modes=modes, schedulers=("dpmpp_2m",), layouts=("RGBA8",),
         limits=Limits(max_pixels=1 << 20, max_queue=1, max_message_bytes=1 << 22, max_steps=max_steps,
