@@ -35,6 +35,7 @@ setup: system-deps $(STAMP)
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: setup lint
 	$(PY) -m pytest

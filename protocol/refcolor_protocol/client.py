@@ -144,7 +144,7 @@ class Client:
         which drains until nothing is left.
         """
         sock, monitor = self._sockets()
-        return sock.getsockopt(zmq.FD), monitor.getsockopt(zmq.FD)
+        return int(sock.getsockopt(zmq.FD)), int(monitor.getsockopt(zmq.FD))
 
     @property
     def waiting(self) -> list[Header]:
@@ -172,8 +172,8 @@ class Client:
         self._backlog.clear()
         sock, monitor = self._sockets()
         # Messages first: whatever the backend said before it went away is still worth having.
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            frames = sock.recv_multipart(copy=False)
+        while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            frames = [frame.buffer for frame in sock.recv_multipart(copy=False)]  # no copy
             try:
                 msg = self.session.deserialize(frames)
             except ProtocolError as exc:
@@ -181,13 +181,13 @@ class Client:
                 # wrong. Every waiting request fails with that reason rather than timing out.
                 logger.warning("dropped a bad message from the backend: %s", exc)
                 why = f"the backend at {self.address} sent a message that failed checks ({exc.message})"
-                waiting = list(self._pending.values()) or [None]
+                waiting: list[Header | None] = [*self._pending.values()] or [None]
                 events += [self._local_error(exc.code, why, header) for header in waiting]
                 self._pending.clear()
                 continue
             self._settle(msg)
             events.append(msg)
-        while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while int(monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             event = recv_monitor_message(monitor, zmq.NOBLOCK)
             if event["event"] == zmq.EVENT_CONNECTED:
                 self.connected = True
@@ -266,16 +266,16 @@ class Client:
 
     def hello(self, timeout: float | None = 5.0) -> Capabilities:
         reply = self.request(Hello(self.client_name, self.client_version), timeout=timeout)
-        return reply.content  # type: ignore[no-any-return]
+        return reply.content
 
     def ping(self, timeout: float | None = 5.0) -> Pong:
-        return self.request(Ping(nonce=self.session.session), timeout=timeout).content  # type: ignore[no-any-return]
+        return self.request(Ping(nonce=self.session.session), timeout=timeout).content
 
     def status(self, timeout: float | None = 5.0) -> Status:
-        return self.request(StatusRequest(), timeout=timeout).content  # type: ignore[no-any-return]
+        return self.request(StatusRequest(), timeout=timeout).content
 
     def cancel(self, job_id: str, timeout: float | None = 5.0) -> CancelReply:
-        return self.request(Cancel(job_id), timeout=timeout).content  # type: ignore[no-any-return]
+        return self.request(Cancel(job_id), timeout=timeout).content
 
     def colorize(
         self,

@@ -13,7 +13,6 @@ import math
 import types
 import typing
 from enum import Enum
-from functools import cache
 from typing import Any, TypeVar
 
 from .errors import ProtocolError
@@ -22,9 +21,14 @@ from .spec import ErrorCode, Layout
 T = TypeVar("T")
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """``cls``'s resolved annotations, computed once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _describe(value: object) -> str:
@@ -53,7 +57,7 @@ def _decode(tp: Any, value: object, path: str) -> Any:
         if not isinstance(value, list):
             raise _invalid(path, value, "a list")
         return tuple(_decode(inner, item, f"{path}[{i}]") for i, item in enumerate(value))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _invalid(path, value, "an object")
         return from_dict(tp, value, path)
@@ -115,9 +119,10 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     """
     if not isinstance(data, dict):
         raise _invalid(path or cls.__name__, data, "an object")
-    hints = _hints(cls)
+    klass: type[Any] = cls
+    hints = _hints(klass)
     kwargs: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(klass):
         field_path = f"{path}.{field.name}" if path else field.name
         if field.name not in data:
             no_default = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
@@ -144,14 +149,15 @@ def _encode(value: object) -> Any:
     return value
 
 
-def to_dict(obj: object) -> dict[str, Any]:
+def to_dict(obj: Any) -> dict[str, Any]:
     """The JSON object for a message dataclass (enums as their values, tuples as lists)."""
-    return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
-def ranged(default: Any = dataclasses.MISSING, low: float | None = None, high: float | None = None) -> Any:
-    """A dataclass field (with a default unless omitted) whose inclusive range :func:`from_dict` checks."""
-    return dataclasses.field(default=default, metadata={"min": low, "max": high})
+def bounds(low: float | None = None, high: float | None = None) -> dict[str, float | None]:
+    """A field's ``metadata``: its inclusive range, which :func:`from_dict` checks
+    (``field(metadata=bounds(1, 64))``: a required field, as type checkers see it too)."""
+    return {"min": low, "max": high}
 
 
 def param(

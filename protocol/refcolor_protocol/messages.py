@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from .errors import ProtocolError
-from .fields import from_dict, param, ranged
+from .fields import bounds, from_dict, param
 from .spec import PROTOCOL_VERSION, ErrorCode, Layout
 
 Buffer = bytes | bytearray | memoryview
@@ -81,11 +81,11 @@ class ImageRef:
     """Where an image is and how to read it: buffer ``buffer`` holds ``height`` rows of
     ``width`` pixels in ``layout``, tightly packed, ``nbytes`` bytes in all."""
 
-    width: int = ranged(low=1, high=1 << 20)
-    height: int = ranged(low=1, high=1 << 20)
+    width: int = field(metadata=bounds(1, 1 << 20))
+    height: int = field(metadata=bounds(1, 1 << 20))
     layout: Layout
-    nbytes: int = ranged(low=0)
-    buffer: int = ranged(low=0, high=63)
+    nbytes: int = field(metadata=bounds(0))
+    buffer: int = field(metadata=bounds(0, 63))
 
     @property
     def pixels(self) -> int:

@@ -34,7 +34,7 @@ class ParamSpec:
     """One colorization parameter, read from its :class:`ColorizeParams` field."""
 
     name: str
-    kind: type  # int, float, bool, or a str Enum
+    kind: type[Any]  # int, float, bool, or a str Enum
     default: Any  # the wire default; None = auto
     low: float | None
     high: float | None  # the protocol's bound; a server may advertise a lower one (``limit``)

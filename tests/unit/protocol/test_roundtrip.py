@@ -1,6 +1,6 @@
 """Property-based round trips for every message type, through dicts and through wire frames.
 
-Strategies are derived from the dataclass annotations (and ``ranged`` min/max metadata),
+Strategies are derived from the dataclass annotations (and the ``min``/``max`` field metadata),
 so a new message type or field is covered without touching this file. Classes with
 cross-field invariants (a ``check`` method) need an entry in ``FIXUPS``; a test fails
 if one is missing.
