@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from refcolor.engine import ColorizeJob, NullContext
 from refcolor.models import load_colorizer
+from refcolor.models.job import ColorizeJob, NullContext
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"

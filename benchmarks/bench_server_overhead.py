@@ -20,9 +20,9 @@ import time
 
 from bench_tiny_pipeline import synthetic_job
 
-from refcolor.engine import ColorizeJob, NullContext
-from refcolor.model.colorizer import DiffusionColorizer
-from refcolor.server import Server, ServerConfig
+from refcolor.models.diffusion import DiffusionColorizer
+from refcolor.models.job import ColorizeJob, NullContext
+from refcolor.service.server import Server, ServerConfig
 from refcolor_protocol import Attachments, Client, ColorizeRequest, Layout, Mode
 from refcolor_protocol.connection import new_key
 

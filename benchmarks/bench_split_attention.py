@@ -29,9 +29,9 @@ from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin
 
-from refcolor.model.adapters import add_split_adapters
-from refcolor.model.attention import BACKGROUND, FOREGROUND, SplitAttentionInputs, install_split_processors
-from refcolor.model.config import V1_5
+from refcolor.diffusion.adapters import add_split_adapters
+from refcolor.diffusion.attention import BACKGROUND, FOREGROUND, SplitAttentionInputs, install_split_processors
+from refcolor.diffusion.config import V1_5
 from refcolor_protocol import Mode
 
 

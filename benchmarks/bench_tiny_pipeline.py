@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from refcolor.engine import ColorizeJob, NullContext
-from refcolor.model.colorizer import DiffusionColorizer, load_tiny
+from refcolor.models.diffusion import DiffusionColorizer, load_tiny
+from refcolor.models.job import ColorizeJob, NullContext
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 

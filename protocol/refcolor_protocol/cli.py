@@ -13,7 +13,7 @@ from .connection import default_connection_file, read_connection_file
 from .errors import RemoteError
 
 
-def add_ping_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--connect", metavar="ADDR", help="endpoint, e.g. tcp://127.0.0.1:5557")
     where.add_argument(
@@ -25,7 +25,7 @@ def add_ping_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")
 
 
-def run_ping(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print the server's capabilities; exit status 0 only if it answered."""
     if args.connect:
         address, key, source = args.connect, args.key.encode("ascii"), args.connect
@@ -68,6 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m refcolor_protocol")
     commands = parser.add_subparsers(dest="command", required=True)
     ping = commands.add_parser("ping", help="print a running backend's hello")
-    add_ping_arguments(ping)
+    add_arguments(ping)
     args = parser.parse_args(argv)
-    return run_ping(args)
+    return run(args)

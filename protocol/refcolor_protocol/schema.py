@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from .fields import from_dict
-from .messages import ColorizeParams, Limits
+from .messages import ColorizeParams, Limits, Mode
 
 AUTO = "auto"
 
@@ -148,6 +148,15 @@ def _specs() -> tuple[ParamSpec, ...]:
 
 PARAMS: tuple[ParamSpec, ...] = _specs()
 BY_NAME: Mapping[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+
+
+def parse_mode(mode: str | Mode) -> Mode:
+    """``mode`` as a :class:`Mode` (its value, or the enum itself).
+
+    Raises:
+        ValueError: not a mode, naming the ones there are.
+    """
+    return mode if isinstance(mode, Mode) else BY_NAME["mode"].parse(mode)
 
 
 def params_from(values: Mapping[str, Any]) -> ColorizeParams:

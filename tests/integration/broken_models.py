@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
+from refcolor.models.job import ColorizeJob, JobContext, LayerSet, ModelInfo
 
 
 class FailingColorizer:

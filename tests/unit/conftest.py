@@ -50,14 +50,14 @@ def disc() -> object:
 
 
 class RecordingContext:
-    """A job context (refcolor.engine.JobContext) that records every (step, total) reported."""
+    """A job context (refcolor.models.job.JobContext) that records every (step, total) reported."""
 
     def __init__(self, cancel_at: int | None = None) -> None:
         self.steps: list[tuple[int, int]] = []
         self.cancel_at = cancel_at
 
     def progress(self, step: int, total: int, preview: object = None, variation: int = 0) -> None:
-        from refcolor.engine import JobCancelled
+        from refcolor.models.job import JobCancelled
 
         self.steps.append((step, total))
         if step == self.cancel_at:

@@ -6,7 +6,7 @@ the same weights are published in transformers format as
 :func:`extract_vision_tower` streams the vision tower and its projection out of such a
 folder (or of a ``CLIPVisionModelWithProjection`` folder) into a pipeline's
 ``image_encoder/``; :func:`load_clip_encoder` loads either kind of folder. Tokens are
-computed by :func:`refcolor.model.reference_encoder.clip_tokens` (bicubic to 224, CLIP
+computed by :func:`refcolor.diffusion.reference_encoder.clip_tokens` (bicubic to 224, CLIP
 mean/std, ``visual_projection(post_layernorm(last_hidden_state))[:, 1:]``).
 """
 
@@ -20,9 +20,9 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from refcolor.convert.checks import check_keys
+from refcolor.convert.hub import CLIP_REPO
 from refcolor.convert.readers import TensorReader, open_checkpoint
 from refcolor.convert.writer import SafetensorsWriter
-from refcolor.hub import CLIP_REPO
 
 logger = logging.getLogger(__name__)
 

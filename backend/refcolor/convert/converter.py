@@ -26,11 +26,11 @@ import torch
 
 from refcolor import __version__
 from refcolor.convert.checks import check_keys
+from refcolor.convert.hub import CHECKPOINT_LICENSE
 from refcolor.convert.mapping import ConversionPlan, build_plan, target_modules
 from refcolor.convert.readers import TensorReader, open_checkpoint
 from refcolor.convert.writer import SafetensorsWriter
-from refcolor.hub import CHECKPOINT_LICENSE
-from refcolor.model.config import V1_5, ModelConfig
+from refcolor.diffusion.config import V1_5, ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def convert_to_modules(source: str | Path | TensorReader, config: ModelConfig = 
 
 def _write_configs(config: ModelConfig, folder: Path) -> None:
     """Every config file of the pipeline folder (no weights), from meta-device modules."""
-    from refcolor.model.adapters import ADAPTER_NAMES
-    from refcolor.model.factory import assemble_pipeline
+    from refcolor.diffusion.adapters import ADAPTER_NAMES
+    from refcolor.diffusion.factory import assemble_pipeline
 
     parts = target_modules(config)
     pipe = assemble_pipeline(config, parts)
@@ -99,7 +99,7 @@ def _write_image_encoder(config: ModelConfig, folder: Path, clip: str | Path | N
         return f"CLIP vision tower from {clip}"
     if width != V1_5.unet.cross_attention_dim:
         # A reduced official variant: its reference tokens are stand-ins, so is its encoder.
-        from refcolor.model.reference_encoder import build_clip_encoder
+        from refcolor.diffusion.reference_encoder import build_clip_encoder
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -129,7 +129,7 @@ def convert_checkpoint(
         clip: a transformers CLIP folder (``CLIPModel`` or ``CLIPVisionModelWithProjection``,
             e.g. ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``) whose vision tower becomes
             ``image_encoder/``. Without it the v1.5 folder has no ``image_encoder/`` and the
-            loader supplies one (see :mod:`refcolor.model.v15`); a reduced variant gets a random
+            loader supplies one (see :mod:`refcolor.models.v15`); a reduced variant gets a random
             stand-in of its width.
         dtype: the dtype written (the official file is fp32; fp16/bf16 halve the folder).
         overwrite: replace an existing ``out_dir``.

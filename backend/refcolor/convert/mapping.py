@@ -11,7 +11,7 @@ then renamed to peft's (``lora_down_fg`` -> ``lora_A`` of adapter ``foreground``
 ``lora_up_bg`` -> ``lora_B`` of ``background``).
 
 The expected *shape* of every official key is derived from our own modules of the
-chosen :class:`~refcolor.model.config.ModelConfig` (built on the meta device), so the
+chosen :class:`~refcolor.diffusion.config.ModelConfig` (built on the meta device), so the
 same plan checks the real v1.5 checkpoint and the authors' tiny variant; for ``v1.5``
 the derived shapes equal the released manifest's (a test holds them together).
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from refcolor.model.attention import BACKGROUND, FOREGROUND
-from refcolor.model.config import ModelConfig
+from refcolor.diffusion.attention import BACKGROUND, FOREGROUND
+from refcolor.diffusion.config import ModelConfig
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -166,7 +166,7 @@ def _renamed(key: str) -> Target | None:
 
 def target_modules(config: ModelConfig) -> dict[str, torch.nn.Module]:
     """Our modules of ``config`` on the meta device (shapes only, nothing allocated)."""
-    from refcolor.model.factory import build_components  # heavy: diffusers, transformers
+    from refcolor.diffusion.factory import build_components  # heavy: diffusers, transformers
 
     with torch.device("meta"):
         return build_components(config, every_path_random=False)

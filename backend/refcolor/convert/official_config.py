@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from refcolor.model.config import (
+from refcolor.diffusion.config import (
     OFFICIAL_TINY,
     V1_5,
     AdapterSpec,
@@ -120,7 +120,7 @@ def resolve_config(value: str | Path) -> ModelConfig:
     Raises:
         ValueError: neither a readable JSON file nor a known name.
     """
-    from refcolor.model.config import get_config
+    from refcolor.diffusion.config import get_config
 
     path = Path(value)
     if path.suffix == ".json" or path.is_file():

@@ -6,7 +6,7 @@ inputs alone, :func:`reproduce` computes every output we can: sketch features
 (``control.i``), threshold embeddings, the recovered background tokens (``bg_emb``),
 the time embedding (``dbg.time_emb``), each inference mode's UNet context and noise
 prediction (``mode_*.context``/``.eps``, contexts built by the pipeline's own
-:func:`~refcolor.model.conditioning.token_sets_for_mode`, split attention through our
+:func:`~refcolor.diffusion.conditioning.token_sets_for_mode`, split attention through our
 processor) and the VAE's decode/encode. Any batch size, latent size and thresholds work.
 """
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from refcolor.model.attention import SplitAttentionInputs, masks_per_level
-from refcolor.model.conditioning import TokenSets, token_sets_for_mode
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.attention import SplitAttentionInputs, masks_per_level
+from refcolor.diffusion.conditioning import TokenSets, token_sets_for_mode
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from refcolor.data import augment, lineart
+from refcolor.data import augment
+from refcolor.imaging import lineart
 
 logger = logging.getLogger(__name__)
 

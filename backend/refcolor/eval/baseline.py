@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from refcolor.data.lineart import mask_outline
-from refcolor.engine import ColorizeJob, Colorizer, JobContext, LayerSet, ModelInfo
+from refcolor.imaging.lineart import mask_outline
+from refcolor.models.job import ColorizeJob, Colorizer, JobContext, LayerSet, ModelInfo
 from refcolor_protocol.messages import Mode
 
 BASELINE_NAME = "classical-mean"

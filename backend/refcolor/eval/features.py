@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from refcolor.model.pretrained import MissingPretrainedModel, efficientnet_lite0
+from refcolor.imaging.pretrained import MissingPretrainedModel, efficientnet_lite0
 
 logger = logging.getLogger(__name__)
 

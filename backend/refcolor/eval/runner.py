@@ -4,7 +4,7 @@ A *method* is one row of the table: a model under one inference mode (each mode 
 own row), the classical baseline, or the ground truth itself (the reference row: zero
 error, the data's own leakage rate, the line F1 a perfect colouring gets). Models are
 loaded only through :func:`refcolor.models.load_colorizer` and driven through the
-:class:`refcolor.engine.Colorizer` interface, so any registered model works.
+:class:`refcolor.models.job.Colorizer` interface, so any registered model works.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refcolor.data.samples import Sample
-from refcolor.engine import ColorizeJob, Colorizer, LayerSet, NullContext
 from refcolor.eval import metrics
 from refcolor.eval.baseline import BASELINE_MODE, BASELINE_NAME, BASELINE_STEPS, classical_baseline
 from refcolor.eval.features import LiteFeatures
 from refcolor.eval.triplets import ablate_reference, check_ablation
-from refcolor.model import finishing
+from refcolor.imaging import finishing
+from refcolor.models.job import ColorizeJob, Colorizer, LayerSet, NullContext
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 logger = logging.getLogger(__name__)

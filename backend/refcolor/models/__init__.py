@@ -1,4 +1,4 @@
-"""Model registry: names (and paths) to loaded :class:`refcolor.engine.Colorizer` objects.
+"""Model registry: names (and paths) to loaded :class:`refcolor.models.job.Colorizer` objects.
 
 The server, the CLI and the evaluation harness load models only through
 :func:`load_colorizer`, so adding a model means registering a factory here and
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from refcolor.engine import Colorizer
+from refcolor.models.job import Colorizer
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,10 @@ _REGISTRY: dict[str, str] = {
     "classical": "refcolor.models.classical:load",
     "classical-mean": "refcolor.models.classical:load_mean",
     "correspondence": "refcolor.models.correspondence:load",  # split feature matching, no training
-    "nano": "refcolor.model.colorizer:load_nano",  # the shipped default model
-    "tiny": "refcolor.model.colorizer:load_tiny",  # full architecture, random weights (tests)
-    "folder": "refcolor.model.colorizer:load_folder",  # a saved pipeline folder (see load_colorizer)
-    "v1.5": "refcolor.model.v15:load",  # the official weights, converted (refcolor models download v1.5)
+    "nano": "refcolor.models.diffusion:load_nano",  # the shipped default model
+    "tiny": "refcolor.models.diffusion:load_tiny",  # full architecture, random weights (tests)
+    "folder": "refcolor.models.diffusion:load_folder",  # a saved pipeline folder (see load_colorizer)
+    "v1.5": "refcolor.models.v15:load",  # the official weights, converted (refcolor models download v1.5)
 }
 # name -> keyword options for its factory (e.g. v1.5's weights folder), set by the CLI before serving.
 _OPTIONS: dict[str, dict[str, Any]] = {}

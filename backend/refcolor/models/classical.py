@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
-from refcolor.model.finishing import closed_regions
+from refcolor.imaging.finishing import closed_regions
+from refcolor.models.job import ColorizeJob, JobContext, LayerSet, ModelInfo
 from refcolor_protocol.messages import Mode
 
 PREVIEW_SIDE = 128

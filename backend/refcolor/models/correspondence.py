@@ -2,7 +2,7 @@
 
 Every cell of the sketch takes the colours of the reference cells whose line-art features
 match it, each side of the sketch only from its own side of the reference
-(:mod:`refcolor.model.correspondence`); the two colour fields are brought to full resolution
+(:mod:`refcolor.imaging.matching`); the two colour fields are brought to full resolution
 by the edge-aware upsampler (colours stay inside the line art's closed regions) and composited by
 the sketch mask. ``flatten`` 1 fills each closed region with its mean colour, as cel art; the
 default is 0, which scored better (open line art makes huge regions whose one mean colour loses
@@ -11,7 +11,7 @@ model the plugin can run in about a second on a CPU.
 
 It is deterministic: the seed changes nothing, and every variation is the same picture.
 Denoising parameters (steps, guidance, scheduler) do not apply; ``color_match`` and ``flatten``
-do (finishing, :mod:`refcolor.model.finishing`).
+do (finishing, :mod:`refcolor.imaging.finishing`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from skimage.color import lab2rgb, rgb2lab
 
-from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
-from refcolor.model import finishing, imaging
-from refcolor.model.correspondence import WORK_SIDE, Correspondence, LineFeatures, load_line_features
-from refcolor.model.upsample import upsample_fills
+from refcolor.imaging import finishing
+from refcolor.imaging import pixels as imaging
+from refcolor.imaging.matching import WORK_SIDE, Correspondence, LineFeatures, load_line_features
+from refcolor.imaging.upsample import upsample_fills
 from refcolor.models.classical import reference_foreground
+from refcolor.models.job import ColorizeJob, JobContext, LayerSet, ModelInfo
 from refcolor_protocol.messages import Mode
 
 NAME = "correspondence"
@@ -43,7 +44,7 @@ def upsample_field(field: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class CorrespondenceColorizer:
-    """:class:`refcolor.engine.Colorizer` over :class:`Correspondence`."""
+    """:class:`refcolor.models.job.Colorizer` over :class:`Correspondence`."""
 
     def __init__(
         self, features: LineFeatures, device: str = "cpu", edge_aware: bool = True, **options: float

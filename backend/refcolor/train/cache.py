@@ -3,7 +3,7 @@
 Drawing a sample (compositing, line extraction, warping) costs more than a training step
 uses per sample, so a run draws ``count`` samples from :class:`~refcolor.data.samples.SampleSource`
 once and prepares each exactly as the pipeline prepares a user's images
-(:func:`refcolor.model.inputs.prepare_images`: line ink and mask at the model's native size,
+(:func:`refcolor.diffusion.inputs.prepare_images`: line ink and mask at the model's native size,
 the reference at the encoder's input size), so training sees what inference sees.
 Arrays are uint8 ``.npy`` files, memory-mapped when read.
 """
@@ -22,15 +22,16 @@ import numpy as np
 import torch
 
 from refcolor.data.samples import SampleSource
-from refcolor.model import imaging, inputs
-from refcolor.model.correspondence import WORK_SIDE as PRIOR_SIDE
-from refcolor.model.correspondence import Correspondence, Fields, composite, load_line_features
+from refcolor.diffusion import inputs
+from refcolor.imaging import pixels as imaging
+from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
+from refcolor.imaging.matching import Correspondence, Fields, composite, load_line_features
 
 logger = logging.getLogger(__name__)
 
 ARRAYS = ("target", "ink", "mask", "reference", "reference_mask")
 # The colour prior of a model that takes one: what the sketch takes from the whole reference, from its
-# foreground and from its background (refcolor.model.correspondence.SideFields), sRGB at the latent grid.
+# foreground and from its background (refcolor.imaging.matching.SideFields), sRGB at the latent grid.
 PRIOR_ARRAYS = ("prior_whole", "prior_foreground", "prior_background")
 DONE = "cache.json"
 

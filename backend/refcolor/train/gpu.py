@@ -6,7 +6,7 @@ files come back at most 16 MiB each. So (``make gpu-pack`` here, ``make gpu-trai
 
 * :func:`pack` writes the training split as WebP images in tar shards of at most ``shard_bytes``
   (characters at most 320 px, backgrounds 512 px: samples are drawn at 256 px), and the colour
-  prior's feature extractor (:class:`refcolor.model.correspondence.LineFeatures`, the part of
+  prior's feature extractor (:class:`refcolor.imaging.matching.LineFeatures`, the part of
   EfficientNet-Lite0 it uses: 3.6 MB instead of the 18 MB package) as safetensors.
 * :func:`run` unpacks them, trains with ``refcolor train``'s :class:`~refcolor.train.trainer.Trainer`
   from the shipped model for a fixed time, exports the model and writes it back as a tar split into
@@ -30,7 +30,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from refcolor.data.samples import IMAGE_SUFFIXES
-from refcolor.model.correspondence import LINE_FEATURES_ENV
+from refcolor.imaging.matching import LINE_FEATURES_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def pack(data: Path, out: Path, shard_bytes: int = SHARD_BYTES) -> list[Path]:
     Raises:
         FileNotFoundError: ``data`` has no ``train/characters`` or ``train/backgrounds``.
     """
-    from refcolor.model.correspondence import load_line_features
+    from refcolor.imaging.matching import load_line_features
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("data-*.tar"):
@@ -143,7 +143,7 @@ def run(
 ) -> list[Path]:
     """Unpack, train for at most ``minutes`` (the cache build included), export in fp16 and split the
     model folder with its log and sample sheets into ``out``. Returns the parts."""
-    from refcolor.model.config import get_config
+    from refcolor.diffusion.config import get_config
     from refcolor.train.recipe import get_recipe
     from refcolor.train.trainer import Trainer
 

@@ -30,13 +30,13 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from refcolor.model.attention import SplitAttentionInputs, install_split_processors, masks_per_level
-from refcolor.model.conditioning import token_sets_for_mode
-from refcolor.model.config import ModelConfig
-from refcolor.model.factory import assemble_pipeline, build_components
-from refcolor.model.patch_autoencoder import downsample_factor
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.reference_encoder import encode_reference, encoder_input_size
+from refcolor.diffusion.attention import SplitAttentionInputs, install_split_processors, masks_per_level
+from refcolor.diffusion.conditioning import token_sets_for_mode
+from refcolor.diffusion.config import ModelConfig
+from refcolor.diffusion.factory import assemble_pipeline, build_components
+from refcolor.diffusion.patch_autoencoder import downsample_factor
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.reference_encoder import encode_reference, encoder_input_size
 from refcolor.train.cache import Batch, CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import PRECISIONS, STAGES, Recipe, StageRecipe
 from refcolor_protocol import ColorizeParams, Mode
@@ -354,7 +354,7 @@ class Trainer:
         self, batch: Batch, mode: Mode, keep: torch.Tensor, mask: torch.Tensor, threshold: float
     ) -> torch.Tensor | None:
         """The colour prior of ``mode`` in [-1, 1] at the latent grid, as the pipeline composites it
-        (:meth:`refcolor.model.correspondence.SideFields.for_mode`), zero where the reference is
+        (:meth:`refcolor.imaging.matching.SideFields.for_mode`), zero where the reference is
         dropped (``keep`` (B, 1, 1, 1) 0); None for a model without one."""
         if not self.config.unet.prior_channels:
             return None

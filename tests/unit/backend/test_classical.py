@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refcolor.engine import ColorizeJob, JobCancelled, NullContext
 from refcolor.models.classical import ClassicalColorizer, kmeans_step, label_regions, region_sides
+from refcolor.models.job import ColorizeJob, JobCancelled, NullContext
 from refcolor_protocol import ColorizeParams, Mode
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from refcolor import install_plugin
-from refcolor.install_plugin import PLUGIN_NAME, enable_in_kritarc, install, interpreter_tag
+from refcolor.cli import install_plugin
+from refcolor.cli.install_plugin import PLUGIN_NAME, enable_in_kritarc, install, interpreter_tag
 
 KRITARC = """[General]
 ShowRulers=true

@@ -7,8 +7,9 @@ import dataclasses
 
 import pytest
 
-from refcolor import cli, colorize_cli
-from refcolor.server import LIMITED_PARAMS, ServerConfig
+from refcolor import cli
+from refcolor.cli import colorize as colorize_cli
+from refcolor.service.server import LIMITED_PARAMS, ServerConfig
 from refcolor_protocol import ColorizeParams, Mode, ProtocolError
 from refcolor_protocol.schema import PARAMS
 
@@ -62,7 +63,7 @@ def test_cross_field_checks_apply_as_on_the_wire() -> None:
 
 
 def test_serve_has_a_flag_per_limited_parameter_within_its_range(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = cli.build_parser()
+    parser = cli.build_parser(["serve"])
     defaults = ServerConfig()
     assert {spec.limit for spec in LIMITED_PARAMS} == {"max_steps", "max_variations"}
     for spec in LIMITED_PARAMS:

@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 
-from refcolor.images import decode_image, decode_mask, encode_rgba, thumbnail
-from refcolor.worker import Job, JobQueue
+from refcolor.service.images import decode_image, decode_mask, encode_rgba, thumbnail
+from refcolor.service.worker import Job, JobQueue
 from refcolor_protocol import ColorizeRequest, Header, ImageRef, Layout
 
 REF = ImageRef(1, 1, Layout.RGBA8, 4, 0)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from refcolor.convert.converter import convert_checkpoint
 from refcolor.convert.official_config import load_official_config
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
 from .official_files import TINY_CHECKPOINT, TINY_CONFIG, TINY_IO
 

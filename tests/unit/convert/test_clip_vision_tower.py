@@ -11,9 +11,9 @@ from transformers import CLIPConfig, CLIPModel
 
 from refcolor.convert.clip import extract_vision_tower, load_clip_encoder, vision_config
 from refcolor.convert.converter import convert_checkpoint
-from refcolor.model.config import OFFICIAL_TINY
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.reference_encoder import CLIP_MEAN, CLIP_STD, clip_tokens
+from refcolor.diffusion.config import OFFICIAL_TINY
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.reference_encoder import CLIP_MEAN, CLIP_STD, clip_tokens
 
 from .official_files import TINY_CHECKPOINT, requires_official
 

@@ -18,9 +18,9 @@ from refcolor.convert.checks import CheckpointMismatchError
 from refcolor.convert.converter import check_checkpoint, convert_checkpoint, convert_to_modules
 from refcolor.convert.mapping import build_plan, load_manifest
 from refcolor.convert.official_config import load_official_config, resolve_config
-from refcolor.model.config import OFFICIAL_TINY, V1_5
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.schedulers import default_scheduler
+from refcolor.diffusion.config import OFFICIAL_TINY, V1_5
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.schedulers import default_scheduler
 
 from .official_files import OFFICIAL, TINY_CHECKPOINT, TINY_CONFIG, MetaReader, requires_official
 

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from refcolor.cli import main
 from refcolor.convert.oracle import MODE_CASES, TOLERANCE, compare, reproduce
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
 from .official_files import TINY_CHECKPOINT, TINY_CONFIG, TINY_IO, requires_official
 

@@ -12,8 +12,9 @@ from types import SimpleNamespace
 import huggingface_hub
 import pytest
 
-from refcolor import hub, models_cli
 from refcolor.cli import main
+from refcolor.cli import models as models_cli
+from refcolor.convert import hub
 
 SIZES = {hub.CHECKPOINT_FILE: 4_500_205_000, "config.json": 4_520, "model.safetensors": 3_944_517_836}
 

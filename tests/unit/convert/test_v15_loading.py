@@ -12,11 +12,10 @@ import pytest
 import torch
 
 import refcolor.models
-from refcolor import hub
 from refcolor.cli import main
-from refcolor.engine import ColorizeJob, NullContext
-from refcolor.model import v15
-from refcolor.models import load_colorizer, set_model_options
+from refcolor.convert import hub
+from refcolor.models import load_colorizer, set_model_options, v15
+from refcolor.models.job import ColorizeJob, NullContext
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 
 from .official_files import requires_official

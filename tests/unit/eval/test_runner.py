@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from refcolor import eval_cli
-from refcolor.engine import ColorizeJob, LayerSet, ModelInfo
+from refcolor.cli import eval as eval_cli
 from refcolor.eval import runner
 from refcolor.eval.triplets import ablate_reference, make_triplets
+from refcolor.models.job import ColorizeJob, LayerSet, ModelInfo
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from refcolor.model.config import TINY
-from refcolor.model.factory import build_pipeline
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.config import TINY
+from refcolor.diffusion.factory import build_pipeline
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
 SIZE = 96  # sketch side in pixels; tests run the model at resolution 64 (an 8x8 latent) to stay fast
 

@@ -7,11 +7,11 @@ import torch
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from refcolor.model.adapters import activate_adapters, add_split_adapters, parse_mode
-from refcolor.model.attention import SplitAttentionInputs
-from refcolor.model.config import TINY, AdapterSpec
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.unet import build_unet
+from refcolor.diffusion.adapters import activate_adapters, add_split_adapters
+from refcolor.diffusion.attention import SplitAttentionInputs
+from refcolor.diffusion.config import TINY, AdapterSpec
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.unet import build_unet
 from refcolor_protocol import Mode
 
 
@@ -75,14 +75,6 @@ def test_a_mode_changes_the_output_only_through_its_adapters(pipe: ReferenceColo
     assert torch.equal(before["background"], after["background"])
     assert not torch.allclose(before["foreground"], after["foreground"])
     assert torch.equal(after["foreground"], before["plain"])  # a zero adapter is the base model
-
-
-def test_unknown_mode_fails_loudly() -> None:
-    with pytest.raises(ValueError, match=r"unknown mode 'sideways'.*plain, foreground, background, both"):
-        parse_mode("sideways")
-    with pytest.raises(ValueError, match="unknown mode"):
-        parse_mode("Both")
-    assert parse_mode("both") is Mode.BOTH and parse_mode(Mode.PLAIN) is Mode.PLAIN
 
 
 def test_models_without_the_named_adapters_are_refused() -> None:

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from refcolor.model.adapters import activate_adapters
-from refcolor.model.attention import SplitAttentionInputs, SplitCrossAttnProcessor, masks_per_level
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.adapters import activate_adapters
+from refcolor.diffusion.attention import SplitAttentionInputs, SplitCrossAttnProcessor, masks_per_level
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 from refcolor_protocol import Mode
 
 TOKENS, WIDTH = 12, 32

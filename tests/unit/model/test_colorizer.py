@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 import refcolor.models
-from refcolor.engine import ColorizeJob, JobCancelled, NullContext, PreviewFn
-from refcolor.model import pipeline as pipeline_module
-from refcolor.model.colorizer import DiffusionColorizer, load_tiny
-from refcolor.model.upsample import upsample_fills
+from refcolor.diffusion import pipeline as pipeline_module
+from refcolor.imaging.upsample import upsample_fills
+from refcolor.models.diffusion import DiffusionColorizer, load_tiny
+from refcolor.models.job import ColorizeJob, JobCancelled, NullContext, PreviewFn
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 
 
@@ -175,7 +175,7 @@ def test_denoised_images_of_another_shape_are_refused(tiny_pipe, sketch, referen
 
 
 def test_registry_loads_the_tiny_model(sketch, reference) -> None:
-    refcolor.models.register("tiny-under-test", "refcolor.model.colorizer:load_tiny")
+    refcolor.models.register("tiny-under-test", "refcolor.models.diffusion:load_tiny")
     model = refcolor.models.load_colorizer("tiny-under-test", "cpu")
     assert model.info.kind == "diffusion" and model.info.native_resolution == 256
     assert model.pipe.unet.dtype == torch.float32  # fp32 on CPU by default
@@ -188,7 +188,7 @@ def test_registry_loads_the_tiny_model(sketch, reference) -> None:
 
 def test_folder_models_load_through_the_registry(tiny_pipe, sketch, reference, tmp_path: Path) -> None:
     tiny_pipe.save_pretrained(tmp_path / "my-model")
-    refcolor.models.register("folder", "refcolor.model.colorizer:load_folder")
+    refcolor.models.register("folder", "refcolor.models.diffusion:load_folder")
     model = refcolor.models.load_colorizer(str(tmp_path / "my-model"), "cpu")
     assert model.info.name == "my-model"
     direct = DiffusionColorizer(tiny_pipe, "tiny", "cpu")
@@ -199,12 +199,12 @@ def test_folder_models_load_through_the_registry(tiny_pipe, sketch, reference, t
 
 
 def test_cli_writes_the_three_layers(sketch, reference, sketch_mask, tmp_path: Path) -> None:
-    from refcolor import colorize_cli
+    from refcolor.cli import colorize as colorize_cli
 
     Image.fromarray(sketch, "RGBA").save(tmp_path / "sketch.png")
     Image.fromarray(reference, "RGBA").save(tmp_path / "ref.png")
     Image.fromarray(sketch_mask, "L").save(tmp_path / "mask.png")
-    refcolor.models.register("tiny", "refcolor.model.colorizer:load_tiny")
+    refcolor.models.register("tiny", "refcolor.models.diffusion:load_tiny")
     parser = argparse.ArgumentParser()
     colorize_cli.add_arguments(parser)
     args = parser.parse_args(
@@ -245,7 +245,7 @@ def test_cli_writes_the_three_layers(sketch, reference, sketch_mask, tmp_path: P
 def test_cli_reports_bad_input_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from refcolor import colorize_cli
+    from refcolor.cli import colorize as colorize_cli
 
     parser = argparse.ArgumentParser()
     colorize_cli.add_arguments(parser)
@@ -262,11 +262,11 @@ def grain(rgb: np.ndarray) -> float:
 def test_cli_finishing_options_reach_the_model_and_are_range_checked(
     sketch, reference, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from refcolor import colorize_cli
+    from refcolor.cli import colorize as colorize_cli
 
     Image.fromarray(sketch, "RGBA").save(tmp_path / "sketch.png")
     Image.fromarray(reference, "RGBA").save(tmp_path / "ref.png")
-    refcolor.models.register("tiny", "refcolor.model.colorizer:load_tiny")
+    refcolor.models.register("tiny", "refcolor.models.diffusion:load_tiny")
     parser = argparse.ArgumentParser()
     colorize_cli.add_arguments(parser)
     files = [str(tmp_path / "sketch.png"), str(tmp_path / "ref.png")]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from refcolor.model.conditioning import (
+from refcolor.diffusion.conditioning import (
     COND,
     NO_REFERENCE,
     NO_SKETCH,

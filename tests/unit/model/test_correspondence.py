@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from skimage.color import rgb2lab
 
-from refcolor.engine import ColorizeJob, NullContext
 from refcolor.eval import metrics
-from refcolor.model.correspondence import Correspondence, LineFeatures, load_line_features, working_size
+from refcolor.imaging.matching import Correspondence, LineFeatures, load_line_features, working_size
 from refcolor.models import load_colorizer
 from refcolor.models.correspondence import CorrespondenceColorizer
+from refcolor.models.job import ColorizeJob, NullContext
 from refcolor_protocol import ColorizeParams, Mode
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "examples"
@@ -43,7 +43,7 @@ def disc_scene(centre: tuple[int, int], side: int = 128, fg=RED, bg=BLUE) -> tup
 
 def outline_sketch(mask: np.ndarray) -> np.ndarray:
     """White RGBA page with the mask's outline drawn in black."""
-    from refcolor.data.lineart import mask_outline
+    from refcolor.imaging.lineart import mask_outline
 
     sketch = np.full((*mask.shape, 4), 255, np.uint8)
     sketch[mask_outline(mask, 1), :3] = 0

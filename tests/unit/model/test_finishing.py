@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from refcolor.model import finishing
-from refcolor.model.config import TINY
-from refcolor.model.factory import build_pipeline
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.config import TINY
+from refcolor.diffusion.factory import build_pipeline
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.imaging import finishing
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.fields import from_dict
 from refcolor_protocol.messages import ColorizeParams, Mode

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refcolor.model import imaging
-from refcolor.model.config import CONFIGS, get_config
+from refcolor.diffusion.config import CONFIGS, get_config
+from refcolor.imaging import pixels as imaging
 
 
 @pytest.mark.parametrize(

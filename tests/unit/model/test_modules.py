@@ -11,10 +11,10 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from refcolor.model.background import BackgroundEncoder
-from refcolor.model.config import TINY
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.sketch_encoder import SketchEncoder
+from refcolor.diffusion.background import BackgroundEncoder
+from refcolor.diffusion.config import TINY
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.sketch_encoder import SketchEncoder
 
 # ../shared/official beside the repository (CI checks it out there too)
 OFFICIAL = Path(__file__).resolve().parents[3].parent / "shared" / "official"
@@ -110,8 +110,8 @@ def test_v1_5_has_the_official_parameter_counts() -> None:
     """Each v1.5 component holds as many weights as its official counterpart (a converter's target)."""
     import json
 
-    from refcolor.model.config import V1_5
-    from refcolor.model.factory import build_components
+    from refcolor.diffusion.config import V1_5
+    from refcolor.diffusion.factory import build_components
 
     manifest = json.loads((OFFICIAL / "switch_manifest.json").read_text())["keys"]
 

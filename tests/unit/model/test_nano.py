@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from refcolor import colorize_cli
-from refcolor.engine import ColorizeJob, NullContext
-from refcolor.model.colorizer import NANO_FOLDER
-from refcolor.model.config import NANO_V2 as SHIPPED  # the shipped nano is nano v2
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.cli import colorize as colorize_cli
+from refcolor.diffusion.config import NANO_V2 as SHIPPED  # the shipped nano is nano v2
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 from refcolor.models import load_colorizer
-from refcolor.server import ServerConfig
+from refcolor.models.diffusion import NANO_FOLDER
+from refcolor.models.job import ColorizeJob, NullContext
+from refcolor.service.server import ServerConfig
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 MAX_BYTES = 40 * 1024 * 1024

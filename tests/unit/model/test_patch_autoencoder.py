@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from refcolor.model.config import TINY, VaeSpec
-from refcolor.model.factory import build_pipeline
-from refcolor.model.patch_autoencoder import PatchAutoencoder, downsample_factor
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.config import TINY, VaeSpec
+from refcolor.diffusion.factory import build_pipeline
+from refcolor.diffusion.patch_autoencoder import PatchAutoencoder, downsample_factor
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 from refcolor_protocol import ColorizeParams, Mode
 
 

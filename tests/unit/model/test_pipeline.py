@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from refcolor.model.config import TINY
-from refcolor.model.factory import build_pipeline
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.upsample import LUMA
+from refcolor.diffusion.config import TINY
+from refcolor.diffusion.factory import build_pipeline
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.imaging.upsample import LUMA
 from refcolor_protocol import ColorizeParams
 
 from .conftest import generators
@@ -265,8 +265,8 @@ def test_chroma_radius_is_model_config_and_smooths_only_chroma(sketch, reference
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_on_gpu(sketch, reference, sketch_mask, dtype: torch.dtype) -> None:
-    from refcolor.model.config import TINY
-    from refcolor.model.factory import build_pipeline
+    from refcolor.diffusion.config import TINY
+    from refcolor.diffusion.factory import build_pipeline
 
     pipe = build_pipeline(TINY).to("cuda", dtype)
     pipe.set_progress_bar_config(disable=True)
@@ -280,7 +280,7 @@ def test_half_precision_on_gpu(sketch, reference, sketch_mask, dtype: torch.dtyp
 
 @pytest.fixture(scope="module")
 def prior_pipe() -> ReferenceColorizationPipeline:
-    from refcolor.model.config import TINY_PRIOR
+    from refcolor.diffusion.config import TINY_PRIOR
 
     pipe = build_pipeline(TINY_PRIOR, seed=0)
     pipe.set_progress_bar_config(disable=True)

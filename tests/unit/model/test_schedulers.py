@@ -8,8 +8,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from refcolor.model.config import ScheduleSpec
-from refcolor.model.schedulers import SCHEDULERS, default_scheduler, make_scheduler
+from refcolor.diffusion.config import ScheduleSpec
+from refcolor.diffusion.schedulers import SCHEDULERS, default_scheduler, make_scheduler
 
 ZERO_SNR = ScheduleSpec(prediction_type="v_prediction", rescale_betas_zero_snr=True)
 

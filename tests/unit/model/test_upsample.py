@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refcolor.model.upsample import LUMA, edge_aware_upsample, line_regions, upsample_fills
+from refcolor.imaging.upsample import LUMA, edge_aware_upsample, line_regions, upsample_fills
 
 RED, BLUE, GREEN = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.2, 0.8, 0.2)
 

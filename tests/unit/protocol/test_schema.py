@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from refcolor_protocol import ColorizeParams, Limits, Mode, ProtocolError
-from refcolor_protocol.schema import AUTO, BY_NAME, PARAMS, markdown_table, params_from
+from refcolor_protocol.schema import AUTO, BY_NAME, PARAMS, markdown_table, params_from, parse_mode
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "protocol" / "PROTOCOL.md"
 
@@ -77,3 +77,11 @@ def test_params_from_checks_values_as_the_wire_does() -> None:
     assert (params.mode, params.steps, params.flatten, params.seed) == (Mode.PLAIN, 7, None, None)
     with pytest.raises(ProtocolError, match="steps"):
         params_from({"steps": 0})
+
+
+def test_unknown_mode_fails_loudly() -> None:
+    with pytest.raises(ValueError, match=r"mode: 'sideways' is not one of plain, foreground, background, both"):
+        parse_mode("sideways")
+    with pytest.raises(ValueError, match="mode: 'Both' is not one of"):
+        parse_mode("Both")
+    assert parse_mode("both") is Mode.BOTH and parse_mode(Mode.PLAIN) is Mode.PLAIN

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from refcolor.model.config import TINY
-from refcolor.model.correspondence import LINE_FEATURES_ENV, load_line_features
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.config import TINY
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.imaging.matching import LINE_FEATURES_ENV, load_line_features
 from refcolor.train import gpu, recipe
 from refcolor.train.trainer import Trainer
 

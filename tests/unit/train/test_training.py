@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from refcolor import train_cli
-from refcolor.model.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
-from refcolor.model.pipeline import ReferenceColorizationPipeline
+from refcolor.cli import train as train_cli
+from refcolor.diffusion.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 from refcolor.train.cache import CacheSpec, SampleCache, build_cache
 from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
 from refcolor.train.trainer import CHECKPOINT, Trainer, base_parameters, lora_parameters

@@ -24,10 +24,10 @@ from typing import Any
 import zmq
 
 from refcolor import __version__
-from refcolor.engine import Colorizer, resolve_seed
-from refcolor.images import encode_rgba
 from refcolor.models import available_models, load_colorizer
-from refcolor.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
+from refcolor.models.job import Colorizer, resolve_seed
+from refcolor.service.images import encode_rgba
+from refcolor.service.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
 from refcolor_protocol.connection import ConnectionInfo, is_local_address, write_connection_file
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import (

@@ -1,6 +1,6 @@
 """The official ColorizeDiffusion v1.5 model, from a folder written by ``refcolor convert``.
 
-Registry target ``refcolor.model.v15:load`` (``refcolor serve --model v1.5 --weights DIR``).
+Registry target ``refcolor.models.v15:load`` (``refcolor serve --model v1.5 --weights DIR``).
 Device and dtype choices for it live here: fp16/bf16 on a GPU (UNet, sketch encoder, CLIP) with
 the VAE and the background encoder kept in fp32 as the authors run them, fp32 on CPU.
 Memory options for small GPUs: ``vae_tiling`` (tiled + sliced VAE decode) and ``offload``
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from refcolor.hub import CHECKPOINT_LICENSE, CLIP_REPO, cached_clip_dir, default_model_dir
-from refcolor.model.colorizer import DiffusionColorizer, default_dtype
+from refcolor.convert.hub import CHECKPOINT_LICENSE, CLIP_REPO, cached_clip_dir, default_model_dir
+from refcolor.models.diffusion import DiffusionColorizer, default_dtype
 
 if TYPE_CHECKING:
-    from refcolor.model.pipeline import ReferenceColorizationPipeline
+    from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def load_pipeline(
     vae_tiling: bool = False,
     both_clean: bool = False,
 ) -> ReferenceColorizationPipeline:
-    """The v1.5 :class:`~refcolor.model.pipeline.ReferenceColorizationPipeline` from a converted folder.
+    """The v1.5 :class:`~refcolor.diffusion.pipeline.ReferenceColorizationPipeline` from a converted folder.
 
     Args:
         folder: written by ``refcolor convert`` / ``refcolor models download v1.5``.
@@ -74,7 +74,7 @@ def load_pipeline(
         ValueError: ``offload`` without a GPU.
     """
     from refcolor.convert.clip import load_clip_encoder
-    from refcolor.model.pipeline import ReferenceColorizationPipeline
+    from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
     folder = Path(folder).expanduser()
     if not (folder / "model_index.json").is_file():

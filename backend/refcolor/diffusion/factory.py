@@ -1,4 +1,4 @@
-"""Building a pipeline from a :class:`~refcolor.model.config.ModelConfig` (random weights)."""
+"""Building a pipeline from a :class:`~refcolor.diffusion.config.ModelConfig` (random weights)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import logging
 import torch
 from diffusers import AutoencoderKL
 
-from refcolor.model.adapters import add_split_adapters
-from refcolor.model.background import BackgroundEncoder
-from refcolor.model.config import ModelConfig
-from refcolor.model.patch_autoencoder import PatchAutoencoder
-from refcolor.model.pipeline import ReferenceColorizationPipeline
-from refcolor.model.reference_encoder import build_clip_encoder
-from refcolor.model.schedulers import default_scheduler
-from refcolor.model.sketch_encoder import SketchEncoder
-from refcolor.model.unet import build_unet
+from refcolor.diffusion.adapters import add_split_adapters
+from refcolor.diffusion.background import BackgroundEncoder
+from refcolor.diffusion.config import ModelConfig
+from refcolor.diffusion.patch_autoencoder import PatchAutoencoder
+from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
+from refcolor.diffusion.reference_encoder import build_clip_encoder
+from refcolor.diffusion.schedulers import default_scheduler
+from refcolor.diffusion.sketch_encoder import SketchEncoder
+from refcolor.diffusion.unet import build_unet
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ strength in [0, 1] (0 = off):
 * :func:`match_colors` (``color_match``): each *side* of the sketch takes the colour
   statistics of the part of the reference that side attends to (Reinhard et al. 2001,
   "Color transfer between images": per-channel mean and standard deviation in a
-  perceptual space). Sides follow the mode's token sets (:mod:`refcolor.model.adapters`):
+  perceptual space). Sides follow the mode's token sets (:mod:`refcolor.diffusion.adapters`):
   in ``both`` mode the foreground matches the reference's foreground and the background
   its background (or the separate background image); in ``background`` mode only the
   background is split off; in ``plain`` and ``foreground`` mode the whole sketch matches

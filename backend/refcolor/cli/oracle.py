@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from refcolor.convert_cli import add_config_argument
+from refcolor.cli.convert import add_config_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(folder: Path) -> object:
-    from refcolor.model.pipeline import ReferenceColorizationPipeline
+    from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
     # The oracle feeds reference tokens directly: a folder without image_encoder/ still works.
     extra = {} if (folder / "image_encoder" / "config.json").is_file() else {"image_encoder": None}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refcolor.data import lineart
+from refcolor.imaging import lineart
 
 
 def two_tone(side: int = 64) -> np.ndarray:

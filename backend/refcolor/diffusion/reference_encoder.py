@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from refcolor.model.config import ReferenceEncoderSpec
+from refcolor.diffusion.config import ReferenceEncoderSpec
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from refcolor.model.attention import SplitAttentionInputs
+from refcolor.diffusion.attention import SplitAttentionInputs
 from refcolor_protocol import Mode
 
 COND, NO_REFERENCE, NO_SKETCH = "cond", "no_reference", "no_sketch"
@@ -92,7 +92,7 @@ def build_batch(
 ) -> GuidanceBatch:
     """Stack ``branches`` (``cond`` first) for ``variations`` latents each, for ``mode``.
 
-    ``masks`` (from :func:`~refcolor.model.attention.masks_per_level`) are needed whenever
+    ``masks`` (from :func:`~refcolor.diffusion.attention.masks_per_level`) are needed whenever
     ``tokens`` has a background set.
     """
     per_branch = {

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from refcolor.engine import ColorizeJob, PreviewFn, resolve_seed
-from refcolor.model_options import add_model_options, apply_model_options
+from refcolor.models.job import ColorizeJob, PreviewFn, resolve_seed
+from refcolor.models.options import add_model_options, apply_model_options
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import ColorizeParams
 from refcolor_protocol.schema import PARAMS, ParamSpec, params_from
@@ -87,7 +87,7 @@ def _mask(path: Path | None) -> np.ndarray | None:
 
 
 class _ProgressBar:
-    """A :class:`refcolor.engine.JobContext` that drives a tqdm bar."""
+    """A :class:`refcolor.models.job.JobContext` that drives a tqdm bar."""
 
     def __init__(self, total: int) -> None:
         self.bar = tqdm(total=total, unit="step", file=sys.stderr)

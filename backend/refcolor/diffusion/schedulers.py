@@ -13,7 +13,7 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from refcolor.model.config import ScheduleSpec
+from refcolor.diffusion.config import ScheduleSpec
 
 # name -> (class, overrides). "trailing" spacing starts at the last training step (t = 999), as the
 # official k-diffusion samplers do, instead of SD's "leading" 951.

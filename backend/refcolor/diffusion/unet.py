@@ -24,8 +24,8 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (pipeline 
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from safetensors.torch import save_file
 
-from refcolor.model.adapters import load_adapters, save_adapters
-from refcolor.model.config import UNetSpec
+from refcolor.diffusion.adapters import load_adapters, save_adapters
+from refcolor.diffusion.config import UNetSpec
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from refcolor.model.config import get_config
+    from refcolor.diffusion.config import get_config
     from refcolor.train.recipe import get_recipe
     from refcolor.train.trainer import CHECKPOINT, Trainer
 

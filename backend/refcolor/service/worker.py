@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refcolor.engine import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
-from refcolor.images import decode_image, decode_mask, thumbnail
+from refcolor.models.job import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
+from refcolor.service.images import decode_image, decode_mask, thumbnail
 from refcolor_protocol.messages import Buffer, ColorizeRequest, Header
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class JobQueue:
 
 
 class _Context:
-    """The :class:`refcolor.engine.JobContext` a running job reports through."""
+    """The :class:`refcolor.models.job.JobContext` a running job reports through."""
 
     def __init__(self, job: Job, emit: Callable[[Event], None], preview_every: int, preview_size: int) -> None:
         self.job = job

@@ -53,7 +53,7 @@ class UNetSpec:
     use_linear_projection: bool = False
     # The lowest level has no attention, as SD2.1 and the official attention_resolutions [4, 2, 1].
     attention_levels: tuple[bool, ...] = (True, True, True, False)
-    # > 0: a colour prior (the split correspondence, refcolor.model.correspondence, as sRGB in [-1, 1]
+    # > 0: a colour prior (the split correspondence, refcolor.imaging.matching, as sRGB in [-1, 1]
     # at the latent grid) is concatenated to the noisy latents; conv_in takes latent + these channels.
     prior_channels: int = 0
 
@@ -149,9 +149,9 @@ class ModelConfig:
     # *all* tokens (tiny_switch_io.txt, mode_both). False gives the paper's clean split.
     both_mode_shares_tokens: bool = False
     # How far (model-resolution pixels) the upsampler averages chroma within each closed region of
-    # the line art; luminance always uses 2 (refcolor.model.upsample.TENT_RADIUS).
+    # the line art; luminance always uses 2 (refcolor.imaging.upsample.TENT_RADIUS).
     chroma_radius: float = 2.0
-    # Finishing (refcolor.model.finishing), the defaults of the pipeline's color_match and flatten:
+    # Finishing (refcolor.imaging.finishing), the defaults of the pipeline's color_match and flatten:
     # how far each side's colours are matched to its part of the reference, and how far each closed
     # region's pixels are pulled to the region's mean. 0 = off; jobs may override both.
     color_match: float = 0.0

@@ -3,12 +3,12 @@
 No training. Both sides of the match are *line drawings*: the sketch as it is, and line art
 extracted from the reference with the project's own XDoG extractor (with the reference mask's
 outline inked, as artists draw a character's silhouette), so a frozen ImageNet network sees the
-same kind of picture on both sides. Features are EfficientNet-Lite0's (:mod:`refcolor.model.pretrained`)
+same kind of picture on both sides. Features are EfficientNet-Lite0's (:mod:`refcolor.imaging.pretrained`)
 at strides 8 and 16, each L2-normalised, the coarser one brought to the stride-8 grid.
 
 Every stride-8 cell of the sketch attends (softmax of cosine similarity over a temperature) to
 the reference's cells; the values are the reference's CIELAB colours averaged over each cell.
-The attention is *split* like the diffusion model's cross-attention (:mod:`refcolor.model.adapters`):
+The attention is *split* like the diffusion model's cross-attention (:mod:`refcolor.diffusion.adapters`):
 
 ========== =============================== ===============================
 mode       sketch foreground attends to    sketch background attends to
@@ -44,10 +44,10 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.color import lab2rgb, rgb2lab
 
-from refcolor.data.lineart import mask_outline, xdog
-from refcolor.model.adapters import parse_mode
-from refcolor.model.imaging import native_size, resize_float
+from refcolor.imaging.lineart import mask_outline, xdog
+from refcolor.imaging.pixels import native_size, resize_float
 from refcolor_protocol import Mode
+from refcolor_protocol.schema import parse_mode
 
 STRIDE = 8  # cells of the colour fields, in working-size pixels
 FEATURE_BLOCKS = (4, 10)  # EfficientNet-Lite0 blocks that end at strides 8 and 16
@@ -61,7 +61,7 @@ RIM = 1  # pixels along a side's edge left out of its colours
 class LineFeatures(torch.nn.Module):
     """Multi-scale, L2-normalised features of line art on the stride-8 grid.
 
-    ``network``: an EfficientNet-Lite0 (:func:`refcolor.model.pretrained.efficientnet_lite0`, or
+    ``network``: an EfficientNet-Lite0 (:func:`refcolor.imaging.pretrained.efficientnet_lite0`, or
     any module with its ``_conv_stem``, ``_bn0``, ``_swish`` and ``_blocks``); the blocks after
     the last one in ``blocks`` are dropped.
     """
@@ -101,7 +101,7 @@ def load_line_features(device: str = "cpu", weights: str | os.PathLike[str] | No
     """
     weights = weights or os.environ.get(LINE_FEATURES_ENV) or None
     if weights is None:
-        from refcolor.model.pretrained import efficientnet_lite0
+        from refcolor.imaging.pretrained import efficientnet_lite0
 
         return LineFeatures(efficientnet_lite0(device)).eval()
     from efficientnet_lite_pytorch import EfficientNet

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from refcolor import hub
+from refcolor.convert import hub
 
 CLIP_VISION_FP32_BYTES = 632_076_800 * 4  # the vision tower of ViT-H/14, written into the folder
 
@@ -117,9 +117,9 @@ def download(
 def _convert(name: str, checkpoint: Path, clip_dir: Path, target: Path, dtype: str, overwrite: bool) -> int:
     import torch
 
+    from refcolor.cli.convert import DTYPES
     from refcolor.convert.converter import convert_checkpoint
-    from refcolor.convert_cli import DTYPES
-    from refcolor.model.config import get_config
+    from refcolor.diffusion.config import get_config
 
     print(f"converting {checkpoint} into {target} ...", flush=True)
     try:

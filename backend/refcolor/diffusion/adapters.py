@@ -3,7 +3,7 @@
 Both adapters sit on ``attn2.to_q/to_k/to_v`` of every transformer block (paper Sec. 3.2,
 official ``LoraModules``): no bias, scale 1 (``lora_alpha == r`` on every layer).
 Both stay active in peft; the inference mode (paper Sec. 3.3), an argument of every
-cross-attention call, picks the adapter of each side (:data:`refcolor.model.attention.MODE_ADAPTERS`):
+cross-attention call, picks the adapter of each side (:data:`refcolor.diffusion.attention.MODE_ADAPTERS`):
 
 ========== ============================ =============================================
 mode       active adapters              token sets
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from enum import Enum
 from pathlib import Path
 
 import torch
@@ -28,29 +27,13 @@ from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dic
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 
-from refcolor.model.attention import BACKGROUND, FOREGROUND
-from refcolor.model.config import AdapterSpec
-from refcolor_protocol import Mode
+from refcolor.diffusion.attention import BACKGROUND, FOREGROUND
+from refcolor.diffusion.config import AdapterSpec
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_NAMES = (FOREGROUND, BACKGROUND)
 TARGET_PATTERN = r".*attn2\.to_[qkv]$"  # every cross-attention q/k/v projection
-
-
-def parse_mode(mode: str | Enum) -> Mode:
-    """``mode`` (a string or the protocol's ``Mode``) as a ``Mode``.
-
-    Raises:
-        ValueError: unknown mode.
-    """
-    value = mode.value if isinstance(mode, Enum) else mode
-    try:
-        return Mode(value)
-    except ValueError:
-        raise ValueError(
-            f"unknown mode {value!r}: expected one of {', '.join(m.value for m in Mode)}"
-        ) from None
 
 
 def _target_layers(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
@@ -119,8 +102,8 @@ def check_adapters(model: torch.nn.Module) -> None:
 
 def activate_adapters(model: torch.nn.Module) -> None:
     """Keep both adapters active on ``model``: which one a side uses is the mode's business, per call
-    (:class:`refcolor.model.attention.SplitAttentionInputs`), and a call without a mode takes the base
-    weights (:class:`refcolor.model.attention.SplitCrossAttnProcessor`).
+    (:class:`refcolor.diffusion.attention.SplitAttentionInputs`), and a call without a mode takes the base
+    weights (:class:`refcolor.diffusion.attention.SplitCrossAttnProcessor`).
 
     Raises:
         ValueError: ``model`` lacks the two adapters.

@@ -8,6 +8,7 @@ into combined/foreground/background layers.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
 import logging
@@ -22,12 +23,13 @@ from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from refcolor.model import finishing, imaging, inputs
-from refcolor.model.adapters import check_adapters
-from refcolor.model.attention import install_split_processors, masks_per_level
-from refcolor.model.background import BackgroundEncoder
-from refcolor.model.cache import EncodingCache, content_hash
-from refcolor.model.conditioning import (
+from refcolor import LEGACY_MODULES
+from refcolor.diffusion import inputs
+from refcolor.diffusion.adapters import check_adapters
+from refcolor.diffusion.attention import install_split_processors, masks_per_level
+from refcolor.diffusion.background import BackgroundEncoder
+from refcolor.diffusion.cache import EncodingCache, content_hash
+from refcolor.diffusion.conditioning import (
     COND,
     NO_REFERENCE,
     NO_SKETCH,
@@ -35,14 +37,16 @@ from refcolor.model.conditioning import (
     combine_guidance,
     token_sets_for_mode,
 )
-from refcolor.model.correspondence import WORK_SIDE as PRIOR_SIDE
-from refcolor.model.correspondence import Correspondence, SideFields, composite, load_line_features
-from refcolor.model.patch_autoencoder import PatchAutoencoder, downsample_factor
-from refcolor.model.reference_encoder import encode_reference, encoder_input_size
-from refcolor.model.schedulers import make_scheduler
-from refcolor.model.sketch_encoder import SketchEncoder
-from refcolor.model.unet import SketchUNet
-from refcolor.model.upsample import TENT_RADIUS, upsample_fills
+from refcolor.diffusion.patch_autoencoder import PatchAutoencoder, downsample_factor
+from refcolor.diffusion.reference_encoder import encode_reference, encoder_input_size
+from refcolor.diffusion.schedulers import make_scheduler
+from refcolor.diffusion.sketch_encoder import SketchEncoder
+from refcolor.diffusion.unet import SketchUNet
+from refcolor.imaging import finishing
+from refcolor.imaging import pixels as imaging
+from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
+from refcolor.imaging.matching import Correspondence, SideFields, composite, load_line_features
+from refcolor.imaging.upsample import TENT_RADIUS, upsample_fills
 from refcolor_protocol import ColorizeParams, Mode
 
 logger = logging.getLogger(__name__)
@@ -66,13 +70,13 @@ class ColorizationOutput:
 
 
 class ReferenceColorizationPipeline(DiffusionPipeline):
-    """Split cross-attention sketch colorization. Components are built by :mod:`refcolor.model.factory`.
+    """Split cross-attention sketch colorization. Components are built by :mod:`refcolor.diffusion.factory`.
 
     Config: ``native_resolution`` (side of the square area the model works at),
     ``both_mode_shares_tokens`` (the official "both" context quirk) and ``chroma_radius`` (how
     far, in model-resolution pixels, the upsampler averages chroma inside each closed region of
-    the line art; see :func:`refcolor.model.upsample.upsample_fills`); ``color_match`` and
-    ``flatten``, the defaults of the call's finishing strengths (:mod:`refcolor.model.finishing`);
+    the line art; see :func:`refcolor.imaging.upsample.upsample_fills`); ``color_match`` and
+    ``flatten``, the defaults of the call's finishing strengths (:mod:`refcolor.imaging.finishing`);
     ``prior_strength``, for a model with a colour prior: below 1, denoising starts from the prior
     noised to that share of the schedule instead of from pure noise (the skipped steps count as done).
     """
@@ -126,8 +130,12 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
         Loaded tensors can sit at odd addresses inside the file buffer, and BLAS picks other kernels
         for unaligned data, so fp32 results would differ in the last bits from the model that was
-        saved; the copy makes a reloaded pipeline reproduce it exactly.
+        saved; the copy makes a reloaded pipeline reproduce it exactly. Folders saved before the
+        layout of issue 15 name older module paths; diffusers loads only modules already imported,
+        so those names are imported first (:data:`refcolor.LEGACY_MODULES`).
         """
+        for legacy in LEGACY_MODULES:
+            importlib.import_module(legacy)
         pipe = super().from_pretrained(*args, **kwargs)
         for component in pipe.components.values():
             if isinstance(component, torch.nn.Module):
@@ -223,7 +231,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         return int(self.unet.config.in_channels) - int(self.unet.config.out_channels)
 
     def prior_fields(self, prior: inputs.PriorImages) -> SideFields:
-        """What the sketch takes from each token set of the reference (:mod:`refcolor.model.correspondence`),
+        """What the sketch takes from each token set of the reference (:mod:`refcolor.imaging.matching`),
         cached: a job needs them at the latent grid and, starting from the prior, at the native size."""
 
         def compute() -> SideFields:

@@ -1,17 +1,15 @@
-"""The ``refcolor`` command: serve, ping, and (with later issues) colorize, train, eval, convert."""
+"""``refcolor serve``: run the backend service."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from refcolor import __version__
-from refcolor.model_options import add_model_options, apply_model_options
-from refcolor_protocol.cli import add_ping_arguments, run_ping
+from refcolor.models.options import add_model_options, apply_model_options
+from refcolor.service.server import DEFAULT_BIND, LIMITED_PARAMS, ServerConfig
 from refcolor_protocol.connection import default_connection_file, new_key
 from refcolor_protocol.schema import ParamSpec
 
@@ -31,11 +29,8 @@ def _limit_type(spec: ParamSpec) -> Callable[[str], int]:
     return parse
 
 
-def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from refcolor.server import DEFAULT_BIND, LIMITED_PARAMS, ServerConfig
-
+def add_arguments(serve: argparse.ArgumentParser) -> None:
     defaults = ServerConfig()
-    serve = commands.add_parser("serve", help="run the backend service")
     serve.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint (default {DEFAULT_BIND}; port 0 = any)")
     serve.add_argument(
         "--connection-file",
@@ -58,14 +53,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-key", action="store_true", help="do not sign messages (only allowed on 127.0.0.1 or ipc://)"
     )
     add_model_options(serve)
-    serve.set_defaults(func=_run_serve)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import zmq
 
     from refcolor.models import UnknownModelError
-    from refcolor.server import LIMITED_PARAMS, Server, ServerConfig
+    from refcolor.service.server import Server
 
     config = ServerConfig(
         bind=args.bind,
@@ -95,50 +89,3 @@ def _run_serve(args: argparse.Namespace) -> int:
     )
     server.serve_forever()
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="refcolor", description="Reference-based sketch colorization.")
-    parser.add_argument("--version", action="version", version=f"refcolor {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_serve(commands)
-    ping = commands.add_parser("ping", help="print a running backend's hello (exit 0 only if it answers)")
-    add_ping_arguments(ping)
-    ping.set_defaults(func=run_ping)
-    _add_lazy(commands, "colorize", "colorize a sketch from a reference (writes PNG layers)", "refcolor.colorize_cli")
-    _add_lazy(commands, "install-plugin", "install the Krita plugin into a Krita profile", "refcolor.install_plugin")
-    _add_lazy(commands, "data", "build the training data set from Debian packages", "refcolor.data_cli")
-    _add_lazy(commands, "eval", "evaluate models and baselines on held-out triplets", "refcolor.eval_cli")
-    _add_lazy(commands, "convert", "convert an official ColorizeDiffusion checkpoint", "refcolor.convert_cli")
-    _add_lazy(commands, "oracle", "check a checkpoint against an official oracle file", "refcolor.oracle_cli")
-    _add_lazy(commands, "models", "download and list models", "refcolor.models_cli")
-    _add_lazy(commands, "train", "train a model config (resumable) and export it", "refcolor.train_cli")
-    _add_lazy(commands, "gpu", "pack data for, train on, and unpack results from a borrowed GPU", "refcolor.gpu_cli")
-    return parser
-
-
-def _add_lazy(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, module: str
-) -> None:
-    """A subcommand whose module (and its heavy imports) loads only when it is used."""
-    import importlib
-
-    cli = importlib.import_module(module)
-    parser = commands.add_parser(name, help=help_text, description=help_text)
-    cli.add_arguments(parser)
-    parser.set_defaults(func=cli.run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
-"""The diffusion model behind the service's job interface (:class:`refcolor.engine.Colorizer`).
+"""The diffusion model behind the service's job interface (:class:`refcolor.models.job.Colorizer`).
 
-Registry targets: ``refcolor.model.colorizer:load_tiny`` (``load(device)``) and
-``refcolor.model.colorizer:load_folder`` (``load_folder(path, device)``). Device and
+Registry targets: ``refcolor.models.diffusion:load_tiny`` (``load(device)``) and
+``refcolor.models.diffusion:load_folder`` (``load_folder(path, device)``). Device and
 dtype are chosen here and nowhere else.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from refcolor.engine import ColorizeJob, JobContext, LayerSet, ModelInfo
-from refcolor.model import finishing
-from refcolor.model.cache import EncodingCache, content_hash
-from refcolor.model.config import TINY
-from refcolor.model.pipeline import ColorizationOutput, ReferenceColorizationPipeline
+from refcolor.diffusion.cache import EncodingCache, content_hash
+from refcolor.diffusion.config import TINY
+from refcolor.diffusion.pipeline import ColorizationOutput, ReferenceColorizationPipeline
+from refcolor.imaging import finishing
+from refcolor.models.job import ColorizeJob, JobContext, LayerSet, ModelInfo
 from refcolor_protocol import Mode
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class DiffusionColorizer:
 
 def load_tiny(device: str = "cpu") -> DiffusionColorizer:
     """The ``tiny`` model: the full architecture with random weights (seed 0), for tests."""
-    from refcolor.model.factory import build_pipeline  # builds modules; keep import-time light
+    from refcolor.diffusion.factory import build_pipeline  # builds modules; keep import-time light
 
     pipe = build_pipeline(TINY, seed=0).to(device)
     dtype = default_dtype(device)

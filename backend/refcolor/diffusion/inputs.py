@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from refcolor.model import imaging
+from refcolor.imaging import pixels as imaging
 from refcolor_protocol import ColorizeParams, ProtocolError
 from refcolor_protocol.fields import from_dict, to_dict
 
@@ -91,7 +91,7 @@ class PreparedImages:
 
 @dataclass(frozen=True)
 class PriorImages:
-    """What the colour prior (:mod:`refcolor.model.correspondence`) is computed from."""
+    """What the colour prior (:mod:`refcolor.imaging.matching`) is computed from."""
 
     sketch_paper: np.ndarray  # (h, w) 1 = paper
     reference_rgb: np.ndarray  # (h', w', 3) over white, aspect ratio kept
