@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from refcolor.imaging import pixels as imaging
+from refcolor.imaging import pixels
 from refcolor_protocol import ColorizeParams, ProtocolError
 from refcolor_protocol.fields import from_dict, to_dict
 
@@ -32,28 +32,28 @@ def model_side(resolution: int) -> int:
 
 
 def check_inputs(
-    sketch: imaging.ImageInput,
-    reference: imaging.ImageInput,
-    sketch_mask: imaging.ImageInput | None,
-    reference_mask: imaging.ImageInput | None,
-    background: imaging.ImageInput | None,
+    sketch: pixels.ImageInput,
+    reference: pixels.ImageInput,
+    sketch_mask: pixels.ImageInput | None,
+    reference_mask: pixels.ImageInput | None,
+    background: pixels.ImageInput | None,
     params: ColorizeParams,
     generator: torch.Generator | Sequence[torch.Generator] | None,
     callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
 ) -> ColorizeParams:
     """The checked parameters (:func:`check_params`); ``ValueError``/``TypeError`` naming the first bad
     argument and its value."""
-    sketch_rgba = imaging.to_rgba(sketch, "sketch")
-    reference_rgba = imaging.to_rgba(reference, "reference")
+    sketch_rgba = pixels.to_rgba(sketch, "sketch")
+    reference_rgba = pixels.to_rgba(reference, "reference")
     if background is not None:
-        imaging.to_rgba(background, "background")
+        pixels.to_rgba(background, "background")
     for name, mask, image in (
         ("sketch_mask", sketch_mask, sketch_rgba),
         ("reference_mask", reference_mask, reference_rgba),
     ):
-        if mask is not None and imaging.to_mask(mask, name).shape != image.shape[:2]:
+        if mask is not None and pixels.to_mask(mask, name).shape != image.shape[:2]:
             raise ValueError(
-                f"{name} is {imaging.to_mask(mask, name).shape} but its image is {image.shape[:2]}; "
+                f"{name} is {pixels.to_mask(mask, name).shape} but its image is {image.shape[:2]}; "
                 "give a mask of the image's size"
             )
     params = check_params(params)
@@ -109,37 +109,37 @@ def prior_images(
     """The colour prior's inputs at about ``side`` squared pixels each (aspect ratios kept, multiples of 16)."""
 
     def size_of(image: np.ndarray) -> tuple[int, int]:
-        return imaging.native_size(image.shape[1], image.shape[0], side, multiple=16)
+        return pixels.native_size(image.shape[1], image.shape[0], side, multiple=16)
 
     reference_size = size_of(reference_rgba)
     return PriorImages(
-        sketch_paper=np.clip(1.0 - imaging.resize_float(imaging.line_ink(sketch_rgba), size_of(sketch_rgba)), 0, 1),
-        reference_rgb=np.clip(imaging.resize_float(imaging.flatten_on_white(reference_rgba), reference_size), 0, 1),
+        sketch_paper=np.clip(1.0 - pixels.resize_float(pixels.line_ink(sketch_rgba), size_of(sketch_rgba)), 0, 1),
+        reference_rgb=np.clip(pixels.resize_float(pixels.flatten_on_white(reference_rgba), reference_size), 0, 1),
         reference_mask=None
         if reference_mask is None
-        else imaging.resize_float(reference_mask, reference_size) >= 0.5,
+        else pixels.resize_float(reference_mask, reference_size) >= 0.5,
         background_rgb=None
         if background_rgba is None
-        else np.clip(imaging.resize_float(imaging.flatten_on_white(background_rgba), size_of(background_rgba)), 0, 1),
+        else np.clip(pixels.resize_float(pixels.flatten_on_white(background_rgba), size_of(background_rgba)), 0, 1),
     )
 
 
 def reference_mask_of(
-    reference_rgba: np.ndarray, reference_mask: imaging.ImageInput | None
+    reference_rgba: np.ndarray, reference_mask: pixels.ImageInput | None
 ) -> np.ndarray | None:
     """The reference's foreground in [0, 1]: the given mask, else its alpha if not opaque, else None."""
     if reference_mask is not None:
-        return imaging.to_mask(reference_mask, "reference_mask")
+        return pixels.to_mask(reference_mask, "reference_mask")
     alpha = reference_rgba[..., 3]
     return alpha.astype(np.float32) / 255.0 if (alpha < 255).any() else None
 
 
 def prepare_images(
-    sketch: imaging.ImageInput,
-    reference: imaging.ImageInput,
-    sketch_mask: imaging.ImageInput | None,
-    reference_mask: imaging.ImageInput | None,
-    background: imaging.ImageInput | None,
+    sketch: pixels.ImageInput,
+    reference: pixels.ImageInput,
+    sketch_mask: pixels.ImageInput | None,
+    reference_mask: pixels.ImageInput | None,
+    background: pixels.ImageInput | None,
     side: int,
     encoder_size: int,
     prior_side: int = 0,
@@ -147,30 +147,30 @@ def prepare_images(
     """Bring the images to the model's sizes: the sketch to about ``side * side`` pixels (aspect kept,
     multiples of 64), the references to the encoder's ``encoder_size`` square; with ``prior_side``,
     also the colour prior's inputs (:func:`prior_images`)."""
-    sketch_rgba = imaging.to_rgba(sketch, "sketch")
-    reference_rgba = imaging.to_rgba(reference, "reference")
+    sketch_rgba = pixels.to_rgba(sketch, "sketch")
+    reference_rgba = pixels.to_rgba(reference, "reference")
     full_h, full_w = sketch_rgba.shape[:2]
-    size = imaging.native_size(full_w, full_h, side)
-    full_ink = imaging.line_ink(sketch_rgba)
-    full_mask = None if sketch_mask is None else imaging.to_mask(sketch_mask, "sketch_mask")
+    size = pixels.native_size(full_w, full_h, side)
+    full_ink = pixels.line_ink(sketch_rgba)
+    full_mask = None if sketch_mask is None else pixels.to_mask(sketch_mask, "sketch_mask")
     square = (encoder_size, encoder_size)
     ref_mask = reference_mask_of(reference_rgba, reference_mask)
     background_rgb: np.ndarray | None = None
-    background_rgba = None if background is None else imaging.to_rgba(background, "background")
+    background_rgba = None if background is None else pixels.to_rgba(background, "background")
     if background_rgba is not None:
-        background_rgb = imaging.resize_float(imaging.flatten_on_white(background_rgba), square)
+        background_rgb = pixels.resize_float(pixels.flatten_on_white(background_rgba), square)
     prior = None
     if prior_side:
         prior = prior_images(sketch_rgba, reference_rgba, ref_mask, background_rgba, prior_side)
     return PreparedImages(
         full_ink=full_ink,
-        ink=imaging.resize_float(full_ink, size),
+        ink=pixels.resize_float(full_ink, size),
         full_mask=full_mask,
         native_mask=np.ones(size[::-1], np.float32)
         if full_mask is None
-        else imaging.resize_float(full_mask, size),
-        reference_rgb=imaging.resize_float(imaging.flatten_on_white(reference_rgba), square),
-        reference_mask=None if ref_mask is None else imaging.resize_float(ref_mask, square),
+        else pixels.resize_float(full_mask, size),
+        reference_rgb=pixels.resize_float(pixels.flatten_on_white(reference_rgba), square),
+        reference_mask=None if ref_mask is None else pixels.resize_float(ref_mask, square),
         background_rgb=background_rgb,
         prior=prior,
     )

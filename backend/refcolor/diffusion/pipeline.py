@@ -42,8 +42,7 @@ from refcolor.diffusion.reference_encoder import encode_reference, encoder_input
 from refcolor.diffusion.schedulers import make_scheduler
 from refcolor.diffusion.sketch_encoder import SketchEncoder
 from refcolor.diffusion.unet import SketchUNet
-from refcolor.imaging import finishing
-from refcolor.imaging import pixels as imaging
+from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, SideFields, composite, load_line_features
 from refcolor.imaging.upsample import TENT_RADIUS, upsample_fills
@@ -172,7 +171,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         return compute() if self.encoding_cache is None else self.encoding_cache.get_or_compute(key, compute)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return imaging.to_tensor(array).to(self._execution_device)
+        return pixels.to_tensor(array).to(self._execution_device)
 
     def encode_sketch(self, ink: np.ndarray) -> list[torch.Tensor]:
         """Sketch features of native-size line ink (h, w) in [0, 1]; the blank sketch is all zeros."""
@@ -192,8 +191,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
         def compute() -> torch.Tensor:
             with torch.no_grad():
-                pixels = self._tensor(rgb * 2.0 - 1.0).to(self.image_encoder.dtype)
-                return encode_reference(self.image_encoder, pixels).to(self.unet.dtype)
+                scaled = self._tensor(rgb * 2.0 - 1.0).to(self.image_encoder.dtype)
+                return encode_reference(self.image_encoder, scaled).to(self.unet.dtype)
 
         return self._cached(("reference", content_hash(rgb)), compute)
 
@@ -250,7 +249,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """(1, 3, h, w) sRGB in [-1, 1] of ``size`` = (w, h) (the latent grid, or the native size for a
         start image): ``fields`` (:meth:`prior_fields`) for ``mode``, composited by the sketch mask."""
-        mask = imaging.resize_float(images.native_mask, size) >= threshold
+        mask = pixels.resize_float(images.native_mask, size) >= threshold
         rgb = composite(fields.for_mode(mode), None if mask.all() else mask, size)
         return self._tensor(rgb * 2.0 - 1.0).to(self.unet.dtype)
 
@@ -266,18 +265,18 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         else:
             factors = LATENT_RGB[: latent.shape[0]]
             rgb = torch.einsum("chw,cr->hwr", latent, factors).add(1).div(2).clamp(0, 1).numpy()
-        return np.dstack([imaging.to_uint8(rgb), np.full(rgb.shape[:2], 255, np.uint8)])
+        return np.dstack([pixels.to_uint8(rgb), np.full(rgb.shape[:2], 255, np.uint8)])
 
     # ---- the call -------------------------------------------------------------------------------
 
     @torch.no_grad()
     def __call__(
         self,
-        sketch: imaging.ImageInput,
-        reference: imaging.ImageInput,
-        sketch_mask: imaging.ImageInput | None = None,
-        reference_mask: imaging.ImageInput | None = None,
-        background: imaging.ImageInput | None = None,
+        sketch: pixels.ImageInput,
+        reference: pixels.ImageInput,
+        sketch_mask: pixels.ImageInput | None = None,
+        reference_mask: pixels.ImageInput | None = None,
+        background: pixels.ImageInput | None = None,
         params: ColorizeParams | None = None,
         *,
         denoised: np.ndarray | None = None,
@@ -472,7 +471,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         alpha = (
             np.full(images.full_ink.shape, 255, np.uint8)
             if full_mask is None
-            else imaging.to_uint8(full_mask)
+            else pixels.to_uint8(full_mask)
         )
         combined, foreground, background_layers = [], [], []
         stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
@@ -505,7 +504,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             flatten,
         )
         for v in range(len(native)):
-            layers = imaging.layer_arrays(upsampled[..., 3 * v : 3 * v + 3], images.full_ink, alpha)
+            layers = pixels.layer_arrays(upsampled[..., 3 * v : 3 * v + 3], images.full_ink, alpha)
             combined.append(layers[0])
             foreground.append(layers[1])
             background_layers.append(layers[2])

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from skimage.color import lab2rgb, rgb2lab
 
-from refcolor.imaging import finishing
-from refcolor.imaging import pixels as imaging
+from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE, Correspondence, LineFeatures, load_line_features
 from refcolor.imaging.upsample import upsample_fills
 from refcolor.models.classical import reference_foreground
@@ -72,10 +71,10 @@ class CorrespondenceColorizer:
         params = job.params
         total = params.steps * params.variations
         ctx.progress(0, total)
-        ink = imaging.line_ink(job.sketch)
-        reference_rgb = imaging.flatten_on_white(job.reference)
+        ink = pixels.line_ink(job.sketch)
+        reference_rgb = pixels.flatten_on_white(job.reference)
         reference_mask = reference_foreground(job)
-        background = None if job.background is None else imaging.flatten_on_white(job.background)
+        background = None if job.background is None else pixels.flatten_on_white(job.background)
         fields = self.correspondence.fields(1.0 - ink, reference_rgb, reference_mask, background, params.mode)
         ctx.progress(total // STAGES, total)
         height, width = job.sketch.shape[:2]
@@ -100,7 +99,7 @@ class CorrespondenceColorizer:
             )
         labels = finishing.closed_regions(ink, foreground) if flatten > 0 else None
         fills = finishing.finish_lab(lab, labels, foreground, sides, color_match, flatten)
-        combined, fg_layer, bg_layer = imaging.layer_arrays(fills, ink, alpha)
+        combined, fg_layer, bg_layer = pixels.layer_arrays(fills, ink, alpha)
         ctx.progress(total, total)
         return [
             LayerSet(combined=combined, foreground=fg_layer, background=bg_layer, seed=(job.seed + i) % 2**32)

@@ -23,7 +23,7 @@ import torch
 
 from refcolor.data.samples import SampleSource
 from refcolor.diffusion import inputs
-from refcolor.imaging import pixels as imaging
+from refcolor.imaging import pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, Fields, composite, load_line_features
 
@@ -80,14 +80,14 @@ def prepare_sample(
         prior_side=PRIOR_SIDE if correspondence is not None else 0,
     )  # fmt: skip
     height, width = images.ink.shape
-    target = imaging.resize_float(sample.target.astype(np.float32) / 255.0, (width, height))
+    target = pixels.resize_float(sample.target.astype(np.float32) / 255.0, (width, height))
     reference_mask = images.reference_mask if images.reference_mask is not None else np.ones_like(images.ink)
     prepared = {
-        "target": imaging.to_uint8(target),
-        "ink": imaging.to_uint8(images.ink),
-        "mask": imaging.to_uint8(images.native_mask),
-        "reference": imaging.to_uint8(images.reference_rgb),
-        "reference_mask": imaging.to_uint8(reference_mask),
+        "target": pixels.to_uint8(target),
+        "ink": pixels.to_uint8(images.ink),
+        "mask": pixels.to_uint8(images.native_mask),
+        "reference": pixels.to_uint8(images.reference_rgb),
+        "reference_mask": pixels.to_uint8(reference_mask),
     }
     if correspondence is not None and images.prior is not None:
         prior = images.prior
@@ -97,7 +97,7 @@ def prepare_sample(
         grid = (width // prior_factor, height // prior_factor)
         for name, field in zip(PRIOR_ARRAYS, (sides.whole, sides.foreground, sides.background), strict=True):
             chosen = sides.whole if field is None else field
-            prepared[name] = imaging.to_uint8(composite(Fields(chosen, chosen), None, grid))
+            prepared[name] = pixels.to_uint8(composite(Fields(chosen, chosen), None, grid))
     return prepared
 
 
