@@ -22,7 +22,8 @@ from bench_tiny_pipeline import synthetic_job
 
 from refcolor.models.diffusion import DiffusionColorizer
 from refcolor.models.job import ColorizeJob, NullContext
-from refcolor.service.server import Server, ServerConfig
+from refcolor.service.config import ServerConfig
+from refcolor.service.server import Server
 from refcolor_protocol import Attachments, Client, ColorizeRequest, Layout, Mode
 from refcolor_protocol.connection import new_key
 

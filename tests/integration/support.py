@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from refcolor.service.server import Server, ServerConfig
+from refcolor.service.config import ServerConfig
+from refcolor.service.server import Server
 from refcolor_protocol import Attachments, Client, ColorizeParams, ColorizeRequest, Layout, Message
 from refcolor_protocol.connection import new_key, read_connection_file
 

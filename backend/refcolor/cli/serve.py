@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from refcolor.models.options import add_model_options, apply_model_options
-from refcolor.service.server import DEFAULT_BIND, LIMITED_PARAMS, ServerConfig
+from refcolor.service.config import DEFAULT_BIND, LIMITED_PARAMS, ServerConfig
 from refcolor_protocol.connection import default_connection_file, new_key
 from refcolor_protocol.schema import ParamSpec
 

@@ -17,16 +17,16 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
 
 from refcolor import __version__
-from refcolor.models import available_models, load_colorizer
-from refcolor.models.job import Colorizer, resolve_seed
-from refcolor.service.images import encode_rgba
+from refcolor.models.job import resolve_seed
+from refcolor.service import replies
+from refcolor.service.config import ServerConfig
+from refcolor.service.model_cache import ModelCache
 from refcolor.service.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
 from refcolor_protocol.connection import ConnectionInfo, is_local_address, write_connection_file
 from refcolor_protocol.errors import ProtocolError
@@ -35,61 +35,26 @@ from refcolor_protocol.messages import (
     Cancel,
     CancelOutcome,
     CancelReply,
-    Capabilities,
     ColorizeRequest,
     Error,
     Header,
     Hello,
-    ImageRef,
     JobAccepted,
     JobPhase,
     JobState,
-    LayerName,
-    Limits,
     Message,
-    Mode,
-    ModelEntry,
     Ping,
     Pong,
     Progress,
-    Result,
-    ResultLayer,
-    Scheduler,
     Status,
     StatusRequest,
-    check_buffers,
-    image_refs,
 )
-from refcolor_protocol.schema import PARAMS
-from refcolor_protocol.spec import DEFAULT_HINTS, PROTOCOL_VERSION, ErrorCode, Layout
+from refcolor_protocol.spec import DEFAULT_HINTS, PROTOCOL_VERSION, ErrorCode
 from refcolor_protocol.wire import Session
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BIND = "tcp://127.0.0.1:5557"
-LIMITED_PARAMS = tuple(spec for spec in PARAMS if spec.limit)  # capped by a ServerConfig field of the same name
 
-
-@dataclass(frozen=True)
-class ServerConfig:
-    bind: str = DEFAULT_BIND  # a port of 0 or * picks a free one (see Server.address)
-    key: bytes = b""  # empty: no signing, allowed on loopback/ipc only
-    connection_file: Path | None = None  # written at start (0600), removed at shutdown
-    model: str = "nano"
-    device: str = "cpu"
-    max_pixels: int = 8192 * 8192  # per image: a 64-megapixel RGBA image is 256 MiB
-    max_queue: int = 8  # waiting jobs hold their images in memory, so keep this modest
-    max_steps: int = 200
-    max_variations: int = 8
-    preview_every: int = 2
-    preview_size: int = 256
-    heartbeat_ms: int = 1000
-    extra_models: tuple[str, ...] = field(default=())  # model folders to offer besides the registry
-
-    @property
-    def max_frame_bytes(self) -> int:
-        """The largest frame a valid request can have: one max-size RGBA image."""
-        return self.max_pixels * 4 + (1 << 20)
 
 
 class Server:
@@ -117,9 +82,8 @@ class Server:
         self._wake_recv.setblocking(False)
         self._wake_send.setblocking(False)
 
-        self._models: dict[str, Colorizer] = {}
-        self._models_lock = threading.Lock()
-        self.default_model = self._load_model(config.model)
+        self.models = ModelCache(config.model, config.device, config.extra_models)
+        self.default_model = self.models.load(config.model)
 
         self._context: zmq.Context[Any] = zmq.Context()
         self.socket = self._context.socket(zmq.ROUTER)
@@ -136,7 +100,7 @@ class Server:
         self.address = endpoint.replace("://0.0.0.0:", "://127.0.0.1:")
 
         self.queue = JobQueue(config.max_queue)
-        self.worker = Worker(self.queue, self._load_model, self._emit, config.preview_every, config.preview_size)
+        self.worker = Worker(self.queue, self.models.load, self._emit, config.preview_every, config.preview_size)
         self._connection_file: Path | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -192,55 +156,6 @@ class Server:
         if self._connection_file is not None:
             self._connection_file.unlink(missing_ok=True)
 
-    # --- models -------------------------------------------------------------------------------
-
-    def _load_model(self, name: str) -> Colorizer:
-        with self._models_lock:
-            model = self._models.get(name)
-            if model is None:
-                model = load_colorizer(name, self.config.device)
-                # Keep the default model and the last one asked for; drop others to bound memory.
-                keep = {self.config.model}
-                self._models = {k: v for k, v in self._models.items() if k in keep}
-                self._models[name] = model
-            return model
-
-    def model_names(self) -> list[str]:
-        names = set(available_models()) | set(self.config.extra_models) | {self.config.model}
-        return sorted(names)
-
-    def capabilities(self) -> Capabilities:
-        info = self.default_model.info
-        cfg = self.config
-        return Capabilities(
-            server_version=__version__,
-            protocol_version=PROTOCOL_VERSION,
-            server_id=self.server_id,
-            model=ModelEntry(
-                name=cfg.model,
-                kind=info.kind,
-                device=info.device,
-                modes=info.modes,
-                native_resolution=info.native_resolution,
-                description=info.description,
-                color_match=info.color_match,
-                flatten=info.flatten,
-            ),
-            models=tuple(self.model_names()),
-            modes=tuple(m.value for m in Mode),
-            schedulers=tuple(s.value for s in Scheduler),
-            layouts=tuple(layout.value for layout in Layout),
-            limits=Limits(
-                max_pixels=cfg.max_pixels,
-                max_queue=cfg.max_queue,
-                max_message_bytes=cfg.max_frame_bytes,
-                max_steps=cfg.max_steps,
-                max_variations=cfg.max_variations,
-                preview_every=cfg.preview_every,
-                preview_size=cfg.preview_size,
-            ),
-        )
-
     # --- incoming -----------------------------------------------------------------------------
 
     def _drain_socket(self) -> None:
@@ -274,7 +189,8 @@ class Server:
         try:
             if isinstance(content, Hello):
                 logger.info("hello from %s %s", content.client_name or "a client", content.client_version)
-                self._reply(msg, self.capabilities())
+                caps = replies.capabilities(self.config, self.default_model.info, self.server_id, self.models.names())
+                self._reply(msg, caps)
             elif isinstance(content, Ping):
                 self._reply(msg, Pong(content.nonce, self.server_id, time.monotonic() - self.started))
             elif isinstance(content, StatusRequest):
@@ -295,21 +211,8 @@ class Server:
         cfg = self.config
         if self._stopping.is_set():
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
-        check_buffers(image_refs(request, "colorize_request"), msg.buffers, cfg.max_pixels)
+        model = replies.admit(request, msg.buffers, cfg, self.models.names())
         params = request.params
-        for spec in LIMITED_PARAMS:
-            value, limit = getattr(params, spec.name), getattr(cfg, spec.limit)
-            if value > limit:
-                raise ProtocolError(
-                    ErrorCode.INVALID_FIELD,
-                    f"colorize_request.params.{spec.name}: {value} exceeds this server's {spec.limit}={limit}",
-                )
-        model = request.model or cfg.model
-        if model not in self.model_names():
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_MODEL,
-                f"colorize_request.model: {model!r} is not served here; available: {', '.join(self.model_names())}",
-            )
         seed = resolve_seed(params)
         job = Job(request, msg.header, msg.identities, msg.buffers, model, seed)
         position = self.queue.put(job)
@@ -434,27 +337,11 @@ class Server:
         elif isinstance(event, Stepped):
             if job.cancel.is_set():
                 return
-            preview_ref: ImageRef | None = None
-            buffers: tuple[Buffer, ...] = ()
-            if event.preview is not None:
-                height, width = event.preview.shape[:2]
-                buffers = (encode_rgba(event.preview),)
-                preview_ref = ImageRef(width, height, Layout.RGBA8, buffers[0].nbytes, 0)
-            progress = Progress(job.job_id, event.step, event.total, event.variation, preview_ref)
-            self._send(job.identity, progress, job.header, buffers)
+            content, buffers = replies.progress(job.job_id, event.step, event.total, event.variation, event.preview)
+            self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):
-            layers: list[ResultLayer] = []
-            buffers_out: list[Buffer] = []
-            for variation, layer_set in enumerate(event.layers):
-                for name, image in layer_set.named().items():
-                    buffer = encode_rgba(image)
-                    height, width = image.shape[:2]
-                    ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, len(buffers_out))
-                    layers.append(ResultLayer(LayerName(name), variation, ref))
-                    buffers_out.append(buffer)
-            seeds = tuple(s.seed for s in event.layers)
-            result = Result(job.job_id, job.model, tuple(layers), seeds, round(event.elapsed_s, 4))
-            self._send(job.identity, result, job.header, tuple(buffers_out))
+            content, buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)
+            self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Failed):
             code = ErrorCode.CANCELLED if event.cancelled else ErrorCode.JOB_FAILED
             if event.cancelled and self._stopping.is_set():

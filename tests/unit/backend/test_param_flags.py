@@ -9,7 +9,7 @@ import pytest
 
 from refcolor import cli
 from refcolor.cli import colorize as colorize_cli
-from refcolor.service.server import LIMITED_PARAMS, ServerConfig
+from refcolor.service.config import LIMITED_PARAMS, ServerConfig
 from refcolor_protocol import ColorizeParams, Mode, ProtocolError
 from refcolor_protocol.schema import PARAMS
 

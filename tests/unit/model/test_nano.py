@@ -15,7 +15,7 @@ from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 from refcolor.models import load_colorizer
 from refcolor.models.diffusion import NANO_FOLDER
 from refcolor.models.job import ColorizeJob, NullContext
-from refcolor.service.server import ServerConfig
+from refcolor.service.config import ServerConfig
 from refcolor_protocol.messages import ColorizeParams, Mode
 
 MAX_BYTES = 40 * 1024 * 1024

@@ -1,0 +1,33 @@
+"""The service's settings: where it listens, which model, and its limits (advertised in capabilities)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from refcolor_protocol.schema import PARAMS
+
+DEFAULT_BIND = "tcp://127.0.0.1:5557"
+LIMITED_PARAMS = tuple(spec for spec in PARAMS if spec.limit)  # capped by a ServerConfig field of the same name
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = DEFAULT_BIND  # a port of 0 or * picks a free one (see Server.address)
+    key: bytes = b""  # empty: no signing, allowed on loopback/ipc only
+    connection_file: Path | None = None  # written at start (0600), removed at shutdown
+    model: str = "nano"
+    device: str = "cpu"
+    max_pixels: int = 8192 * 8192  # per image: a 64-megapixel RGBA image is 256 MiB
+    max_queue: int = 8  # waiting jobs hold their images in memory, so keep this modest
+    max_steps: int = 200
+    max_variations: int = 8
+    preview_every: int = 2
+    preview_size: int = 256
+    heartbeat_ms: int = 1000
+    extra_models: tuple[str, ...] = field(default=())  # model folders to offer besides the registry
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame a valid request can have: one max-size RGBA image."""
+        return self.max_pixels * 4 + (1 << 20)

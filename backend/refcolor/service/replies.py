@@ -1,0 +1,113 @@
+"""What the server says, built from the service's state and the worker's numpy results:
+capabilities, admission checks of a colorize request, and progress and result messages with
+their image buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refcolor import __version__
+from refcolor.models.job import LayerSet, ModelInfo
+from refcolor.service.config import LIMITED_PARAMS, ServerConfig
+from refcolor.service.images import encode_rgba
+from refcolor_protocol.errors import ProtocolError
+from refcolor_protocol.messages import (
+    Buffer,
+    Capabilities,
+    ColorizeRequest,
+    ImageRef,
+    LayerName,
+    Limits,
+    Mode,
+    ModelEntry,
+    Progress,
+    Result,
+    ResultLayer,
+    Scheduler,
+    check_buffers,
+    image_refs,
+)
+from refcolor_protocol.spec import PROTOCOL_VERSION, ErrorCode, Layout
+
+
+def capabilities(config: ServerConfig, info: ModelInfo, server_id: str, models: list[str]) -> Capabilities:
+    """The server's capabilities; ``info``: its default model's."""
+    return Capabilities(
+        server_version=__version__,
+        protocol_version=PROTOCOL_VERSION,
+        server_id=server_id,
+        model=ModelEntry(
+            name=config.model,
+            kind=info.kind,
+            device=info.device,
+            modes=info.modes,
+            native_resolution=info.native_resolution,
+            description=info.description,
+            color_match=info.color_match,
+            flatten=info.flatten,
+        ),
+        models=tuple(models),
+        modes=tuple(m.value for m in Mode),
+        schedulers=tuple(s.value for s in Scheduler),
+        layouts=tuple(layout.value for layout in Layout),
+        limits=Limits(
+            max_pixels=config.max_pixels,
+            max_queue=config.max_queue,
+            max_message_bytes=config.max_frame_bytes,
+            max_steps=config.max_steps,
+            max_variations=config.max_variations,
+            preview_every=config.preview_every,
+            preview_size=config.preview_size,
+        ),
+    )
+
+
+def admit(request: ColorizeRequest, buffers: tuple[Buffer, ...], config: ServerConfig, models: list[str]) -> str:
+    """The model that will run ``request``, after checking it against this server's limits.
+
+    Raises:
+        ProtocolError: an image over the pixel limit or not matching its buffer, a parameter over
+            this server's limit, or a model not served here.
+    """
+    check_buffers(image_refs(request, "colorize_request"), buffers, config.max_pixels)
+    for spec in LIMITED_PARAMS:
+        value, limit = getattr(request.params, spec.name), getattr(config, spec.limit)
+        if value > limit:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"colorize_request.params.{spec.name}: {value} exceeds this server's {spec.limit}={limit}",
+            )
+    model = request.model or config.model
+    if model not in models:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_MODEL,
+            f"colorize_request.model: {model!r} is not served here; available: {', '.join(models)}",
+        )
+    return model
+
+
+def progress(
+    job_id: str, step: int, total: int, variation: int, preview: np.ndarray | None
+) -> tuple[Progress, tuple[Buffer, ...]]:
+    """A progress message, with its (H, W, 4) preview as buffer 0 if there is one."""
+    if preview is None:
+        return Progress(job_id, step, total, variation), ()
+    buffer = encode_rgba(preview)
+    height, width = preview.shape[:2]
+    ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, 0)
+    return Progress(job_id, step, total, variation, ref), (buffer,)
+
+
+def result(job_id: str, model: str, layer_sets: list[LayerSet], elapsed_s: float) -> tuple[Result, tuple[Buffer, ...]]:
+    """A result message: every variation's layers as RGBA8 buffers, in variation order."""
+    layers: list[ResultLayer] = []
+    buffers: list[Buffer] = []
+    for variation, layer_set in enumerate(layer_sets):
+        for name, image in layer_set.named().items():
+            buffer = encode_rgba(image)
+            height, width = image.shape[:2]
+            ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, len(buffers))
+            layers.append(ResultLayer(LayerName(name), variation, ref))
+            buffers.append(buffer)
+    seeds = tuple(s.seed for s in layer_sets)
+    return Result(job_id, model, tuple(layers), seeds, round(elapsed_s, 4)), tuple(buffers)
