@@ -33,6 +33,8 @@ from refcolor.diffusion.conditioning import (
     COND,
     NO_REFERENCE,
     NO_SKETCH,
+    GuidanceBatch,
+    TokenSets,
     build_batch,
     combine_guidance,
     token_sets_for_mode,
@@ -316,9 +318,9 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             sketch, reference, sketch_mask, reference_mask, background, params or ColorizeParams(),
             generator, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
-        mode, mask_threshold, variations = params.mode, params.mask_threshold, params.variations
+        variations = params.variations
         self._interrupt = False
-        device, dtype = self._execution_device, self.unet.dtype
+        device = self._execution_device
 
         # 2. model sizes
         side = inputs.model_side(params.resolution) or self.config.native_resolution
@@ -343,88 +345,16 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                 )
             return self._finish(denoised, images, params, False)
 
-        # 3. encode
-        features = self.encode_sketch(images.ink)
-        blank = self.encode_sketch(np.zeros_like(images.ink))
-        reference_tokens = self.encode_reference_tokens(images.reference_rgb)
-        background_tokens: torch.Tensor | None = None
-        threshold_embedding: torch.Tensor | None = None
-        if mode in (Mode.BACKGROUND, Mode.BOTH):
-            if images.reference_mask is None and images.background_rgb is None:
-                logger.warning(
-                    "mode %s without a reference mask, reference alpha or background image: "
-                    "the background tokens are recovered from the whole reference",
-                    mode.value,
-                )
-            background_tokens = self.encode_background_tokens(
-                images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold
-            )
-            threshold_embedding = self.background_encoder.threshold_embedding(mask_threshold).to(dtype)
-
-        # 4. guidance batches: inside the reference window and outside it
-        tokens = token_sets_for_mode(
-            mode,
-            reference_tokens,
-            background_tokens,
-            threshold_embedding,
-            self.config.both_mode_shares_tokens,
-        )
-        masks: dict[int, torch.Tensor] | None = None
-        if tokens.background is not None:
-            latent_mask_t = F.interpolate(
-                self._tensor(images.native_mask), scale_factor=1 / self.latent_factor, mode="area"
-            )
-            masks = masks_per_level(
-                latent_mask_t.to(dtype), len(self.unet.config.block_out_channels), mask_threshold
-            )
-        use_ref, use_sketch = params.reference_scale != 1.0, params.sketch_scale != 1.0
-        inside = (COND,) + ((NO_REFERENCE,) if use_ref else ()) + ((NO_SKETCH,) if use_sketch else ())
-        outside = (COND,) + ((NO_SKETCH,) if use_sketch else ())
-        scales = dict(foreground_scale=params.fg_strength, background_scale=params.bg_strength, merge=params.merge)
-        batch_in = build_batch(mode, inside, tokens, features, blank, variations, masks, **scales)
-        batch_out = build_batch(
-            mode, outside, tokens.zeros(tokens=1), features, blank, variations, masks, **scales
-        )
-        priors: dict[int, torch.Tensor | None] = {id(batch_in): None, id(batch_out): None}
+        # 3. encode; 4. guidance batches (inside the reference window and outside it)
+        tokens, features, blank = self._encode(images, params)
         fields = self.prior_fields(images.prior) if images.prior is not None else None
-        if fields is not None:
-            latent_size = (width // self.latent_factor, height // self.latent_factor)
-            prior = self.colour_prior(images, mode, mask_threshold, latent_size, fields)
-            # The reference's colours, like its tokens: none in the no-reference branch, none outside
-            # the guidance window.
-            priors[id(batch_in)] = torch.cat(
-                [(prior if b != NO_REFERENCE else torch.zeros_like(prior)).expand(variations, -1, -1, -1)
-                 for b in batch_in.branches]
-            )  # fmt: skip
-            priors[id(batch_out)] = torch.zeros_like(prior).expand(variations * len(batch_out.branches), -1, -1, -1)
+        batch_in, batch_out, priors = self._guidance_batches(images, params, tokens, features, blank, fields)
 
         # 5. denoise
         sampler = make_scheduler(params.scheduler.value, self.scheduler.config)
         sampler.set_timesteps(params.steps, device=device)
         generators = list(generator) if isinstance(generator, Sequence) else generator
-        shape = (
-            variations,
-            self.unet.config.out_channels,
-            height // self.latent_factor,
-            width // self.latent_factor,
-        )
-        noise_start = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
-        timesteps, skipped = sampler.timesteps, 0
-        strength = float(self.config.prior_strength if params.prior_strength is None else params.prior_strength)
-        if fields is not None and strength < 1.0:
-            # Start from the colour prior, noised to the strength's step (SDEdit, Meng et al. 2022): the
-            # model refines colours that are already in place instead of drawing them from noise.
-            skipped = min(len(timesteps) - 1, round(len(timesteps) * (1.0 - strength)))
-            timesteps = timesteps[skipped:]
-            if hasattr(sampler, "set_begin_index"):
-                sampler.set_begin_index(skipped)
-            start = self.colour_prior(images, mode, mask_threshold, (width, height), fields)
-            with torch.no_grad():
-                encoded = self.vae.encode(start.to(self.vae.dtype)).latent_dist.mode()
-            start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(variations, -1, -1, -1)
-            latents = sampler.add_noise(start_latents, noise_start, timesteps[:1].repeat(variations))
-        else:
-            latents = noise_start * sampler.init_noise_sigma
+        latents, timesteps, skipped = self._start_latents(images, params, fields, sampler, generators)
         step_kwargs = (
             {"generator": generators} if "generator" in inspect.signature(sampler.step).parameters else {}
         )
@@ -461,6 +391,99 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         native = ((decoded.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (V, h, w, 3)
         return self._finish(native, images, params, interrupted)
+
+    def _encode(
+        self, images: inputs.PreparedImages, params: ColorizeParams
+    ) -> tuple[TokenSets, list[torch.Tensor], list[torch.Tensor]]:
+        """Stage 3: the mode's token sets, the sketch's features and a blank sketch's (cached)."""
+        mode, threshold, dtype = params.mode, params.mask_threshold, self.unet.dtype
+        features = self.encode_sketch(images.ink)
+        blank = self.encode_sketch(np.zeros_like(images.ink))
+        reference_tokens = self.encode_reference_tokens(images.reference_rgb)
+        background_tokens: torch.Tensor | None = None
+        threshold_embedding: torch.Tensor | None = None
+        if mode in (Mode.BACKGROUND, Mode.BOTH):
+            if images.reference_mask is None and images.background_rgb is None:
+                logger.warning(
+                    "mode %s without a reference mask, reference alpha or background image: "
+                    "the background tokens are recovered from the whole reference",
+                    mode.value,
+                )
+            background_tokens = self.encode_background_tokens(
+                images.reference_rgb, images.reference_mask, images.background_rgb, threshold
+            )
+            threshold_embedding = self.background_encoder.threshold_embedding(threshold).to(dtype)
+        tokens = token_sets_for_mode(
+            mode, reference_tokens, background_tokens, threshold_embedding, self.config.both_mode_shares_tokens
+        )
+        return tokens, features, blank
+
+    def _guidance_batches(
+        self,
+        images: inputs.PreparedImages,
+        params: ColorizeParams,
+        tokens: TokenSets,
+        features: list[torch.Tensor],
+        blank: list[torch.Tensor],
+        fields: SideFields | None,
+    ) -> tuple[GuidanceBatch, GuidanceBatch, dict[int, torch.Tensor | None]]:
+        """Stage 4: the UNet batches inside the guidance window and outside it, and each one's colour
+        prior (by ``id`` of the batch; None for a model without one)."""
+        mode, threshold, variations, dtype = params.mode, params.mask_threshold, params.variations, self.unet.dtype
+        width, height = images.native_size
+        masks: dict[int, torch.Tensor] | None = None
+        if tokens.background is not None:
+            latent_mask_t = F.interpolate(
+                self._tensor(images.native_mask), scale_factor=1 / self.latent_factor, mode="area"
+            )
+            masks = masks_per_level(latent_mask_t.to(dtype), len(self.unet.config.block_out_channels), threshold)
+        use_ref, use_sketch = params.reference_scale != 1.0, params.sketch_scale != 1.0
+        inside = (COND,) + ((NO_REFERENCE,) if use_ref else ()) + ((NO_SKETCH,) if use_sketch else ())
+        outside = (COND,) + ((NO_SKETCH,) if use_sketch else ())
+        scales = dict(foreground_scale=params.fg_strength, background_scale=params.bg_strength, merge=params.merge)
+        batch_in = build_batch(mode, inside, tokens, features, blank, variations, masks, **scales)
+        batch_out = build_batch(mode, outside, tokens.zeros(tokens=1), features, blank, variations, masks, **scales)
+        priors: dict[int, torch.Tensor | None] = {id(batch_in): None, id(batch_out): None}
+        if fields is not None:
+            latent_size = (width // self.latent_factor, height // self.latent_factor)
+            prior = self.colour_prior(images, mode, threshold, latent_size, fields)
+            # The reference's colours, like its tokens: none in the no-reference branch, none outside
+            # the guidance window.
+            priors[id(batch_in)] = torch.cat(
+                [(prior if b != NO_REFERENCE else torch.zeros_like(prior)).expand(variations, -1, -1, -1)
+                 for b in batch_in.branches]
+            )  # fmt: skip
+            priors[id(batch_out)] = torch.zeros_like(prior).expand(variations * len(batch_out.branches), -1, -1, -1)
+        return batch_in, batch_out, priors
+
+    def _start_latents(
+        self,
+        images: inputs.PreparedImages,
+        params: ColorizeParams,
+        fields: SideFields | None,
+        sampler: SchedulerMixin,
+        generators: torch.Generator | list[torch.Generator] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Stage 5's start: the first latents, the timesteps to run and how many were skipped."""
+        variations, dtype = params.variations, self.unet.dtype
+        width, height = images.native_size
+        shape = (variations, self.unet.config.out_channels, height // self.latent_factor, width // self.latent_factor)
+        noise_start = randn_tensor(shape, generator=generators, device=self._execution_device, dtype=dtype)
+        timesteps, skipped = sampler.timesteps, 0
+        strength = float(self.config.prior_strength if params.prior_strength is None else params.prior_strength)
+        if fields is None or strength >= 1.0:
+            return noise_start * sampler.init_noise_sigma, timesteps, skipped
+        # Start from the colour prior, noised to the strength's step (SDEdit, Meng et al. 2022): the
+        # model refines colours that are already in place instead of drawing them from noise.
+        skipped = min(len(timesteps) - 1, round(len(timesteps) * (1.0 - strength)))
+        timesteps = timesteps[skipped:]
+        if hasattr(sampler, "set_begin_index"):
+            sampler.set_begin_index(skipped)
+        start = self.colour_prior(images, params.mode, params.mask_threshold, (width, height), fields)
+        with torch.no_grad():
+            encoded = self.vae.encode(start.to(self.vae.dtype)).latent_dist.mode()
+        start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(variations, -1, -1, -1)
+        return sampler.add_noise(start_latents, noise_start, timesteps[:1].repeat(variations)), timesteps, skipped
 
     def _finish(
         self, native: np.ndarray, images: inputs.PreparedImages, params: ColorizeParams, interrupted: bool
