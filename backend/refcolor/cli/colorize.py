@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from refcolor.models.job import ColorizeJob, PreviewFn, resolve_seed
-from refcolor.models.options import add_model_options, apply_model_options
+from refcolor.models.options import add_model_options, model_options
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import ColorizeParams
 from refcolor_protocol.schema import PARAMS, ParamSpec, params_from
@@ -120,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
             reference_mask=_mask(args.reference_mask),
             background=None if args.background is None else _image(args.background),
         )
-        apply_model_options(args)
-        colorizer = load_colorizer(args.model, args.device)
+        colorizer = load_colorizer(args.model, args.device, **model_options(args)[args.model])
     except (OSError, ValueError, ProtocolError, UnknownModelError) as error:
         print(f"refcolor colorize: {error}", file=sys.stderr)
         return 2

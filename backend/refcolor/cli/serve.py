@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from refcolor.models.options import add_model_options, apply_model_options
+from refcolor.models.options import add_model_options, model_options
 from refcolor.service.config import DEFAULT_BIND, LIMITED_PARAMS, ServerConfig
 from refcolor_protocol.connection import default_connection_file, new_key
 from refcolor_protocol.schema import ParamSpec
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
         **{spec.limit: getattr(args, spec.limit) for spec in LIMITED_PARAMS},
+        model_options=model_options(args),
     )
-    apply_model_options(args)
     try:
         server = Server(config)
     except (ValueError, UnknownModelError, FileNotFoundError) as exc:

@@ -31,8 +31,6 @@ _REGISTRY: dict[str, str] = {
     "folder": "refcolor.models.diffusion:load_folder",  # a saved pipeline folder (see load_colorizer)
     "v1.5": "refcolor.models.v15:load",  # the official weights, converted (refcolor models download v1.5)
 }
-# name -> keyword options for its factory (e.g. v1.5's weights folder), set by the CLI before serving.
-_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 class UnknownModelError(ValueError):
@@ -44,11 +42,6 @@ def register(name: str, target: str) -> None:
     _REGISTRY[name] = target
 
 
-def set_model_options(name: str, **options: Any) -> None:
-    """Keyword options passed to ``name``'s factory whenever it is loaded (None/False ones are dropped)."""
-    _OPTIONS[name] = {key: value for key, value in options.items() if value is not None and value is not False}
-
-
 def available_models() -> list[str]:
     return sorted(name for name in _REGISTRY if name != "folder")
 
@@ -56,7 +49,8 @@ def available_models() -> list[str]:
 def load_colorizer(name: str, device: str = "cpu", **options: Any) -> Colorizer:
     """Load the model called ``name`` (a registered name or a model folder) on ``device``.
 
-    ``options`` (merged over those of :func:`set_model_options`) go to the model's factory.
+    ``options`` go to the model's factory (e.g. v1.5's ``weights`` folder); None and False ones are
+    dropped, as options not given.
 
     Raises:
         UnknownModelError: ``name`` is not registered and is not a folder.
@@ -73,7 +67,7 @@ def load_colorizer(name: str, device: str = "cpu", **options: Any) -> Colorizer:
     module_name, func_name = target.split(":")
     logger.info("loading model %s on %s", name, device)
     factory = getattr(importlib.import_module(module_name), func_name)
-    options = {**_OPTIONS.get(name, {}), **options}
+    options = {key: value for key, value in options.items() if value is not None and value is not False}
     unknown = sorted(set(options) - set(inspect.signature(factory).parameters))
     if unknown:
         raise ValueError(f"model {name!r} takes no option {', '.join(unknown)}")

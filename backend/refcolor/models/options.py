@@ -1,13 +1,15 @@
 """Command-line options of models that need more than a name (the official v1.5 weights).
 
-Shared by ``refcolor serve`` and ``refcolor colorize``; the values reach the model's factory
-through :func:`refcolor.models.set_model_options`. Stdlib only, so ``--help`` stays fast.
+Shared by ``refcolor serve`` and ``refcolor colorize``; :func:`model_options` gives the values to
+pass to the model's factory (``load_colorizer(name, device, **options)``). Stdlib only, so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -41,15 +43,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_model_options(args: argparse.Namespace) -> None:
-    """Hand the parsed options to the registry for ``args.model``."""
-    from refcolor.models import set_model_options
-
-    set_model_options(
-        args.model,
-        weights=args.weights,
-        clip=args.clip,
-        offload=args.offload,
-        vae_tiling=args.vae_tiling,
-        both_clean=args.both_clean,
-    )
+def model_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The options given for ``args.model``, as ``{model name: factory keyword options}``."""
+    names = ("weights", "clip", "offload", "vae_tiling", "both_clean")  # the flags of add_model_options
+    given = {name: getattr(args, name) for name in names}
+    return {args.model: {key: value for key, value in given.items() if value is not None and value is not False}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from refcolor_protocol.schema import PARAMS
 
@@ -26,6 +27,8 @@ class ServerConfig:
     preview_size: int = 256
     heartbeat_ms: int = 1000
     extra_models: tuple[str, ...] = field(default=())  # model folders to offer besides the registry
+    # model name -> its factory's options (v1.5's weights folder...), from the CLI's model options
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def max_frame_bytes(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from refcolor.models import available_models, load_colorizer
 from refcolor.models.job import Colorizer
@@ -12,8 +13,11 @@ class ModelCache:
     """Loads colorizers by name on ``device``; keeps the default and the last other one asked for
     (any more would only hold memory), safely from the server and worker threads."""
 
-    def __init__(self, default: str, device: str, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, default: str, device: str, extra: tuple[str, ...] = (), options: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.default_name, self.device, self.extra = default, device, extra
+        self.options = options or {}  # model name -> its factory's keyword options
         self._models: dict[str, Colorizer] = {}
         self._lock = threading.Lock()
 
@@ -21,7 +25,7 @@ class ModelCache:
         with self._lock:
             model = self._models.get(name)
             if model is None:
-                model = load_colorizer(name, self.device)
+                model = load_colorizer(name, self.device, **self.options.get(name, {}))
                 self._models = {k: v for k, v in self._models.items() if k == self.default_name}
                 self._models[name] = model
             return model

@@ -82,7 +82,7 @@ class Server:
         self._wake_recv.setblocking(False)
         self._wake_send.setblocking(False)
 
-        self.models = ModelCache(config.model, config.device, config.extra_models)
+        self.models = ModelCache(config.model, config.device, config.extra_models, config.model_options)
         self.default_model = self.models.load(config.model)
 
         self._context: zmq.Context[Any] = zmq.Context()

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import refcolor.models
 from refcolor.cli import main
 from refcolor.convert import hub
-from refcolor.models import load_colorizer, set_model_options, v15
+from refcolor.models import load_colorizer, v15
 from refcolor.models.job import ColorizeJob, NullContext
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
 
@@ -22,8 +21,7 @@ from .official_files import requires_official
 
 
 @pytest.fixture(autouse=True)
-def fresh_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(refcolor.models, "_OPTIONS", {})
+def isolated_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("REFCOLOR_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setattr(v15, "cached_clip_dir", lambda: None)  # the machine's HF cache must not matter
 
@@ -70,15 +68,13 @@ def test_offload_without_a_gpu_is_refused_with_the_reason(tmp_path: Path) -> Non
 
 
 def test_options_of_a_model_that_takes_none_are_refused() -> None:
-    set_model_options("tiny", weights=Path("somewhere"), offload=False)
     with pytest.raises(ValueError, match="model 'tiny' takes no option weights"):
-        load_colorizer("tiny")
+        load_colorizer("tiny", weights=Path("somewhere"), offload=False)
 
 
 @requires_official
 def test_converted_folder_serves_with_the_official_both_context(converted_tiny: Path) -> None:
-    set_model_options("v1.5", weights=converted_tiny)
-    colorizer = load_colorizer("v1.5")
+    colorizer = load_colorizer("v1.5", weights=converted_tiny)
     pipe = colorizer.pipe
     assert colorizer.info.name == "v1.5" and "CC-BY-NC-SA-4.0" in colorizer.info.description
     assert pipe.config.both_mode_shares_tokens is True
