@@ -58,7 +58,7 @@ class State(str, Enum):
 
 
 @dataclass
-class _Job:
+class _PendingJob:
     header: Header
     target: Any
     size: tuple[int, int]
@@ -85,7 +85,7 @@ class ColorizeController:
         self.documents = documents
         self.send = send
         self.callbacks = callbacks or Callbacks()
-        self.job: _Job | None = None
+        self.job: _PendingJob | None = None
 
     @property
     def state(self) -> State:
@@ -106,7 +106,7 @@ class ColorizeController:
             self.callbacks.failed(str(exc))
             return
         header = self.send(request, buffers)
-        self.job = _Job(header, target, snapshot.sketch.size, inputs.replace_previous)
+        self.job = _PendingJob(header, target, snapshot.sketch.size, inputs.replace_previous)
         self.callbacks.state(State.RUNNING)
         self.callbacks.progress(0, params.steps * params.variations)
 

@@ -46,7 +46,7 @@ class LayerRef:
 
 
 @dataclass(frozen=True)
-class Target:
+class ResultPlace:
     document: Any
     line_art: Any
 
@@ -141,7 +141,7 @@ class KritaDocuments:
     def has_selection(self, document: Any) -> bool:
         return document is not None and document.selection() is not None
 
-    def snapshot(self, inputs: Inputs) -> tuple[Snapshot, Target]:
+    def snapshot(self, inputs: Inputs) -> tuple[Snapshot, ResultPlace]:
         line_art: LayerRef = inputs.line_art
         if line_art is None:
             raise PluginError("pick a line-art layer (a paint layer of the active document)")
@@ -175,12 +175,12 @@ class KritaDocuments:
             reference_mask = full_mask(reference.width, reference.height)
         background = None if inputs.background is None else read_image(inputs.background, "background")[0]
         snapshot = Snapshot(sketch, reference, sketch_mask, reference_mask, background)
-        return snapshot, Target(document, line_art.node)
+        return snapshot, ResultPlace(document, line_art.node)
 
-    def document_size(self, target: Target) -> tuple[int, int]:
+    def document_size(self, target: ResultPlace) -> tuple[int, int]:
         return target.document.width(), target.document.height()
 
-    def add_results(self, target: Target, layers: list[VariationLayers], replace_previous: bool) -> list[str]:
+    def add_results(self, target: ResultPlace, layers: list[VariationLayers], replace_previous: bool) -> list[str]:
         """One group per variation directly below the line art; the first visible, the rest hidden."""
         document, line_art = target.document, target.line_art
         parent = line_art.parentNode()

@@ -65,7 +65,7 @@ def load_manifest() -> Manifest:
 
 
 @dataclass(frozen=True)
-class Target:
+class TensorTarget:
     """Where one official tensor goes.
 
     ``component`` is a pipeline folder (``unet``, ``vae``, ...); ``adapter`` names the peft
@@ -104,7 +104,7 @@ class Target:
 @dataclass(frozen=True)
 class ConversionPlan:
     config: ModelConfig
-    targets: dict[str, Target]  # official key -> target
+    targets: dict[str, TensorTarget]  # official key -> target
     file_shapes: dict[str, dict[str, tuple[int, ...]]]  # file -> saved key -> shape
     expected: dict[str, tuple[int, ...]]  # official key -> shape it must have
     optional: frozenset[str] = field(default_factory=frozenset)
@@ -135,32 +135,33 @@ class _Handle:
         return _Handle(self.key, self.shape[:2], len(index) - 2)
 
 
-def _diffusers_targets(converted: dict[str, Any], component: str) -> dict[str, Target]:
-    targets: dict[str, Target] = {}
+def _diffusers_targets(converted: dict[str, Any], component: str) -> dict[str, TensorTarget]:
+    targets: dict[str, TensorTarget] = {}
     for key, handle in converted.items():
         if not isinstance(handle, _Handle):
             continue  # diffusers looked up a key the checkpoint does not have (None)
         match = LORA_KEY.fullmatch(key)
         if match:
             kind = "lora_A" if match["kind"] == "down" else "lora_B"
-            target = Target(component, f"{match['layer']}.{kind}.weight", adapter=LORA_SIDES[match["side"]])
+            target = TensorTarget(component, f"{match['layer']}.{kind}.weight", adapter=LORA_SIDES[match["side"]])
         else:
-            target = Target(component, key, squeeze=handle.squeeze)
+            target = TensorTarget(component, key, squeeze=handle.squeeze)
         if handle.key in targets:
             raise RuntimeError(f"{handle.key} was converted twice")
         targets[handle.key] = target
     return targets
 
 
-def _renamed(key: str) -> Target | None:
+def _renamed(key: str) -> TensorTarget | None:
     """Targets of the components that keep the official structure (renames only)."""
     if key.startswith(SKETCH_PREFIX):
         rest = key.removeprefix(SKETCH_PREFIX)
-        return Target("sketch_encoder", "stem." + rest.removeprefix("model.") if rest.startswith("model.") else rest)
+        name = "stem." + rest.removeprefix("model.") if rest.startswith("model.") else rest
+        return TensorTarget("sketch_encoder", name)
     if key.startswith(THRESHOLD_PREFIX):
-        return Target("background_encoder", "threshold_embedder." + key.removeprefix(THRESHOLD_PREFIX))
+        return TensorTarget("background_encoder", "threshold_embedder." + key.removeprefix(THRESHOLD_PREFIX))
     if key.startswith(TRANSFORMER_PREFIX):
-        return Target("background_encoder", key)
+        return TensorTarget("background_encoder", key)
     return None
 
 
@@ -201,7 +202,7 @@ def build_plan(config: ModelConfig) -> ConversionPlan:
     manifest = load_manifest()
     parts = target_modules(config)
     handles = {k: _Handle(k, shape) for k, shape in manifest.keys.items() if k not in manifest.optional}
-    targets: dict[str, Target] = {}
+    targets: dict[str, TensorTarget] = {}
     unet_handles = {k: h for k, h in handles.items() if k.startswith(UNET_PREFIX)}
     targets.update(_diffusers_targets(convert_ldm_unet_checkpoint(unet_handles, dict(parts["unet"].config)), "unet"))
     vae_handles = {k: h for k, h in handles.items() if k.startswith(VAE_PREFIX)}

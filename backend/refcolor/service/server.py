@@ -27,7 +27,7 @@ from refcolor.models.job import resolve_seed
 from refcolor.service import replies
 from refcolor.service.config import ServerConfig
 from refcolor.service.model_cache import ModelCache
-from refcolor.service.worker import Event, Failed, Finished, Job, JobQueue, Started, Stepped, Worker
+from refcolor.service.worker import Event, Failed, Finished, JobQueue, QueuedJob, Started, Stepped, Worker
 from refcolor_protocol.connection import ConnectionInfo, is_local_address, write_connection_file
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import (
@@ -214,7 +214,7 @@ class Server:
         model = replies.admit(request, msg.buffers, cfg, self.models.names())
         params = request.params
         seed = resolve_seed(params)
-        job = Job(request, msg.header, msg.identities, msg.buffers, model, seed)
+        job = QueuedJob(request, msg.header, msg.identities, msg.buffers, model, seed)
         position = self.queue.put(job)
         if position is None:
             raise ProtocolError(
@@ -286,7 +286,7 @@ class Server:
         parent: Header | None,
         code: ErrorCode,
         message: str,
-        job: Job | None = None,
+        job: QueuedJob | None = None,
         hint: str | None = None,
     ) -> None:
         content = Error(code.value, message, DEFAULT_HINTS[code] if hint is None else hint, job.job_id if job else "")

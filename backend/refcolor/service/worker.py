@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class Job:
+class QueuedJob:
     """A request waiting in the queue or running. ``job_id`` is the request's msg_id."""
 
     request: ColorizeRequest
@@ -66,12 +66,12 @@ class Job:
 
 @dataclass(frozen=True)
 class Started:
-    job: Job
+    job: QueuedJob
 
 
 @dataclass(frozen=True)
 class Stepped:
-    job: Job
+    job: QueuedJob
     step: int
     total: int
     preview: np.ndarray | None
@@ -80,14 +80,14 @@ class Stepped:
 
 @dataclass(frozen=True)
 class Finished:
-    job: Job
+    job: QueuedJob
     layers: list[LayerSet]
     elapsed_s: float
 
 
 @dataclass(frozen=True)
 class Failed:
-    job: Job
+    job: QueuedJob
     cancelled: bool
     message: str
 
@@ -100,12 +100,12 @@ class JobQueue:
 
     def __init__(self, max_waiting: int) -> None:
         self.max_waiting = max_waiting
-        self._waiting: deque[Job] = deque()
-        self._running: Job | None = None
+        self._waiting: deque[QueuedJob] = deque()
+        self._running: QueuedJob | None = None
         self._closed = False
         self._cond = threading.Condition()
 
-    def put(self, job: Job) -> int | None:
+    def put(self, job: QueuedJob) -> int | None:
         """Queue ``job``; returns the number of jobs ahead of it, or None if the queue is full."""
         with self._cond:
             if len(self._waiting) >= self.max_waiting:
@@ -114,7 +114,7 @@ class JobQueue:
             self._cond.notify()
             return len(self._waiting) - 1 + (self._running is not None)
 
-    def take(self) -> Job | None:
+    def take(self) -> QueuedJob | None:
         """Block until a job is available and mark it running; None once closed."""
         with self._cond:
             while not self._waiting and not self._closed:
@@ -124,12 +124,12 @@ class JobQueue:
             self._running = self._waiting.popleft()
             return self._running
 
-    def done(self, job: Job) -> None:
+    def done(self, job: QueuedJob) -> None:
         with self._cond:
             if self._running is job:
                 self._running = None
 
-    def remove(self, job_id: str) -> Job | None:
+    def remove(self, job_id: str) -> QueuedJob | None:
         """Take a waiting job out of the queue (None if it is not waiting)."""
         with self._cond:
             for job in self._waiting:
@@ -138,7 +138,7 @@ class JobQueue:
                     return job
             return None
 
-    def close(self) -> list[Job]:
+    def close(self) -> list[QueuedJob]:
         """Stop handing out jobs; returns the ones that were still waiting."""
         with self._cond:
             self._closed = True
@@ -148,11 +148,11 @@ class JobQueue:
             return dropped
 
     @property
-    def running(self) -> Job | None:
+    def running(self) -> QueuedJob | None:
         with self._cond:
             return self._running
 
-    def waiting(self) -> list[Job]:
+    def waiting(self) -> list[QueuedJob]:
         with self._cond:
             return list(self._waiting)
 
@@ -160,7 +160,7 @@ class JobQueue:
 class _Context:
     """The :class:`refcolor.models.job.JobContext` a running job reports through."""
 
-    def __init__(self, job: Job, emit: Callable[[Event], None], preview_every: int, preview_size: int) -> None:
+    def __init__(self, job: QueuedJob, emit: Callable[[Event], None], preview_every: int, preview_size: int) -> None:
         self.job = job
         self.emit = emit
         self.preview_every = preview_every
@@ -209,7 +209,7 @@ class Worker(threading.Thread):
             self.queue.done(job)
             self.emit(final)
 
-    def _run_one(self, job: Job) -> Finished | Failed:
+    def _run_one(self, job: QueuedJob) -> Finished | Failed:
         start = time.perf_counter()
         try:
             if job.cancel.is_set():

@@ -7,15 +7,15 @@ import threading
 import numpy as np
 
 from refcolor.service.images import decode_image, decode_mask, encode_rgba, thumbnail
-from refcolor.service.worker import Job, JobQueue
+from refcolor.service.worker import JobQueue, QueuedJob
 from refcolor_protocol import ColorizeRequest, Header, ImageRef, Layout
 
 REF = ImageRef(1, 1, Layout.RGBA8, 4, 0)
 
 
-def make_job(job_id: str) -> Job:
+def make_job(job_id: str) -> QueuedJob:
     header = Header(job_id, "colorize_request", "s", "d", "1.0")
-    return Job(ColorizeRequest(sketch=REF, reference=REF), header, (b"id",), (b"\0" * 4,), "classical", 0)
+    return QueuedJob(ColorizeRequest(sketch=REF, reference=REF), header, (b"id",), (b"\0" * 4,), "classical", 0)
 
 
 def test_queue_is_fifo_bounded_and_reports_positions() -> None:
