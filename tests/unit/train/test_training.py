@@ -192,7 +192,8 @@ def test_a_pixel_space_v_prediction_model_skips_the_autoencoder_stage(data: Path
     assert trainer.trainable("vae") == []
     assert trainer.train(until="base")
     scale = trainer.parts["vae"].config.scaling_factor
-    latents = trainer.latents(trainer.cache().batch(np.arange(6), np.random.default_rng(0)).target, torch.Generator())
+    targets = trainer.cache().batch(np.arange(6), np.random.default_rng(0)).target
+    latents = trainer.losses.latents(targets, torch.Generator())
     assert scale != 1.0 and 0.8 < float(latents.std()) < 1.25  # calibrated to unit spread
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert len(log) == 3 and all('"stage": "base"' in line for line in log)  # no autoencoder steps
@@ -277,9 +278,9 @@ def test_a_model_with_a_colour_prior_starts_from_one_without_it_and_trains_with_
     assert batch.prior is not None and batch.prior.shape == (6, 3, 3, 32, 32)
     # The foreground field takes only the character's colours: it differs from the whole reference's.
     assert not torch.equal(batch.prior[:, 0], batch.prior[:, 1])
-    prior = second.prior(batch, Mode.BOTH, torch.ones(6, 1, 1, 1), batch.mask, 0.5)
+    prior = second.losses.prior(batch, Mode.BOTH, torch.ones(6, 1, 1, 1), batch.mask, 0.5)
     assert prior is not None and prior.shape == (6, 3, 32, 32) and -1 <= prior.min() < prior.max() <= 1
-    dropped = second.prior(batch, Mode.BOTH, torch.zeros(6, 1, 1, 1), batch.mask, 0.5)
+    dropped = second.losses.prior(batch, Mode.BOTH, torch.zeros(6, 1, 1, 1), batch.mask, 0.5)
     assert dropped is not None and not dropped.any()  # no reference, no prior
 
     assert second.train()
