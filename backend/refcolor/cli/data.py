@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from refcolor.data.build import BuildConfig, build, sample_sheet
 from refcolor.data.samples import SampleSource
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         work = args.work or args.out_dir / ".work"
         manifest = build(BuildConfig(args.out_dir, work, args.heldout_fraction, seed=args.seed,
                                      apt_update=args.apt_update))  # fmt: skip
-        for row in manifest["counts"]:  # type: ignore[union-attr]
+        counts: list[dict[str, Any]] = manifest["counts"]  # type: ignore[assignment]  # a JSON manifest
+        for row in counts:
             print(f"{row['package']:20} {row['kind']:12} {row['split']:8} {row['count']:6}")
         print(f"manifest: {args.out_dir / 'manifest.json'}")
         return 0

@@ -93,7 +93,7 @@ def enable_in_kritarc(kritarc: Path, name: str = PLUGIN_NAME) -> None:
     config = configparser.ConfigParser(
         interpolation=None, delimiters=("=",), comment_prefixes=("#",), strict=False, allow_no_value=True
     )
-    config.optionxform = str  # kritarc keys are case-sensitive
+    config.optionxform = str  # type: ignore[assignment,method-assign]  # kritarc keys are case-sensitive
     if kritarc.exists():
         try:
             config.read_string(kritarc.read_text(encoding="utf-8"), source=str(kritarc))

@@ -10,8 +10,12 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from refcolor.cli.convert import add_config_argument
+
+if TYPE_CHECKING:
+    from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs error allowed (default 1e-4)")
 
 
-def _load(folder: Path) -> object:
+def _load(folder: Path) -> ReferenceColorizationPipeline:
     from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
 
     # The oracle feeds reference tokens directly: a folder without image_encoder/ still works.

@@ -22,7 +22,8 @@ def _limit_type(spec: ParamSpec) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not spec.low <= value <= spec.high:
+        low, high = spec.low or 0, spec.high or 0  # a limited parameter always has a range
+        if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is out of range; use {spec.low:g} to {spec.high:g}")
         return value
 

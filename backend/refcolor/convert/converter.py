@@ -21,6 +21,7 @@ import logging
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,6 +32,9 @@ from refcolor.convert.mapping import ConversionPlan, build_plan, target_modules
 from refcolor.convert.readers import TensorReader, open_checkpoint
 from refcolor.convert.writer import SafetensorsWriter
 from refcolor.diffusion.config import V1_5, ModelConfig
+
+if TYPE_CHECKING:
+    from refcolor.diffusion.factory import Components  # heavy: diffusers, transformers
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ def check_checkpoint(reader: TensorReader, plan: ConversionPlan, source: str) ->
     check_keys(found, plan.expected, plan.optional, source, f"official {plan.config.name}")
 
 
-def convert_to_modules(source: str | Path | TensorReader, config: ModelConfig = V1_5) -> dict[str, torch.nn.Module]:
+def convert_to_modules(source: str | Path | TensorReader, config: ModelConfig = V1_5) -> Components:
     """The checkpoint loaded into our modules (``image_encoder`` stays on the meta device).
 
     The modules are built on the meta device and take the checkpoint's tensors as they are

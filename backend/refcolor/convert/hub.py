@@ -99,9 +99,10 @@ def cached_file(file: HubFile) -> Path | None:
     """The file's path in the local Hugging Face cache, or None (never touches the network)."""
     from huggingface_hub import hf_hub_download
 
+    missing: tuple[type[BaseException], ...] = (*offline_errors(), FileNotFoundError, ValueError)
     try:
         return Path(hf_hub_download(file.repo, file.filename, local_files_only=True))
-    except (*offline_errors(), FileNotFoundError, ValueError):
+    except missing:
         return None
 
 

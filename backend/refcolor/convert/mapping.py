@@ -23,12 +23,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from refcolor.diffusion.attention import BACKGROUND, FOREGROUND
 from refcolor.diffusion.config import ModelConfig
+
+if TYPE_CHECKING:
+    from refcolor.diffusion.factory import Components  # heavy: diffusers, transformers
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -165,7 +168,7 @@ def _renamed(key: str) -> TensorTarget | None:
     return None
 
 
-def target_modules(config: ModelConfig) -> dict[str, torch.nn.Module]:
+def target_modules(config: ModelConfig) -> Components:
     """Our modules of ``config`` on the meta device (shapes only, nothing allocated)."""
     from refcolor.diffusion.factory import build_components  # heavy: diffusers, transformers
 
@@ -173,7 +176,7 @@ def target_modules(config: ModelConfig) -> dict[str, torch.nn.Module]:
         return build_components(config, every_path_random=False)
 
 
-def saved_shapes(parts: dict[str, torch.nn.Module]) -> dict[str, dict[str, tuple[int, ...]]]:
+def saved_shapes(parts: Components) -> dict[str, dict[str, tuple[int, ...]]]:
     """file -> key -> shape of what ``save_pretrained`` writes for these modules' weights."""
     from peft import get_peft_model_state_dict
 

@@ -20,11 +20,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from refcolor.data import augment
+from refcolor.data.sources import lowest_value
 from refcolor.imaging import lineart
 
 logger = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ def load_character(path: Path, max_side: int) -> Image.Image:
     """
     with Image.open(path) as opened:
         image = opened.convert("RGBA")
-    if image.getchannel("A").getextrema()[0] >= 128:
+    if lowest_value(image.getchannel("A")) >= 128:
         raise ValueError(f"{path}: no transparent pixels; a character needs alpha (0 = background)")
     return fit_within(crop_to_alpha(image), max_side)
 
@@ -226,8 +228,9 @@ class SampleSource:
         self._backgrounds: dict[int, Image.Image] = {}
 
     @classmethod
-    def from_folders(cls, characters: Path, backgrounds: Path, **kwargs: object) -> SampleSource:
-        return cls(list_images(Path(characters)), list_images(Path(backgrounds)), **kwargs)  # type: ignore[arg-type]
+    def from_folders(cls, characters: Path, backgrounds: Path, **kwargs: Any) -> SampleSource:
+        """The images of two folders; ``kwargs`` as the constructor's."""
+        return cls(list_images(Path(characters)), list_images(Path(backgrounds)), **kwargs)
 
     def __len__(self) -> int:
         return self.length

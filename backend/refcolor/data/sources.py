@@ -152,10 +152,16 @@ def character_problem(image: Image.Image, filters: Filters) -> str | None:
     return None
 
 
+def lowest_value(channel: Image.Image) -> float:
+    """The lowest value of a one-band image (PIL types getextrema for multi-band images too)."""
+    low, _high = channel.getextrema()
+    return float(low)  # type: ignore[arg-type]  # one band: a number, not a pair
+
+
 def background_problem(image: Image.Image, filters: Filters) -> str | None:
     """Why an image is no usable background, or None if it is one."""
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    if has_alpha and image.convert("RGBA").getchannel("A").getextrema()[0] < 250:
+    if has_alpha and lowest_value(image.convert("RGBA").getchannel("A")) < 250:
         return "not opaque"
     if min(image.size) < filters.min_background_side:
         return "too small"

@@ -21,6 +21,7 @@ import logging
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
@@ -33,6 +34,8 @@ from refcolor.diffusion.config import AdapterSpec
 logger = logging.getLogger(__name__)
 
 ADAPTER_NAMES = (FOREGROUND, BACKGROUND)
+AdaptableModel = Any
+"""A diffusers model with peft support (``PeftAdapterMixin``: add_adapter, set_adapters, peft_config)."""
 TARGET_PATTERN = r".*attn2\.to_[qkv]$"  # every cross-attention q/k/v projection
 
 
@@ -71,7 +74,7 @@ def lora_config(model: torch.nn.Module, spec: AdapterSpec, random_init: bool = F
 
 
 def add_split_adapters(
-    model: torch.nn.Module,
+    model: AdaptableModel,
     foreground: AdapterSpec,
     background: AdapterSpec,
     random_init: bool = False,
@@ -100,7 +103,7 @@ def check_adapters(model: torch.nn.Module) -> None:
         )
 
 
-def activate_adapters(model: torch.nn.Module) -> None:
+def activate_adapters(model: AdaptableModel) -> None:
     """Keep both adapters active on ``model``: which one a side uses is the mode's business, per call
     (:class:`refcolor.diffusion.attention.SplitAttentionInputs`), and a call without a mode takes the base
     weights (:class:`refcolor.diffusion.attention.SplitCrossAttnProcessor`).
@@ -113,7 +116,7 @@ def activate_adapters(model: torch.nn.Module) -> None:
     model.set_adapters(list(ADAPTER_NAMES))
 
 
-def save_adapters(model: torch.nn.Module, directory: str | Path) -> None:
+def save_adapters(model: AdaptableModel, directory: str | Path) -> None:
     """Write each adapter as a peft adapter folder.
 
     Layout: ``directory/<name>/adapter_config.json`` and ``adapter_model.safetensors``.
@@ -129,7 +132,7 @@ def save_adapters(model: torch.nn.Module, directory: str | Path) -> None:
         )
 
 
-def load_adapters(model: torch.nn.Module, directory: str | Path) -> None:
+def load_adapters(model: AdaptableModel, directory: str | Path) -> None:
     """Add the adapters written by :func:`save_adapters` to ``model``, both active.
 
     Raises:

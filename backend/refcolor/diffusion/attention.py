@@ -225,7 +225,7 @@ class SplitCrossAttnProcessor:
 class SelfAttnProcessor(AttnProcessor2_0):
     """diffusers' SDPA processor that accepts (and ignores) ``split``, which reaches ``attn1`` too."""
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         attn: Attention,
         hidden_states: torch.Tensor,

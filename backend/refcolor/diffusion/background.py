@@ -32,8 +32,10 @@ class ThresholdEmbedder(nn.Module):
         self.embed_layer = nn.Sequential(
             nn.Linear(sinusoidal_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim)
         )
-        nn.init.zeros_(self.embed_layer[2].weight)
-        nn.init.zeros_(self.embed_layer[2].bias)
+        last = self.embed_layer[2]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, thresholds: torch.Tensor) -> torch.Tensor:
         """(N,) raw float thresholds -> (N, 1, out_dim)."""
@@ -68,7 +70,8 @@ class RecoveryTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embedding.unsqueeze(0).expand(tokens.shape[0], -1, -1)  # (B, Q, dim)
-        for norm1, norm2, attention, mlp in self.layers:
+        for layer in self.layers:
+            norm1, norm2, attention, mlp = list(layer.children())
             # As the official ClusterTransformer: the queries are normalised, the tokens are not.
             x = attention(norm1(x), encoder_hidden_states=tokens) + x
             x = mlp(norm2(x)) + x

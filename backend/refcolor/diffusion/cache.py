@@ -23,7 +23,7 @@ def content_hash(*parts: np.ndarray | float | int | str | None) -> str:
         if isinstance(part, np.ndarray):
             array = np.ascontiguousarray(part)
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))
         else:
             digest.update(repr(part).encode())
         digest.update(b"|")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL
@@ -27,9 +28,14 @@ def _randomize_zero_inits(module: torch.nn.Module, std: float) -> None:
             parameter.data.normal_(0.0, std)
 
 
+Components = dict[str, Any]
+"""A pipeline's modules by name: diffusers and transformers models (their config, save and load
+methods), typed Any as those libraries are to the type checker."""
+
+
 def build_components(
     config: ModelConfig, seed: int = 0, every_path_random: bool = True
-) -> dict[str, torch.nn.Module]:
+) -> Components:
     """The pipeline's modules for ``config`` with random weights, the same for the same ``seed``.
 
     Works under ``with torch.device("meta")`` too (shapes only, e.g. to check a converter's targets).
@@ -107,7 +113,7 @@ def build_pipeline(
     return pipe
 
 
-def assemble_pipeline(config: ModelConfig, parts: dict[str, torch.nn.Module]) -> ReferenceColorizationPipeline:
+def assemble_pipeline(config: ModelConfig, parts: Components) -> ReferenceColorizationPipeline:
     """A pipeline around ``parts`` (the modules of :func:`build_components`) with ``config``'s settings."""
     return ReferenceColorizationPipeline(
         **parts,

@@ -21,7 +21,6 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
-from torch import nn
 
 
 class PatchAutoencoder(ModelMixin, ConfigMixin):
@@ -40,13 +39,13 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         self.register_buffer("anchor", torch.zeros(()), persistent=False)
         self.anchor: torch.Tensor
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:  # type: ignore[override]
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Only the config: there are no weights (diffusers' saver writes no file for an empty model)."""
         Path(save_directory).mkdir(parents=True, exist_ok=True)
         self.save_config(save_directory)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PatchAutoencoder:  # type: ignore[override]
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PatchAutoencoder:
         """Build from the saved config; ``dtype`` (or ``torch_dtype``) is honoured, other loading options
         do not apply."""
         config = cls.load_config(pretrained_model_name_or_path, subfolder=kwargs.get("subfolder"))
@@ -92,7 +91,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         return None
 
 
-def downsample_factor(vae: nn.Module) -> int:
+def downsample_factor(vae: Any) -> int:
     """How much smaller than the image ``vae``'s latent grid is (a PatchAutoencoder or AutoencoderKL)."""
     if isinstance(vae, PatchAutoencoder):
         return vae.downsample_factor

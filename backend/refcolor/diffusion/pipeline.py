@@ -126,7 +126,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         check_adapters(self.unet)
 
     @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> ReferenceColorizationPipeline:  # type: ignore[override]
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> ReferenceColorizationPipeline:
         """diffusers' loader, then every weight copied into fresh memory.
 
         Loaded tensors can sit at odd addresses inside the file buffer, and BLAS picks other kernels

@@ -25,7 +25,8 @@ def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 def _zero_conv(channels: int) -> nn.Sequential:
     conv = nn.Conv2d(channels, channels, 1)
     nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
     return nn.Sequential(conv)
 
 

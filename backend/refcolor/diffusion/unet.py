@@ -36,7 +36,7 @@ WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 class SketchUNet(UNet2DConditionModel):
     """``UNet2DConditionModel`` + sketch-feature injection + saving its peft adapters."""
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         sample: torch.Tensor,
         timestep: torch.Tensor | float | int,
@@ -138,7 +138,7 @@ class SketchUNet(UNet2DConditionModel):
         out = self.conv_out(hidden)
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:  # type: ignore[override]
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Base weights as a plain diffusers UNet folder, adapters in ``adapters/<name>/`` (peft format).
 
         Sharding/variant options of diffusers are not supported here (the weights are written whole).
@@ -158,7 +158,7 @@ class SketchUNet(UNet2DConditionModel):
         save_adapters(self, directory / ADAPTER_FOLDER)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> SketchUNet:  # type: ignore[override]
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> SketchUNet:
         """Load the base UNet, then its adapters when the folder has ``adapters/``."""
         model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         folder = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "") / ADAPTER_FOLDER

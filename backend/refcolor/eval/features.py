@@ -10,6 +10,7 @@ were trained (mean 127.5, std 127.5).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ class LiteFeatures:
 
     def __init__(self, device: str = "cpu", batch_size: int = 16) -> None:
         try:
-            self.network = efficientnet_lite0(device)
+            self.network: Any = efficientnet_lite0(device)  # the efficientnet package's model (untyped)
         except MissingPretrainedModel as error:
             raise MissingPretrainedModel(f"{error} (or run eval with --no-frechet)") from error
         self.device = device

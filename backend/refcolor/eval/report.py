@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ COLUMNS = (
 )
 
 
-def _cell(summary: dict[str, object], key: str, scale: float) -> str:
+def _cell(summary: Mapping[str, object], key: str, scale: float) -> str:
     interval = summary.get(key)
     if interval is None:
         return "—"

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,8 @@ def model_methods(
         raise ValueError(
             f"model {model!r} supports modes {colorizer.info.modes}, none of the requested {modes}"
         )
-    finishings = [("", {})] + ([("finishing off", FINISHING_OFF)] if finishing_off else [])
+    finishings: list[tuple[str, dict[str, float]]] = [("", {})]
+    finishings += [("finishing off", FINISHING_OFF)] if finishing_off else []
     rows = []
     for finishing_label, overrides in finishings:
         for kind in ("", *reference_ablations):
@@ -107,7 +109,7 @@ def job_for(
     overrides: dict[str, float] | None = None,
 ) -> ColorizeJob:
     """The job a user would send for this triplet: sketch + its mask, reference + its mask."""
-    extra: dict[str, float | int] = {} if steps is None else {"steps": steps}
+    extra: dict[str, Any] = {} if steps is None else {"steps": steps}
     if reference_scale is not None:
         extra["reference_scale"] = reference_scale
     extra.update(overrides or {})
@@ -232,8 +234,12 @@ def evaluate(
         }
         if features is not None and truth_features is not None and len(triplets) >= 2:
             out_features = truth_features if method.colorizer is None else features(outputs)
+
+            def frechet(idx: np.ndarray, a: np.ndarray = out_features, b: np.ndarray = truth_features) -> float:
+                return metrics.frechet_distance(a[idx], b[idx])
+
             result.summary["frechet"] = metrics.bootstrap_interval(
-                lambda idx, a=out_features: metrics.frechet_distance(a[idx], truth_features[idx]),
+                frechet,
                 len(triplets),
                 resamples,
                 seed=seed,

@@ -187,7 +187,7 @@ def flatten_regions(
     if len(large):
         boxes = ndimage.find_objects(labels + 1)  # a large region has pixels, so its box is never None
         for region in large:
-            _local_mean(lab, labels, region, boxes[region], float(sigmas[region]), target)
+            _local_mean(lab, labels, int(region), boxes[region], float(sigmas[region]), target)
     return lab + strength * (target - lab)
 
 

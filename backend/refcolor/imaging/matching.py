@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class LineFeatures(torch.nn.Module):
     the last one in ``blocks`` are dropped.
     """
 
-    def __init__(self, network: torch.nn.Module, blocks: tuple[int, ...] = FEATURE_BLOCKS) -> None:
+    def __init__(self, network: Any, blocks: tuple[int, ...] = FEATURE_BLOCKS) -> None:
         super().__init__()
         self.stem = torch.nn.Sequential(network._conv_stem, network._bn0, network._swish)
         self.blocks = torch.nn.ModuleList(list(network._blocks)[: max(blocks) + 1])
@@ -187,8 +188,8 @@ class SideFields:
         """Each side's field under ``mode`` (the module doc's table; a missing set: the whole)."""
         parsed = parse_mode(mode)
         fg = self.foreground if parsed is Mode.BOTH and self.foreground is not None else self.whole
-        split = parsed in (Mode.BACKGROUND, Mode.BOTH) and self.background is not None
-        return Fields(fg, self.background if split else self.whole)  # type: ignore[arg-type]
+        bg = self.background if parsed in (Mode.BACKGROUND, Mode.BOTH) and self.background is not None else self.whole
+        return Fields(fg, bg)
 
 
 def composite(fields: Fields, foreground: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:

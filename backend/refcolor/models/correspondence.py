@@ -49,7 +49,7 @@ class CorrespondenceColorizer:
         self, features: LineFeatures, device: str = "cpu", edge_aware: bool = True, **options: float
     ) -> None:
         self.edge_aware = edge_aware
-        self.correspondence = Correspondence(features, **options)  # type: ignore[arg-type]
+        self.correspondence = Correspondence(features, **options)  # type: ignore[arg-type]  # floats for its float options
         self.info = ModelInfo(
             name=NAME,
             kind="classical",

@@ -30,7 +30,7 @@ def encode_rgba(image: np.ndarray) -> memoryview:
     """A zero-copy RGBA8 buffer for an (H, W, 4) uint8 array."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 4:
         raise ValueError(f"expected an (H, W, 4) uint8 array, got {image.shape} {image.dtype}")
-    return memoryview(np.ascontiguousarray(image)).cast("B")
+    return np.ascontiguousarray(image).data.cast("B")
 
 
 def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:

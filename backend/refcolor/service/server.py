@@ -159,7 +159,7 @@ class Server:
     # --- incoming -----------------------------------------------------------------------------
 
     def _drain_socket(self) -> None:
-        while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             frames = self.socket.recv_multipart(copy=False)
             try:
                 self._handle(frames)
@@ -340,8 +340,8 @@ class Server:
             content, buffers = replies.progress(job.job_id, event.step, event.total, event.variation, event.preview)
             self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):
-            content, buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)
-            self._send(job.identity, content, job.header, buffers)
+            result, result_buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)
+            self._send(job.identity, result, job.header, result_buffers)
         elif isinstance(event, Failed):
             code = ErrorCode.CANCELLED if event.cancelled else ErrorCode.JOB_FAILED
             if event.cancelled and self._stopping.is_set():

@@ -186,7 +186,8 @@ class Batch:
 
     def to(self, device: str | torch.device) -> Batch:
         prior = None if self.prior is None else self.prior.to(device)
-        return Batch(*(getattr(self, name).to(device) for name in ARRAYS), prior=prior)
+        arrays = {name: getattr(self, name).to(device) for name in ARRAYS}
+        return Batch(**arrays, prior=prior)
 
 
 class SampleCache:

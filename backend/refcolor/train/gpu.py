@@ -45,8 +45,8 @@ RESULT = "result.tar"
 
 
 def _webp(path: Path, side: int) -> bytes:
-    image = Image.open(path)
-    image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    opened = Image.open(path)
+    image = opened.convert("RGBA" if "A" in opened.getbands() or "transparency" in opened.info else "RGB")
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, "WEBP", quality=QUALITY, method=6, exact=True)

@@ -73,7 +73,7 @@ def base_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
 def same_but_steps(saved: Recipe, new: Recipe, stage_index: int) -> bool:
     """Whether ``new`` differs from ``saved`` at most in the step counts of stages from ``stage_index`` on
     (a run can be lengthened or shortened while it goes; what is already trained cannot change)."""
-    relaxed = {
+    relaxed: dict[str, Any] = {
         name: replace(new.stage(name), steps=saved.stage(name).steps)
         for name in STAGES[stage_index:]
     }
