@@ -67,7 +67,7 @@ class ColorizationOutput:
     foreground: list[np.ndarray]  # the fills alone (they go under the line art); alpha = the sketch mask
     background: list[np.ndarray]  # alpha = its complement
     native: np.ndarray  # (V, h, w, 3) float colors at model resolution, before upsampling
-    interrupted: bool = False  # True when the interrupt flag stopped denoising early
+    interrupted: bool = False  # True when the interrupt flag (diffusers' ``_interrupt``) stopped denoising early
 
 
 class ReferenceColorizationPipeline(DiffusionPipeline):
@@ -155,11 +155,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
     @property
     def interrupt(self) -> bool:
+        """diffusers' convention: a step-end callback sets ``_interrupt`` to stop after that step."""
         return self._interrupt
-
-    def request_interrupt(self) -> None:
-        """Stop denoising after the current step (from a callback or another thread)."""
-        self._interrupt = True
 
     @property
     def latent_factor(self) -> int:
