@@ -15,6 +15,7 @@ import argparse
 import configparser
 import io
 import os
+import platform
 import shutil
 import sys
 from dataclasses import dataclass
@@ -70,16 +71,13 @@ def find_plugin_source() -> Path:
 
 
 def interpreter_tag() -> str:
-    """This Python's vendor folder name, computed by the plugin's own vendor.interpreter_tag()."""
-    import importlib.util
-
-    path = find_plugin_source() / PLUGIN_NAME / "vendor.py"
-    spec = importlib.util.spec_from_file_location("_refcolor_krita_vendor", path)
-    if spec is None or spec.loader is None:
-        raise PluginSourceNotFoundError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.interpreter_tag()
+    """The plugin's vendor folder name for this Python, spelt as the plugin's own
+    ``vendor.interpreter_tag()`` spells it (``cp311-linux_x86_64``); a test keeps the two equal. The
+    plugin needs it before anything can be imported, so it cannot share this function."""
+    major, minor = sys.version_info[:2]
+    machine = platform.machine().lower().replace("amd64", "x86_64").replace("aarch64", "arm64")
+    system = {"win32": "win", "darwin": "macos"}.get(sys.platform, "linux")
+    return f"cp{major}{minor}-{system}_{machine}"
 
 
 def _copy_tree(source: Path, destination: Path) -> None:

@@ -130,3 +130,12 @@ def test_bundled_packages_import_without_the_environment(tmp_path) -> None:
     zmq_file, protocol_file, _ = done.stdout.splitlines()
     assert Path(zmq_file).is_relative_to(package / "vendor" / interpreter_tag())
     assert Path(protocol_file).is_relative_to(package / "vendor" / "common")
+
+
+def test_the_vendor_folder_name_is_the_plugins_own() -> None:
+    # The backend spells the tag itself (it used to exec the plugin's vendor.py by path); the plugin
+    # computes it before it can import anything. The two must agree.
+    source = Path(__file__).resolve().parents[3] / "plugin" / "refcolor_krita" / "vendor.py"
+    namespace: dict[str, object] = {"__name__": "vendor_under_test", "__file__": str(source)}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)  # the plugin module, as Krita runs it
+    assert interpreter_tag() == namespace["interpreter_tag"]()  # type: ignore[operator]
