@@ -150,7 +150,8 @@ class Count(QWidget):
         self.spec = spec
         self.spin = QSpinBox()
         low = int(spec.low or 0)
-        self.spin.setRange(low - 1 if spec.auto else low, min(int(spec.high or 0), 2**31 - 1))
+        self.spin.setMinimum(low - 1 if spec.auto else low)
+        self.set_high(spec.high or 0)
         if spec.auto:
             self.spin.setSpecialValueText(AUTO)
         layout = QHBoxLayout(self)
@@ -173,7 +174,7 @@ class Count(QWidget):
         self.spin.setValue(self.spin.minimum() if value is None else int(value))
 
     def set_high(self, high: float) -> None:
-        """Clamp to the backend's limit."""
+        """Clamp to ``high`` (the protocol's bound, or the backend's limit); a spin box holds 32 bits."""
         self.spin.setMaximum(min(int(high), 2**31 - 1))
 
 

@@ -52,7 +52,7 @@ class ParamSpec:
 
     @property
     def choices(self) -> tuple[str, ...]:
-        """An enum parameter's values ('' for others)."""
+        """An enum parameter's values (none for others)."""
         return tuple(m.value for m in self.kind) if issubclass(self.kind, Enum) else ()
 
     def high_for(self, limits: Limits | None) -> float | None:
@@ -78,10 +78,8 @@ class ParamSpec:
                 if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
                     raise ValueError(text)
                 value: Any = text.lower() in ("true", "1", "yes", "on")
-            elif issubclass(self.kind, Enum):
-                value = self.kind(text)
             else:
-                value = self.kind(text)
+                value = self.kind(text)  # int, float, or the enum of its values
         except ValueError:
             raise ValueError(f"{self.name}: {text!r} is not {self.accepts()}") from None
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
@@ -188,9 +186,7 @@ def _doc_default(spec: ParamSpec) -> str:
 
 
 def _doc_number(value: float) -> str:
-    if value == 2**32 - 1:
-        return "2³²−1"
-    return f"{value:g}" if isinstance(value, int) or float(value).is_integer() else str(value)
+    return "2³²−1" if value == 2**32 - 1 else f"{value:g}"
 
 
 def _doc_range(spec: ParamSpec) -> str:

@@ -39,7 +39,6 @@ def param_type(spec: ParamSpec) -> Callable[[str], Any]:
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
-    parse.__name__ = spec.name  # argparse names the type in some messages
     return parse
 
 

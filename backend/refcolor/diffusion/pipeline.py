@@ -467,7 +467,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         shape = (variations, self.unet.config.out_channels, height // self.latent_factor, width // self.latent_factor)
         noise_start = randn_tensor(shape, generator=generators, device=self._execution_device, dtype=dtype)
         timesteps, skipped = sampler.timesteps, 0
-        strength = float(self.config.prior_strength if params.prior_strength is None else params.prior_strength)
+        strength = self._own(params, "prior_strength")
         if fields is None or strength >= 1.0:
             return noise_start * sampler.init_noise_sigma, timesteps, skipped
         # Start from the colour prior, noised to the strength's step (SDEdit, Meng et al. 2022): the
@@ -481,6 +481,12 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             encoded = self.vae.encode(start.to(self.vae.dtype)).latent_dist.mode()
         start_latents = (encoded * self.vae.config.scaling_factor).to(dtype).expand(variations, -1, -1, -1)
         return sampler.add_noise(start_latents, noise_start, timesteps[:1].repeat(variations)), timesteps, skipped
+
+    def _own(self, params: ColorizeParams, name: str) -> float:
+        """Parameter ``name`` of the job, or the model's own value (the config key of the same name)
+        when the job leaves it auto."""
+        value = getattr(params, name)
+        return float(getattr(self.config, name) if value is None else value)
 
     def _finish(
         self, native: np.ndarray, images: inputs.PreparedImages, params: ColorizeParams, interrupted: bool
@@ -506,8 +512,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             if self.upsample_cache is None
             else self.upsample_cache.get_or_compute(content_hash(stacked, images.full_ink, radius), upsample)
         )
-        color_match = float(self.config.color_match if params.color_match is None else params.color_match)
-        flatten = float(self.config.flatten if params.flatten is None else params.flatten)
+        color_match, flatten = self._own(params, "color_match"), self._own(params, "flatten")
         sides = (
             finishing.sides_for_mode(
                 mode, images.reference_rgb, images.reference_mask, images.background_rgb, mask_threshold

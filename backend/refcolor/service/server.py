@@ -55,8 +55,6 @@ from refcolor_protocol.wire import Session
 logger = logging.getLogger(__name__)
 
 
-
-
 class Server:
     """Serve colorize requests until :meth:`stop` is called (or a signal handler calls it).
 
