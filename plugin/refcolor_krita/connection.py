@@ -9,12 +9,13 @@ Everything it learns it reports through Qt signals, as text a user can act on.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
-from PyQt5.QtCore import QObject, QProcess, QSocketNotifier, QTimer, pyqtSignal
+from PyQt5.QtCore import QObject, QProcess, QProcessEnvironment, QSocketNotifier, QTimer, pyqtSignal
 
 from refcolor_protocol import Capabilities, Client, Error, Header, Hello, Message
 from refcolor_protocol.connection import ConnectionInfo, default_connection_file, read_connection_file
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_MS = 5000
 RETRY_MS = 2000
+PARENT_ENV = "REFCOLOR_PARENT_PID"  # `refcolor serve` stops by itself when this process ends
 
 
 def resolve_backend(settings: Settings) -> tuple[ConnectionInfo | None, str]:
@@ -41,7 +43,11 @@ def resolve_backend(settings: Settings) -> tuple[ConnectionInfo | None, str]:
 
 
 class BackendLauncher:
-    """Starts ``refcolor serve`` as a child process and stops it again."""
+    """Starts ``refcolor serve`` as a child process and stops it again.
+
+    The child is told Krita's process id (``REFCOLOR_PARENT_PID``, which also reaches a custom
+    backend command), so it stops by itself when Krita ends, even by a crash.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -72,6 +78,9 @@ class BackendLauncher:
             )
         process = QProcess()
         process.setProcessChannelMode(QProcess.ForwardedChannels)
+        environment = QProcessEnvironment.systemEnvironment()
+        environment.insert(PARENT_ENV, str(os.getpid()))
+        process.setProcessEnvironment(environment)
         process.start(command[0], command[1:])
         if not process.waitForStarted(5000):
             return f"Could not start the backend ({' '.join(command)}): {process.errorString()}"
@@ -112,6 +121,8 @@ class BackendConnection(QObject):
         self._hello_timer.setSingleShot(True)
         self._hello_timer.timeout.connect(self._hello_timed_out)
         self._tried_start = False
+        self._problem = ""  # why there is no connection; shown until one is made
+        self._launch_failed = False  # starting a backend failed: that message stays
         # ZeroMQ's fds are edge-triggered; should an edge ever be missed, this low-rate pump
         # still picks the messages up, so a job can never hang waiting for a notification.
         self._safety_pump = QTimer(self)
@@ -131,9 +142,13 @@ class BackendConnection(QObject):
                     Path(self.settings.connection_file) if self.settings.connection_file else default_connection_file()
                 )
                 problem = self.launcher.start(path)
-                self.status.emit(problem or "Starting the backend…", False)
-            elif not self.launcher.running:
-                self.status.emit(f"{why} Start one with `refcolor serve`.", False)
+                self._launch_failed = bool(problem)
+                if problem:
+                    self._report(problem)
+                else:
+                    self.status.emit("Starting the backend…", False)
+            elif not self.launcher.running and not self._launch_failed:
+                self._report(f"{why} Start one with `refcolor serve`, or say how to start it in the settings (⚙).")
             self._retry.start(500 if self.launcher.running else RETRY_MS)
             return
         self.client = Client(info.address, info.key, client_name="refcolor-krita", client_version="0.1.0")
@@ -144,12 +159,28 @@ class BackendConnection(QObject):
         self._safety_pump.start()
         self._hello = self.client.send(Hello("refcolor-krita", "0.1.0"))
         self._hello_timer.start(HELLO_TIMEOUT_MS)
-        self.status.emit(f"Connecting to {info.address}…", False)
+        if not self._problem:  # a known problem stays on screen until a connection is made
+            self.status.emit(f"Connecting to {info.address}…", False)
         QTimer.singleShot(0, self.pump)
+
+    def _report(self, problem: str) -> None:
+        """Say why there is no connection; the text stays until a connection is made."""
+        self._problem = problem
+        self.status.emit(problem, False)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use new connection settings: stop a backend this plugin started, and connect afresh."""
+        self.close()
+        self.settings = settings
+        self.launcher = BackendLauncher(settings)
+        self._tried_start = False
+        self._problem = ""
+        self._launch_failed = False
+        self.connect_backend()
 
     def _hello_timed_out(self) -> None:
         address = self.client.address if self.client else "?"
-        self.status.emit(f"No answer from the backend at {address}; retrying…", False)
+        self._report(f"No answer from the backend at {address}; retrying every {RETRY_MS // 1000} s…")
         self._retry.start(RETRY_MS)
 
     def _close_client(self) -> None:
@@ -202,9 +233,10 @@ class BackendConnection(QObject):
             self._hello_timer.stop()
             self._hello = None
             if isinstance(msg.content, Error):
-                self.status.emit(f"The backend refused us: {msg.content.message} ({msg.content.hint})", False)
+                self._report(f"The backend refused us: {msg.content.message} ({msg.content.hint})")
                 self._retry.start(RETRY_MS)
                 return
+            self._problem = ""
             self.capabilities = msg.content
             caps: Capabilities = msg.content
             self.status.emit(
@@ -214,7 +246,10 @@ class BackendConnection(QObject):
             return
         if isinstance(msg.content, Error) and msg.content.code == "connection_lost":
             self.capabilities = None
-            self.status.emit("Lost the backend; reconnecting…", False)
+            address = self.client.address if self.client else "?"
+            self._report(
+                f"Lost the backend at {address} (it stopped or crashed); reconnecting every {RETRY_MS // 1000} s…"
+            )
             self._retry.start(RETRY_MS)
         self.message.emit(msg)
 

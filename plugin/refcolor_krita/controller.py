@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, Message, Progress
+from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, Message, Progress, Stage
 
 from .jobs import Snapshot, VariationLayers, build_request, result_layers
 from .masks import MaskSource
@@ -35,6 +35,14 @@ class Inputs:
     replace_previous: bool = False
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's result groups went."""
+
+    names: list[str]
+    where: str  # in words, for the status: "below “line art”", ...
+
+
 class DocumentAccess(Protocol):
     def snapshot(self, inputs: Inputs) -> tuple[Snapshot, Any]:
         """Read the inputs; returns them and a target handle saying where results go.
@@ -46,8 +54,12 @@ class DocumentAccess(Protocol):
 
     def document_size(self, target: Any) -> tuple[int, int]: ...
 
-    def add_results(self, target: Any, layers: list[VariationLayers], replace_previous: bool) -> list[str]:
-        """Add one group per variation below the line art; returns the group names."""
+    def add_results(self, target: Any, layers: list[VariationLayers], replace_previous: bool) -> Placement:
+        """Add one group per variation next to the line art; says where they went."""
+        ...
+
+    def discard(self, target: Any) -> None:
+        """The job of ``target`` ended without a result (failed, cancelled)."""
         ...
 
 
@@ -70,9 +82,20 @@ class _PendingJob:
 class Callbacks:
     state: Callable[[State], None] = lambda state: None
     progress: Callable[[int, int], None] = lambda step, total: None
+    # what the job is doing, in words; ``busy``: a stage without steps (the bar just moves)
+    stage: Callable[[str, bool], None] = lambda text, busy: None
     preview: Callable[[Pixels], None] = lambda pixels: None
-    done: Callable[[list[str]], None] = lambda names: None
+    done: Callable[[list[str], str], None] = lambda names, where: None
     failed: Callable[[str], None] = lambda message: None
+
+
+STAGE_TEXT = {
+    Stage.ENCODING: "Encoding the sketch and the reference…",
+    Stage.DENOISING: "Colorizing…",
+    Stage.UPSAMPLING: "Bringing the colours to full resolution…",
+    Stage.FINISHING: "Finishing the colours at full resolution…",
+    Stage.LAYERS: "Building the result layers…",
+}
 
 
 class ColorizeController:
@@ -99,16 +122,25 @@ class ColorizeController:
         if self.job is not None:
             self.callbacks.failed("a colorization is already running; cancel it or wait for it")
             return
+        self.callbacks.stage("Reading the document…", True)
         try:
             snapshot, target = self.documents.snapshot(inputs)
-            request, buffers = build_request(snapshot, params, model)
         except PluginError as exc:
             self.callbacks.failed(str(exc))
             return
-        header = self.send(request, buffers)
+        try:
+            request, buffers = build_request(snapshot, params, model)
+            size_mb = sum(len(memoryview(b)) for b in buffers) / 1e6  # type: ignore[arg-type]
+            self.callbacks.stage(f"Sending {size_mb:.1f} MB to the backend…", True)
+            header = self.send(request, buffers)
+        except (PluginError, ConnectionError) as exc:
+            self.documents.discard(target)
+            self.callbacks.failed(str(exc))
+            return
         self.job = _PendingJob(header, target, snapshot.sketch.size, inputs.replace_previous)
         self.callbacks.state(State.RUNNING)
         self.callbacks.progress(0, params.steps * params.variations)
+        self.callbacks.stage("Waiting for the backend…", True)
 
     def cancel(self) -> None:
         if self.job is None:
@@ -123,28 +155,43 @@ class ColorizeController:
         if job is None or msg.parent_id != job.header.msg_id:
             return
         if isinstance(msg.content, Progress):
-            self.callbacks.progress(msg.content.step, msg.content.total)
+            stage = msg.content.stage
+            if stage is Stage.DENOISING:
+                self.callbacks.progress(msg.content.step, msg.content.total)
+                if msg.content.step == 0:
+                    self.callbacks.stage("Started…", False)
+                elif not job.cancelling:
+                    self.callbacks.stage(f"Colorizing: step {msg.content.step} of {msg.content.total}…", False)
+            elif not job.cancelling:
+                self.callbacks.stage(STAGE_TEXT[stage], True)
             ref = msg.content.preview
             if ref is not None:
                 self.callbacks.preview(
                     Pixels(bytes(memoryview(msg.buffers[ref.buffer])), ref.width, ref.height, ref.layout)
                 )
         elif msg.msg_type == "result":
-            self._finish()
+            self.callbacks.stage("Placing the result layers…", True)
             try:
                 layers = result_layers(msg, job.size)
-                names = self.documents.add_results(job.target, layers, job.replace_previous)
+                placed = self.documents.add_results(job.target, layers, job.replace_previous)
             except PluginError as exc:
+                self._finish()
+                self.documents.discard(job.target)
                 self.callbacks.failed(str(exc))
                 return
             except Exception as exc:  # never a traceback dialog: say it in the docker, log the rest
                 logger.exception("adding the result layers failed")
+                self._finish()
+                self.documents.discard(job.target)
                 self.callbacks.failed(f"Could not add the result layers: {type(exc).__name__}: {exc}")
                 return
+            self._finish()
             # With an automatic seed, the seed is how the artist gets this result again.
-            self.callbacks.done([f"{name} (seed {layer.seed})" for name, layer in zip(names, layers, strict=False)])
+            names = [f"{name} (seed {layer.seed})" for name, layer in zip(placed.names, layers, strict=False)]
+            self.callbacks.done(names, placed.where)
         elif msg.msg_type == "error":
             self._finish()
+            self.documents.discard(job.target)
             error = msg.content
             if error.code == ErrorCode.CANCELLED.value:
                 self.callbacks.failed("Cancelled: the document was not changed.")

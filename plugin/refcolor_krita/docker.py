@@ -1,5 +1,12 @@
 """The "Reference Colorize" docker: wires the panel, the backend connection, the controller
-and the document access together. With ``document.py``, the only module that uses ``krita``."""
+and the document access together. With ``document.py``, the only module that uses ``krita``.
+
+The pickers follow the documents live: a timer compares a cheap fingerprint of the open
+documents (layers, names, the active document, its selection) and refreshes them when it
+changes, so Colorize always uses what the docker shows. Every pick stays until the artist
+changes it, and is saved at once (files by path, layers by document and layer); a picked layer
+that has gone is shown as missing and refused, never replaced by another.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +16,34 @@ from typing import Any
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Krita
 from PyQt5.QtCore import QTimer
+from PyQt5.QtGui import QIcon
+from PyQt5.QtWidgets import QApplication, QComboBox, QDialog
 
 from .connection import BackendConnection
 from .controller import Callbacks, ColorizeController, Inputs, State
-from .document import KritaDocuments, KritaSettingsStore, LayerRef, read_image, selection_mask
-from .masks import MaskSource, reference_mask_choices, sketch_mask_choices
-from .panel import FILE_ITEM, Panel, connect_clicked
+from .document import KritaDocuments, KritaSettingsStore, read_image, selection_box, selection_mask
+from .masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
+from .panel import FILE_ITEM, BackendDialog, Panel, connect_clicked
 from .pixels import PluginError, has_transparency
 from .settings import load_settings, save_settings
+from .sources import Entry, Kind, Missing, Source, find, line_art_entries, reference_entries
 
 logger = logging.getLogger(__name__)
 DOCKER_ID = "refcolor_docker"
+POLL_MS = 400  # how often the pickers look for a changed document
+NONE_ITEM = Source()
+# Krita's own icon for "draw a new seed" (Krita ships no dice); the first that exists is used.
+DICE_ICONS = ("view-refresh", "reload-preset", "krita_tool_multihand")
+
+
+def krita_icon(name: str) -> QIcon:
+    if name == "dice":
+        for candidate in DICE_ICONS:
+            icon = Krita.instance().icon(candidate)
+            if not icon.isNull():
+                return icon
+        return QIcon()
+    return Krita.instance().icon(name)
 
 
 class RefcolorDocker(DockWidget):
@@ -29,8 +53,23 @@ class RefcolorDocker(DockWidget):
         self.store = KritaSettingsStore()
         self.settings = load_settings(self.store)
         self.documents = KritaDocuments()
-        self.panel = Panel(self.settings)
+        self.panel = Panel(self.settings, icon_for=krita_icon)
         self.setWidget(self.panel)
+        self.picks = {
+            "line_art": Source.from_text(self.settings.line_art),
+            "reference": Source.from_text(self.settings.reference),
+            "background": Source.from_text(self.settings.background),
+        }
+        self.line_art_memory: list[tuple[Any, Source]] = []  # (document, its line-art pick) this session
+        for combo, saved in (
+            (self.panel.sketch_mask, self.settings.sketch_mask),
+            (self.panel.reference_mask, self.settings.reference_mask),
+        ):
+            if saved in {m.value for m in MaskSource}:
+                combo.setProperty("user_pick", MaskSource(saved))
+        self.input_problem = ""  # a problem with the picked inputs, shown until they change
+        self.fingerprint: tuple[Any, ...] | None = None
+        self.reference_seen: tuple[Source, bool, bool] | None = None
         self.connection = BackendConnection(self.settings, self)
         self.controller = ColorizeController(
             self.documents,
@@ -38,23 +77,34 @@ class RefcolorDocker(DockWidget):
             Callbacks(
                 state=self._state,
                 progress=self.panel.set_progress,
+                stage=self._stage,
                 preview=self.panel.set_preview,
                 done=self._done,
                 failed=lambda text: self.panel.set_status(text, ok=False),
             ),
         )
-        self.connection.status.connect(self.panel.set_status)
+        self.connection.status.connect(self.panel.set_connection)
         self.connection.ready.connect(self._backend_ready)
         self.connection.message.connect(self.controller.handle)
         connect_clicked(self.panel.colorize, self.start)
         connect_clicked(self.panel.cancel, self.controller.cancel)
-        connect_clicked(self.panel.refresh, self.refresh)
-        self.panel.reference.activated.connect(lambda *_: self._reference_picked())
-        self.panel.background.activated.connect(lambda *_: self._background_picked())
-        self.panel.line_art.activated.connect(lambda *_: self.refresh_masks())
+        connect_clicked(self.panel.settings_button, self.edit_backend)
+        self.panel.line_art.activated.connect(lambda *_: self._picked("line_art", self.panel.line_art))
+        self.panel.reference.activated.connect(lambda *_: self._picked("reference", self.panel.reference))
+        self.panel.background.activated.connect(lambda *_: self._picked("background", self.panel.background))
+        for combo in (self.panel.sketch_mask, self.panel.reference_mask):
+            combo.activated.connect(lambda *_: self._save())
+        self.panel.advanced_toggle.toggled.connect(lambda *_: self._save())
+        self.poll = QTimer(self)
+        self.poll.setInterval(POLL_MS)
+        self.poll.timeout.connect(self.sync)
+        self.poll.start()
         Krita.instance().notifier().applicationClosing.connect(self.shutdown)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
         QTimer.singleShot(0, self.connection.connect_backend)
-        QTimer.singleShot(0, self.refresh)
+        QTimer.singleShot(0, self.sync)
 
     def _backend_ready(self, caps: Any) -> None:
         # Capabilities describe the default model: its own values ("auto") apply when no other is set.
@@ -63,92 +113,239 @@ class RefcolorDocker(DockWidget):
     # --- DockWidget -----------------------------------------------------------------------
 
     def canvasChanged(self, canvas: Any) -> None:
-        self.refresh()
+        self.sync()
 
     def shutdown(self) -> None:
-        self._save_controls()
+        """Krita is quitting: save, and stop the backend this plugin started (idempotent)."""
+        self.poll.stop()
+        self._save()
         self.connection.close()
 
     # --- pickers --------------------------------------------------------------------------
 
+    def sync(self) -> None:
+        """Refresh the pickers if the documents changed since the last look."""
+        try:
+            fingerprint = self.documents.structure()
+        except RuntimeError:  # a document closing under us: look again next time
+            return
+        if fingerprint != self.fingerprint:
+            self.fingerprint = fingerprint
+            self.refresh()
+
     def refresh(self) -> None:
-        document = self.documents.active_document()
-        active = None if document is None else document.activeNode()
-        line_arts = self.documents.line_art_choices()
-        keep = self.panel.line_art.currentData()
-        if keep is None and active is not None:
-            keep = next((ref for ref in line_arts if ref.node.uniqueId() == active.uniqueId()), None)
-        self.panel.fill(self.panel.line_art, [(r.node.name(), r) for r in line_arts], keep=keep)
-        references = [(r.label, r) for r in self.documents.reference_choices()]
-        self.panel.fill(self.panel.reference, references, file_item=True)
-        self.panel.fill(self.panel.background, [("None", None), *references], file_item=True)
-        self.refresh_masks()
+        entries = self.documents.entries()
+        active = self.documents.active_document()
+        ours = [e for e in entries if active is not None and e.handle.document == active]
+        line_items = line_art_entries(ours)
+        line_art = self._line_art_pick(active, line_items)
+        self._fill(self.panel.line_art, line_items, line_art)
+        reference_items = reference_entries(entries)
+        reference = self._layer_or_file_pick("reference", reference_items, default=self._default_reference(entries))
+        self._fill(self.panel.reference, reference_items, reference, file_item=True)
+        background = self._layer_or_file_pick("background", reference_items, default=NONE_ITEM)
+        self._fill(self.panel.background, reference_items, background, file_item=True, none_item=True)
+        self._check_picks(self.refresh_masks())
 
-    def refresh_masks(self) -> None:
-        line_art: LayerRef | None = self.panel.line_art.currentData()
+    def _line_art_pick(self, active: Any, items: list[Entry]) -> Source | Missing:
+        """The line art: the artist's pick while it is in the active document; for a document the
+        artist picked in before, that pick (or that it is missing); else the active layer."""
+        pick = self.picks["line_art"]
+        found = find(pick, items)
+        if found is not None:
+            self.picks["line_art"] = found.source
+            return found.source
+        remembered = next((source for doc, source in self.line_art_memory if doc == active), None)
+        if remembered is None and pick.kind is Kind.LAYER and pick.path and active is not None:
+            remembered = pick if pick.path == active.fileName() else None
+        if remembered is not None:
+            found = find(remembered, items)
+            if found is None:
+                return Missing(remembered)
+            self.picks["line_art"] = found.source
+            return found.source
+        node = None if active is None else active.activeNode()
+        default = next((e for e in items if node is not None and e.handle.node.uniqueId() == node.uniqueId()), None)
+        if default is None and items:
+            default = items[0]
+        self.picks["line_art"] = default.source if default else Source()
+        return self.picks["line_art"]
+
+    def _layer_or_file_pick(self, which: str, items: list[Entry], default: Source) -> Source | Missing:
+        pick = self.picks[which]
+        if pick.kind is Kind.NONE:
+            self.picks[which] = default
+            return default
+        if pick.kind is Kind.FILE:
+            return pick
+        found = find(pick, items)
+        if found is None:
+            return Missing(pick)
+        self.picks[which] = found.source
+        return found.source
+
+    @staticmethod
+    def _default_reference(entries: list[Entry]) -> Source:
+        """A first guess for the reference: an artist's layer of another document than the line art's."""
+        active = Krita.instance().activeDocument()
+        others = [e for e in entries if not e.result and not (active is not None and e.handle.document == active)]
+        return others[0].source if others else Source()
+
+    def _fill(
+        self,
+        combo: QComboBox,
+        items: list[Entry],
+        current: Source | Missing,
+        file_item: bool = False,
+        none_item: bool = False,
+    ) -> None:
+        rows: list[tuple[str, Any]] = [("None", NONE_ITEM)] if none_item else []
+        rows += [(e.label, e.source) for e in items]
+        if isinstance(current, Missing):
+            rows.insert(0, (current.label, current))
+        elif current.kind is Kind.FILE:
+            rows.append((current.label, current))
+        self.panel.fill(combo, rows, keep=current, file_item=file_item)
+        combo.setToolTip(combo.currentText())
+
+    def _picked(self, which: str, combo: QComboBox) -> None:
+        """The artist chose an entry: it stays picked, and is saved, until they choose another."""
+        data = combo.currentData()
+        if data == FILE_ITEM:
+            path = self.panel.pick_file("Reference image" if which == "reference" else "Background image")
+            if path is None:  # cancelled: the previous pick stays
+                self.refresh()
+                return
+            data = Source.file(path)
+        if isinstance(data, Source):
+            self.picks[which] = data
+            if which == "line_art":
+                active = self.documents.active_document()
+                self.line_art_memory = [(d, s) for d, s in self.line_art_memory if d != active]
+                self.line_art_memory.append((active, data))
+        self._save()
+        self.refresh()
+
+    def refresh_masks(self) -> str:
+        """Offer the masks the picked layers have; returns a problem reading the reference, or ""."""
+        line_art = self._handle(self.panel.line_art.currentData())
         document = None if line_art is None else line_art.document
+        box = selection_box(document)
         has_layer_mask = line_art is not None and selection_mask(line_art.node) is not None
-        self.panel.fill_masks(
-            self.panel.sketch_mask, sketch_mask_choices(self.documents.has_selection(document), has_layer_mask)
-        )
-        self._reference_picked(ask=False)
-
-    def _reference_picked(self, ask: bool = True) -> None:
-        source = self.panel.reference.currentData()
-        if source == FILE_ITEM:
-            source = self.panel.pick_file(self.panel.reference, "Reference image") if ask else None
-        transparent, layer_mask = False, False
-        pixels = None
-        if source is not None and source != FILE_ITEM:
+        self.panel.fill_masks(self.panel.sketch_mask, sketch_mask_choices(box is not None, has_layer_mask))
+        if box is not None:  # say which selection: the artist sees it is the one they made
+            index = self.panel.sketch_mask.findData(MaskSource.SELECTION)
+            label = f"{LABELS[MaskSource.SELECTION]} ({box[2]}×{box[3]} at {box[0]},{box[1]})"
+            self.panel.sketch_mask.setItemText(index, label)
+        # The reference's thumbnail and mask choices (its transparency decides the default).
+        handle = self._handle(self.panel.reference.currentData())
+        transparent, layer_mask, pixels, problem = False, False, None, ""
+        if handle is not None and not isinstance(handle, Missing):
             try:
-                pixels = read_image(source, "reference")[0]
+                pixels = read_image(handle, "reference")[0]
                 transparent = has_transparency(pixels)
-                layer_mask = isinstance(source, LayerRef) and selection_mask(source.node) is not None
+                layer_mask = not isinstance(handle, str) and selection_mask(handle.node) is not None
             except PluginError as exc:
-                self.panel.set_status(str(exc), ok=False)
+                problem = str(exc)
         self.panel.show_thumbnail(pixels)
         self.panel.fill_masks(self.panel.reference_mask, reference_mask_choices(transparent, layer_mask))
+        return problem
 
-    def _background_picked(self) -> None:
-        if self.panel.background.currentData() == FILE_ITEM:
-            self.panel.pick_file(self.panel.background, "Background image")
+    def _check_picks(self, problem: str) -> None:
+        """Show what is wrong with the picks (a missing layer, an unreadable reference) until the
+        artist fixes it; then the message goes."""
+        for combo, what in (
+            (self.panel.line_art, "line art"),
+            (self.panel.reference, "reference"),
+            (self.panel.background, "background"),
+        ):
+            data = combo.currentData()
+            if isinstance(data, Missing) and not problem:
+                problem = data.message(what)
+        if problem:
+            problem = problem[0].upper() + problem[1:]
+            if self.controller.job is None:
+                self.panel.set_status(problem, ok=False)
+        elif self.input_problem and self.panel.status.text() == self.input_problem:
+            self.panel.set_status("")
+        self.input_problem = problem
+
+    def _handle(self, data: Any) -> Any:
+        """What the document access reads for a picker's entry: a LayerRef, a file path, a
+        Missing (refused at Colorize), or None."""
+        if isinstance(data, Missing) or data is None:
+            return data
+        if not isinstance(data, Source) or data.kind is Kind.NONE:
+            return None
+        if data.kind is Kind.FILE:
+            return data.path
+        entry = find(data, self.documents.entries())
+        return Missing(data) if entry is None else entry.handle
 
     # --- running --------------------------------------------------------------------------
 
     def inputs(self) -> Inputs:
-        background = self.panel.background.currentData()
-        reference = self.panel.reference.currentData()
         return Inputs(
-            line_art=self.panel.line_art.currentData(),
-            reference=None if reference == FILE_ITEM else reference,
+            line_art=self._handle(self.panel.line_art.currentData()),
+            reference=self._handle(self.panel.reference.currentData()),
             sketch_mask=self.panel.sketch_mask.currentData() or MaskSource.NONE,
             reference_mask=self.panel.reference_mask.currentData() or MaskSource.NONE,
-            background=None if background == FILE_ITEM else background,
+            background=self._handle(self.panel.background.currentData()),
             replace_previous=self.panel.replace_previous.isChecked(),
         )
 
     def start(self) -> None:
         if not self.connection.connected:
-            self.panel.set_status("Not connected to a backend yet; see the message above, then try again.", ok=False)
+            self.panel.set_status(f"Not connected to a backend: {self.panel.connection.text()}", ok=False)
             return
-        self._save_controls()
-        self.panel.set_status("Reading the document…")
+        self.sync()  # the pickers show the documents as they are now, and the job uses what they show
+        self._save()
         self.controller.colorize(self.inputs(), self.panel.params(), self.settings.model)
 
     def _state(self, state: State) -> None:
         self.panel.set_running(state is not State.IDLE)
-        if state is State.RUNNING:
-            self.panel.set_status("Colorizing…")
-        elif state is State.CANCELLING:
+        if state is State.CANCELLING:
             self.panel.set_status("Cancelling…")
 
-    def _done(self, names: list[str]) -> None:
-        self.panel.set_status(f"Done: added {', '.join(names)} below the line art.")
-        self.refresh()
+    def _stage(self, text: str, busy: bool) -> None:
+        self.panel.set_status(text)
+        if busy:
+            self.panel.set_busy()
+        # Reading and placing run in this thread: paint the line now, before they block it.
+        self.panel.status.repaint()
+        self.panel.progress.repaint()
 
-    def _save_controls(self) -> None:
+    def _done(self, names: list[str], where: str) -> None:
+        self.panel.set_status(f"Done: added {', '.join(names)} {where}.")
+        self.input_problem = ""
+        self.sync()
+
+    def edit_backend(self) -> None:
+        dialog = BackendDialog(self.settings, self)
+        if dialog.exec_() != QDialog.Accepted:
+            return
+        changed = dialog.settings(self.settings)
+        if changed == self.settings:
+            return
+        self.settings = changed
+        self._save()
+        self.connection.reconfigure(changed)  # stops a backend it started, then connects afresh
+
+    def _save(self) -> None:
+        def mask(combo: QComboBox) -> str:
+            picked = combo.property("user_pick")
+            return picked.value if isinstance(picked, MaskSource) else ""
+
         self.settings = dataclasses.replace(
-            self.settings, params=self.panel.params(), replace_previous=self.panel.replace_previous.isChecked()
+            self.settings,
+            params=self.panel.params(),
+            replace_previous=self.panel.replace_previous.isChecked(),
+            line_art=self.picks["line_art"].to_text(),
+            reference=self.picks["reference"].to_text(),
+            background=self.picks["background"].to_text(),
+            sketch_mask=mask(self.panel.sketch_mask),
+            reference_mask=mask(self.panel.reference_mask),
+            show_advanced=self.panel.advanced_toggle.isChecked(),
         )
         save_settings(self.store, self.settings)
 

@@ -6,6 +6,7 @@ layers and selection are only ever read here; results go into new group layers.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,13 @@ from PyQt5.QtGui import QImage
 
 from refcolor_protocol import Layout
 
-from .controller import Inputs
+from .controller import Inputs, Placement
 from .jobs import Snapshot, VariationLayers
 from .masks import MaskSource
 from .pixels import Pixels, PluginError, alpha_channel, full_mask, is_blank
 from .placement import group_number, latest_group, next_group_names
 from .settings import GROUP
+from .sources import Entry, Kind, Missing, Source, document_titles, is_result_layer, layer_label
 
 
 class KritaSettingsStore:
@@ -39,16 +41,17 @@ class LayerRef:
     document: Any
     node: Any
 
-    @property
-    def label(self) -> str:
-        doc_name = self.document.name() or "Untitled"
-        return f"{self.node.name()} — {doc_name}"
 
-
-@dataclass(frozen=True)
+@dataclass
 class ResultPlace:
+    """Where a job's result goes: the line art's document, or for a document that cannot show
+    colours (greyscale, or not 8-bit) an RGB 8-bit copy of it that is opened when the result comes."""
+
     document: Any
-    line_art: Any
+    line_art: Any  # the line-art node in ``document``
+    opaque: bool  # the line art covers the canvas (a scan on white paper): the result goes above it
+    lines: bytes  # the line art as BGRA8, for the result group's own "lines" layer
+    copy_of: str = ""  # the original document's title when ``document`` is a copy
 
 
 def walk(node: Any) -> list[Any]:
@@ -58,6 +61,16 @@ def walk(node: Any) -> list[Any]:
         found.append(child)
         found += walk(child)
     return found
+
+
+def node_path(node: Any) -> list[str]:
+    """The names from the document's top level down to ``node``."""
+    names = [node.name()]
+    parent = node.parentNode()
+    while parent is not None and parent.parentNode() is not None:
+        names.append(parent.name())
+        parent = parent.parentNode()
+    return names[::-1]
 
 
 def paint_layers(document: Any) -> list[Any]:
@@ -71,17 +84,41 @@ def selection_mask(node: Any) -> Any | None:
     return None
 
 
-def check_rgba8(document: Any, what: str) -> None:
-    if document.colorModel() != "RGBA" or document.colorDepth() != "U8":
+def find_node(document: Any, unique_id: Any) -> Any | None:
+    return next((n for n in walk(document.rootNode()) if n.uniqueId() == unique_id), None)
+
+
+READABLE_MODELS = ("RGBA", "GRAYA")  # what the plugin converts to 8-bit RGBA itself
+RGB8_PROFILE = "sRGB-elle-V2-srgbtrc.icc"  # Krita's default 8-bit sRGB profile
+OPAQUE_SHARE = 0.95  # line art that covers this much of the canvas is a scan on paper
+
+
+def is_rgba8(document: Any) -> bool:
+    return bool(document.colorModel() == "RGBA" and document.colorDepth() == "U8")
+
+
+def check_readable(document: Any, what: str) -> None:
+    if document.colorModel() not in READABLE_MODELS:
         raise PluginError(
-            f"the {what} is in a {document.colorModel()}/{document.colorDepth()} document; refcolor reads 8-bit "
-            "RGBA documents. Convert a copy with Image ▸ Convert Image Color Space (RGB/Alpha, 8-bit integer)."
+            f"the {what} is in a {document.colorModel()}/{document.colorDepth()} document; refcolor reads RGB and "
+            "greyscale documents of any depth. Convert a copy with Image ▸ Convert Image Color Space to RGB/Alpha."
         )
 
 
+def rgba8_copy(document: Any) -> Any:
+    """An RGB 8-bit copy of ``document`` (the same layers and ids); the document is not touched."""
+    copy = document.clone()
+    if not copy.setColorSpace("RGBA", "U8", RGB8_PROFILE):
+        copy.close()
+        raise PluginError(f"Krita could not convert a copy of the {document.colorModel()} document to 8-bit RGB")
+    copy.waitForDone()
+    return copy
+
+
 def read_layer(layer: LayerRef, what: str, whole_document: bool) -> tuple[Pixels, tuple[int, int, int, int]]:
-    """A layer's BGRA8 pixels over the whole document, or over the layer's own bounds."""
-    check_rgba8(layer.document, what)
+    """A layer's BGRA8 pixels over the whole document, or over the layer's own bounds. Greyscale
+    and 16-bit or float documents are read through an 8-bit RGB copy."""
+    check_readable(layer.document, what)
     if whole_document:
         rect = (0, 0, layer.document.width(), layer.document.height())
     else:
@@ -89,11 +126,23 @@ def read_layer(layer: LayerRef, what: str, whole_document: bool) -> tuple[Pixels
         rect = (bounds.x(), bounds.y(), bounds.width(), bounds.height())
         if rect[2] <= 0 or rect[3] <= 0:
             raise PluginError(f"the {what} layer “{layer.node.name()}” is empty: paint or paste something on it")
-    data = bytes(layer.node.pixelData(*rect))
+    if is_rgba8(layer.document):
+        data = bytes(layer.node.pixelData(*rect))
+    else:
+        copy = rgba8_copy(layer.document)
+        try:
+            twin = find_node(copy, layer.node.uniqueId())
+            if twin is None:
+                raise PluginError(f"the {what} layer “{layer.node.name()}” was not in Krita's 8-bit copy")
+            data = bytes(twin.pixelData(*rect))
+        finally:
+            copy.close()
     return Pixels(data, rect[2], rect[3], Layout.BGRA8), rect
 
 
 def read_file(path: str, what: str) -> Pixels:
+    if not os.path.isfile(path):
+        raise PluginError(f"the {what} image file {path} does not exist any more: pick it again, or another")
     image = QImage(path)
     if image.isNull():
         raise PluginError(f"cannot read the {what} image file {path}: not an image Qt can open")
@@ -131,24 +180,70 @@ class KritaDocuments:
     def active_document(self) -> Any | None:
         return self.app.activeDocument()
 
-    def line_art_choices(self) -> list[LayerRef]:
-        document = self.active_document()
-        return [] if document is None else [LayerRef(document, n) for n in paint_layers(document)]
+    def entries(self, document: Any | None = None) -> list[Entry]:
+        """Every paint layer of the open documents (or of ``document``), top of each stack first,
+        labelled with its place and its document's title."""
+        documents = self.app.documents()
+        titles = document_titles([(d.fileName(), d.name()) for d in documents])
+        found = []
+        for doc, title in zip(documents, titles, strict=True):
+            if document is not None and doc != document:
+                continue
+            for node in paint_layers(doc):
+                path = node_path(node)
+                source = Source(Kind.LAYER, doc.fileName(), title, node.uniqueId().toString(), node.name())
+                found.append(Entry(layer_label(path, title), source, is_result_layer(path), LayerRef(doc, node)))
+        return found
 
-    def reference_choices(self) -> list[LayerRef]:
-        return [LayerRef(doc, node) for doc in self.app.documents() for node in paint_layers(doc)]
-
-    def has_selection(self, document: Any) -> bool:
-        return document is not None and document.selection() is not None
+    def structure(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of what the pickers show: the documents, their layers (id, name,
+        selection mask), the active document and whether it has a selection, and where."""
+        active = self.active_document()
+        documents = []
+        for doc in self.app.documents():
+            layers = tuple(
+                (n.uniqueId().toString(), n.name(), n.type(), selection_mask(n) is not None)
+                for n in walk(doc.rootNode())
+            )
+            documents.append((doc.fileName(), doc.name(), doc == active, layers))
+        return (tuple(documents), selection_box(active))
 
     def snapshot(self, inputs: Inputs) -> tuple[Snapshot, ResultPlace]:
-        line_art: LayerRef = inputs.line_art
+        line_art = inputs.line_art
+        if isinstance(line_art, Missing):
+            raise PluginError(line_art.message("line art"))
         if line_art is None:
             raise PluginError("pick a line-art layer (a paint layer of the active document)")
         document = line_art.document
-        sketch, rect = read_layer(line_art, "line art", whole_document=True)
+        check_readable(document, "line art")
+        place = self._place(line_art)
+        try:
+            return self._read(inputs, line_art, place), place
+        except BaseException:
+            self.discard(place)
+            raise
+
+    def _place(self, line_art: LayerRef) -> ResultPlace:
+        document = line_art.document
+        if is_rgba8(document):
+            return ResultPlace(document, line_art.node, False, b"")
+        copy = rgba8_copy(document)  # results go to a copy that can show colours
+        twin = find_node(copy, line_art.node.uniqueId())
+        if twin is None:
+            copy.close()
+            raise PluginError(f"the line-art layer “{line_art.node.name()}” was not in Krita's 8-bit copy")
+        title = document_titles([(document.fileName(), document.name())])[0]
+        return ResultPlace(copy, twin, False, b"", copy_of=f"{title} ({document.colorModel()} {document.colorDepth()})")
+
+    def _read(self, inputs: Inputs, line_art: LayerRef, place: ResultPlace) -> Snapshot:
+        document = line_art.document
+        width, height = document.width(), document.height()
+        rect = (0, 0, width, height)
+        sketch = Pixels(bytes(place.line_art.pixelData(*rect)), width, height, Layout.BGRA8)
         if is_blank(sketch):
             raise PluginError(f"the line-art layer “{line_art.node.name()}” is empty")
+        place.lines = sketch.data
+        place.opaque = sketch.data[3::4].count(255) >= OPAQUE_SHARE * width * height
         sketch_mask = None
         if inputs.sketch_mask is MaskSource.SELECTION:
             selection = document.selection()
@@ -160,6 +255,8 @@ class KritaDocuments:
             if node is None:
                 raise PluginError(f"“{line_art.node.name()}” has no selection mask: add one, or pick another mask")
             sketch_mask = read_mask(node, rect, "line-art")
+        if isinstance(inputs.reference, Missing):
+            raise PluginError(inputs.reference.message("reference"))
         if inputs.reference is None:
             raise PluginError("pick a reference: a layer of an open document, or an image file")
         reference, ref_rect = read_image(inputs.reference, "reference")
@@ -173,19 +270,33 @@ class KritaDocuments:
             reference_mask = read_mask(node, ref_rect, "reference")
         elif inputs.reference_mask is MaskSource.NONE:
             reference_mask = full_mask(reference.width, reference.height)
+        if isinstance(inputs.background, Missing):
+            raise PluginError(inputs.background.message("background"))
         background = None if inputs.background is None else read_image(inputs.background, "background")[0]
-        snapshot = Snapshot(sketch, reference, sketch_mask, reference_mask, background)
-        return snapshot, ResultPlace(document, line_art.node)
+        return Snapshot(sketch, reference, sketch_mask, reference_mask, background)
 
     def document_size(self, target: ResultPlace) -> tuple[int, int]:
         return target.document.width(), target.document.height()
 
-    def add_results(self, target: ResultPlace, layers: list[VariationLayers], replace_previous: bool) -> list[str]:
-        """One group per variation directly below the line art; the first visible, the rest hidden."""
+    def discard(self, target: ResultPlace) -> None:
+        """Forget a target whose job will not place anything (a copy made for it is closed)."""
+        if target.copy_of:
+            target.document.close()
+
+    def add_results(self, target: ResultPlace, layers: list[VariationLayers], replace_previous: bool) -> Placement:
+        """One group per variation next to the line art, the first visible, the rest hidden; each
+        group is built whole before it goes into the stack, so adding it is one undo step.
+
+        Line art on transparency keeps the groups directly below it. Line art that covers the
+        canvas (a scan on white paper) would hide them there: they go directly above it, each with
+        a copy of the lines on top in Multiply, so the lines show over the colours. The user's
+        layers and the active layer are never changed.
+        """
         document, line_art = target.document, target.line_art
         parent = line_art.parentNode()
         if parent is None:
             raise PluginError("the line-art layer was removed while colorizing; the result was discarded")
+        active = document.activeNode()
         width, height = document.width(), document.height()
         if replace_previous:
             previous = latest_group([n.name() for n in parent.childNodes() if n.type() == "grouplayer"])
@@ -194,18 +305,47 @@ class KritaDocuments:
                     node.remove()
         existing = [n.name() for n in walk(document.rootNode())]
         names = next_group_names(existing, len(layers))
-        for name, variation in reversed(list(zip(names, layers, strict=True))):
-            siblings = parent.childNodes()  # bottom of the stack first
-            index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
-            below = siblings[index - 1] if index > 0 else None
+        groups = []
+        for name, variation in zip(names, layers, strict=True):
             group = document.createGroupLayer(name)
-            parent.addChildNode(group, below)
             background = document.createNode("background", "paintlayer")
             foreground = document.createNode("foreground", "paintlayer")
-            group.addChildNode(background, None)
-            group.addChildNode(foreground, background)
             background.setPixelData(variation.background.data, 0, 0, width, height)
             foreground.setPixelData(variation.foreground.data, 0, 0, width, height)
+            children = [background, foreground]
+            if target.opaque:
+                lines = document.createNode("lines", "paintlayer")
+                lines.setPixelData(target.lines, 0, 0, width, height)
+                lines.setBlendingMode("multiply")
+                children.append(lines)
+            group.setChildNodes(children)  # bottom first
             group.setVisible(variation.variation == 0)
+            groups.append(group)
+        # Bottom first, so the first variation ends up on top of the others.
+        for group in reversed(groups):
+            siblings = parent.childNodes()  # bottom of the stack first
+            index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
+            if target.opaque:
+                parent.addChildNode(group, line_art)
+            else:
+                parent.addChildNode(group, siblings[index - 1] if index > 0 else None)
+        if active is not None:
+            document.setActiveNode(active)
         document.refreshProjection()
-        return names
+        where = f"{'above' if target.opaque else 'below'} “{line_art.name()}”"
+        if target.opaque:
+            where += ", with its lines multiplied on top"
+        if target.copy_of:
+            where += f", in an 8-bit RGB copy of {target.copy_of}, which is unchanged"
+            window = self.app.activeWindow()
+            if window is not None:
+                window.addView(document)
+        return Placement(names, where)
+
+
+def selection_box(document: Any | None) -> tuple[int, int, int, int] | None:
+    """The bounds of ``document``'s selection, or None when nothing is selected."""
+    selection = None if document is None else document.selection()
+    if selection is None:
+        return None
+    return selection.x(), selection.y(), selection.width(), selection.height()

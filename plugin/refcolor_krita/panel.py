@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from PyQt5.QtCore import Qt
-from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtGui import QIcon, QImage, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QToolButton,
@@ -38,7 +45,10 @@ MODE_HELP = {
     Mode.PLAIN: "No split: every pixel may take any colour of the reference.",
 }
 FILE_ITEM = "Image file…"
-THUMB = 96
+THUMB = 64
+# Folded into "Advanced": what an artist rarely changes once it suits them.
+ADVANCED = ("seed", "steps", "sketch_scale", "fg_strength", "bg_strength", "color_match", "flatten", "prior_strength")
+IconFor = Callable[[str], QIcon]  # an icon by name (Krita's own, from the docker); null when unknown
 
 
 def to_qimage(pixels: Pixels) -> QImage:
@@ -145,7 +155,7 @@ class Count(QWidget):
     """An int parameter; below its range sits "auto" where the parameter allows it. ``dice``: a
     button that draws a new value (seeds)."""
 
-    def __init__(self, spec: ParamSpec, value: int | None, dice: bool = False) -> None:
+    def __init__(self, spec: ParamSpec, value: int | None, dice: bool = False, icon: QIcon | None = None) -> None:
         super().__init__()
         self.spec = spec
         self.spin = QSpinBox()
@@ -160,7 +170,10 @@ class Count(QWidget):
         self.dice: QToolButton | None = None
         if dice:
             self.dice = QToolButton()
-            self.dice.setText("🎲")
+            if icon is not None and not icon.isNull():
+                self.dice.setIcon(icon)
+            else:
+                self.dice.setText("New")
             self.dice.setToolTip(f"New {spec.label.lower()}")
             self.dice.clicked.connect(lambda *_: self.spin.setValue(random.randrange(self.spin.maximum())))
             layout.addWidget(self.dice)
@@ -182,13 +195,14 @@ Control = Choice | Count | Strength  # a parameter's control: value() and set_va
 DICE = {"seed"}  # parameters whose control has a "draw a new one" button
 
 
-def make_control(spec: ParamSpec, value: Any) -> Control:
+def make_control(spec: ParamSpec, value: Any, icon_for: IconFor | None = None) -> Control:
     """The control for one parameter, from its schema: a list for an enum, a spin box for an int, a
     slider for a float (with "auto" where allowed)."""
     if spec.choices:
         control: Control = Choice(spec, value)
     elif spec.kind is int:
-        control = Count(spec, value, dice=spec.name in DICE)
+        dice = spec.name in DICE
+        control = Count(spec, value, dice=dice, icon=icon_for("view-refresh") if dice and icon_for else None)
     elif spec.kind is float:
         high = spec.slider_high if spec.slider_high is not None else spec.high
         low = spec.low or 0.0
@@ -200,14 +214,19 @@ def make_control(spec: ParamSpec, value: Any) -> Control:
 
 
 class Panel(QWidget):
-    """The docker's contents. The docker fills the pickers and reacts to the buttons."""
+    """The docker's contents. The docker fills the pickers and reacts to the buttons.
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    The inputs and controls scroll; the Colorize and Cancel buttons, the progress and the two
+    status lines (the connection's, and the current job's or input's) stay in view below them,
+    whatever the docker's height.
+    """
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None, icon_for: IconFor | None = None) -> None:
         super().__init__(parent)
         self.line_art = QComboBox()
-        self.refresh = QToolButton()
-        self.refresh.setText("↻")
-        self.refresh.setToolTip("Refresh the layer lists")
+        self.settings_button = QToolButton()
+        self.settings_button.setText("⚙")
+        self.settings_button.setToolTip("Backend settings: how to start it, where it is")
         self.reference = QComboBox()
         self.reference_thumb = QLabel()
         self.reference_thumb.setFixedHeight(THUMB)
@@ -215,59 +234,96 @@ class Panel(QWidget):
         self.sketch_mask = QComboBox()
         self.reference_mask = QComboBox()
         self.background = QComboBox()
+        for combo in (self.line_art, self.reference, self.sketch_mask, self.reference_mask, self.background):
+            # long layer names must not widen the docker: the combo elides, its list shows them whole
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         # One control per panel parameter, built from the schema, starting at the saved values.
         self.controls: dict[str, Control] = {
-            spec.name: make_control(spec, getattr(settings.params, spec.name)) for spec in PANEL_PARAMS
+            spec.name: make_control(spec, getattr(settings.params, spec.name), icon_for) for spec in PANEL_PARAMS
         }
         self.mode_help = QLabel()
         self.mode_help.setWordWrap(True)
         self.replace_previous = QCheckBox("Replace the previous result")
         self.replace_previous.setChecked(settings.replace_previous)
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.RightArrow)
+        self.advanced = QWidget()
         self.colorize = QPushButton("Colorize")
         self.colorize.setObjectName("refcolor-colorize")
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        self.progress.hide()
         self.preview = QLabel()
         self.preview.setAlignment(Qt.AlignCenter)
-        self.preview.setMinimumHeight(THUMB)
-        self.status = QLabel("Not connected.")
+        self.preview.hide()
+        self.connection = QLabel("Not connected.")
+        self.connection.setWordWrap(True)
+        self.connection.setObjectName("refcolor-connection")
+        self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setObjectName("refcolor-status")
+        self.scroll = QScrollArea()
         self._build()
         self.control("mode").currentIndexChanged.connect(self._mode_help)
         for combo in (self.sketch_mask, self.reference_mask):
             combo.activated.connect(lambda _, c=combo: c.setProperty("user_pick", c.currentData()))
+        self.advanced_toggle.toggled.connect(self.show_advanced)
+        self.show_advanced(settings.show_advanced)
         self._mode_help()
 
     def _build(self) -> None:
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        line = QHBoxLayout()
-        line.addWidget(self.line_art, 1)
-        line.addWidget(self.refresh)
-        form.addRow("Line art", line)
+        form.addRow("Line art", self.line_art)
         form.addRow("Reference", self.reference)
         form.addRow("", self.reference_thumb)
         form.addRow("Line-art mask", self.sketch_mask)
         form.addRow("Reference mask", self.reference_mask)
         form.addRow("Background", self.background)
+        advanced = QFormLayout(self.advanced)
+        advanced.setContentsMargins(0, 0, 0, 0)
+        advanced.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         for spec in PANEL_PARAMS:
-            form.addRow(spec.label, self.controls[spec.name])
+            target = advanced if spec.name in ADVANCED else form
+            target.addRow(spec.label, self.controls[spec.name])
             if spec.name == "mode":
                 form.addRow("", self.mode_help)
-        form.addRow("", self.replace_previous)
+        advanced.addRow("", self.replace_previous)
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(form)
+        column.addWidget(self.advanced_toggle)
+        column.addWidget(self.advanced)
+        column.addWidget(self.preview)
+        column.addStretch(1)
+        self.scroll.setWidget(inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.scroll.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Expanding)
+        self.scroll.setMinimumHeight(120)
         buttons = QHBoxLayout()
         buttons.addWidget(self.colorize, 1)
         buttons.addWidget(self.cancel)
+        buttons.addWidget(self.settings_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
-        layout.addWidget(self.preview)
         layout.addWidget(self.status)
-        layout.addStretch(1)
+        layout.addWidget(self.connection)
+
+    def show_advanced(self, shown: bool) -> None:
+        self.advanced_toggle.setChecked(shown)
+        self.advanced_toggle.setArrowType(Qt.DownArrow if shown else Qt.RightArrow)
+        self.advanced.setVisible(shown)
 
     def control(self, name: str) -> Any:
         """The control of parameter ``name``."""
@@ -299,13 +355,10 @@ class Panel(QWidget):
         picked = combo.property("user_pick")
         self.fill(combo, [(LABELS[c], c) for c in choices], keep=keep_choice(picked, choices))
 
-    def pick_file(self, combo: QComboBox, title: str) -> str | None:
+    def pick_file(self, title: str) -> str | None:
+        """Ask for an image file; None when the dialog is cancelled."""
         path, _ = QFileDialog.getOpenFileName(self, title, "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
-        if not path:
-            return None
-        combo.insertItem(0, path.rsplit("/", 1)[-1], path)
-        combo.setCurrentIndex(0)
-        return path
+        return path or None
 
     def show_thumbnail(self, pixels: Pixels | None) -> None:
         if pixels is None:
@@ -335,20 +388,89 @@ class Panel(QWidget):
     # --- showing progress -----------------------------------------------------------------
 
     def set_running(self, running: bool) -> None:
+        """Buttons for the state; a finished job's bar and preview go away with it."""
         self.colorize.setEnabled(not running)
         self.cancel.setEnabled(running)
+        self.progress.setVisible(running)
+        if running:
+            self.progress.setRange(0, 0)  # busy until the first step says how many
+        else:
+            self.preview.clear()
+            self.preview.hide()
 
     def set_progress(self, step: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(step)
 
+    def set_busy(self) -> None:
+        """A stage without steps (reading, encoding, upsampling, placing): a moving bar."""
+        self.progress.setRange(0, 0)
+
     def set_preview(self, pixels: Pixels) -> None:
-        image = to_qimage(pixels).scaled(self.preview.width() or THUMB, THUMB * 2, Qt.KeepAspectRatio)
+        image = to_qimage(pixels).scaled(self.scroll.viewport().width() or THUMB * 3, THUMB * 3, Qt.KeepAspectRatio)
         self.preview.setPixmap(QPixmap.fromImage(image))
+        self.preview.show()
 
     def set_status(self, text: str, ok: bool = True) -> None:
+        """The job's or the inputs' line: what runs, what came out, or what is wrong."""
         self.status.setText(text)
         self.status.setStyleSheet("" if ok else "color: #c0392b;")
+
+    def set_connection(self, text: str, ok: bool) -> None:
+        """The connection's line: always the current state of the backend connection."""
+        self.connection.setText(text)
+        self.connection.setStyleSheet("color: #2e7d32;" if ok else "color: #c0392b;")
+
+
+class BackendDialog(QDialog):
+    """The backend settings: how a backend is started when none answers, and where one is."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("refcolor backend")
+        self.start_backend = QCheckBox("Start a backend when none answers (stopped again when Krita quits)")
+        self.start_backend.setChecked(settings.start_backend)
+        self.python = QLineEdit(settings.backend_python)
+        self.python.setPlaceholderText("e.g. /home/me/refcolor/.venv/bin/python")
+        self.python.setToolTip("A Python with refcolor installed; the backend runs as `<python> -m refcolor.cli serve`")
+        self.command = QLineEdit(settings.backend_command)
+        self.command.setPlaceholderText("empty: `refcolor serve` with the Python above, or from PATH")
+        self.command.setToolTip("A whole command line that starts a backend; overrides the Python")
+        self.model = QLineEdit(settings.model)
+        self.model.setPlaceholderText("empty: the backend's default (nano)")
+        self.connection_file = QLineEdit(settings.connection_file)
+        self.connection_file.setPlaceholderText("empty: the default location")
+        self.address = QLineEdit(settings.address)
+        self.address.setPlaceholderText("e.g. tcp://192.168.1.20:5557 (overrides the connection file)")
+        self.key = QLineEdit(settings.key)
+        self.key.setEchoMode(QLineEdit.Password)
+        form = QFormLayout()
+        form.addRow(self.start_backend)
+        form.addRow("Backend Python", self.python)
+        form.addRow("Backend command", self.command)
+        form.addRow("Model", self.model)
+        form.addRow("Connection file", self.connection_file)
+        form.addRow("Address", self.address)
+        form.addRow("Key", self.key)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def settings(self, base: Settings) -> Settings:
+        """``base`` with what the dialog shows."""
+        return dataclasses.replace(
+            base,
+            start_backend=self.start_backend.isChecked(),
+            backend_python=self.python.text().strip(),
+            backend_command=self.command.text().strip(),
+            model=self.model.text().strip(),
+            connection_file=self.connection_file.text().strip(),
+            address=self.address.text().strip(),
+            key=self.key.text().strip(),
+        )
 
 
 def connect_clicked(button: QPushButton | QToolButton, slot: Callable[[], None]) -> None:

@@ -40,6 +40,14 @@ class Settings:
     start_backend: bool = True
     model: str = ""  # "" = the backend's default
     replace_previous: bool = False  # replace the last "Colorized" group instead of adding one
+    # The docker's picks, as sources.Source text (files by path, layers by document + layer), and
+    # the mask the artist picked ("" = the default for what is available).
+    line_art: str = "none"
+    reference: str = "none"
+    background: str = "none"
+    sketch_mask: str = ""
+    reference_mask: str = ""
+    show_advanced: bool = False
     params: ColorizeParams = field(default_factory=ColorizeParams)  # the panel's controls
 
 

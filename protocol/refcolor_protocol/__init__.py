@@ -35,6 +35,7 @@ from .messages import (
     Result,
     ResultLayer,
     Scheduler,
+    Stage,
     Status,
     StatusRequest,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "ResultLayer",
     "Scheduler",
     "Session",
+    "Stage",
     "Status",
     "StatusRequest",
     "default_connection_file",

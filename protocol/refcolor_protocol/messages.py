@@ -46,6 +46,16 @@ class LayerName(str, Enum):
     COMBINED = "combined"
 
 
+class Stage(str, Enum):
+    """What a running job is doing (``progress.stage``), in the order a job goes through them."""
+
+    ENCODING = "encoding"  # reading the sketch and the reference into the model
+    DENOISING = "denoising"  # the model's steps: the only stage with per-step progress
+    UPSAMPLING = "upsampling"  # bringing the colours to full resolution along the line art
+    FINISHING = "finishing"  # colour matching and flattening at full resolution
+    LAYERS = "layers"  # building and encoding the result layers
+
+
 class JobPhase(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -297,6 +307,7 @@ class Progress:
     total: int
     variation: int = 0
     preview: ImageRef | None = None  # small RGBA8 image of the current state
+    stage: Stage = Stage.DENOISING  # sent at the start of every stage; step/total are the denoising's
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class RecordingContext:
 
     def __init__(self, cancel_at: int | None = None) -> None:
         self.steps: list[tuple[int, int]] = []
+        self.stages: list[str] = []
         self.cancel_at = cancel_at
 
     def progress(self, step: int, total: int, preview: object = None, variation: int = 0) -> None:
@@ -65,6 +66,9 @@ class RecordingContext:
 
     def check_cancelled(self) -> None:
         return None
+
+    def stage(self, stage: object) -> None:
+        self.stages.append(str(getattr(stage, "value", stage)))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from refcolor.models.job import ColorizeJob, PreviewFn, resolve_seed
 from refcolor.models.options import add_model_options, model_options
 from refcolor_protocol.errors import ProtocolError
-from refcolor_protocol.messages import ColorizeParams
+from refcolor_protocol.messages import ColorizeParams, Stage
 from refcolor_protocol.schema import PARAMS, ParamSpec, params_from
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,9 @@ class _ProgressBar:
 
     def check_cancelled(self) -> None:
         return None
+
+    def stage(self, stage: Stage) -> None:
+        self.bar.set_description(stage.value)
 
     def close(self) -> None:
         self.bar.close()

@@ -51,6 +51,13 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
             help=f"most {spec.name} a job may ask for, at most {spec.high:g} (default {getattr(defaults, spec.limit)})",
         )
     serve.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop when this process ends, e.g. the paint app that started the backend "
+        "(default: $REFCOLOR_PARENT_PID, if set)",
+    )
+    serve.add_argument(
         "--no-key", action="store_true", help="do not sign messages (only allowed on 127.0.0.1 or ipc://)"
     )
     add_model_options(serve)
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import zmq
 
     from refcolor.models import UnknownModelError
+    from refcolor.service.parent import is_alive, parent_from_env, watch_parent
     from refcolor.service.server import Server
 
     config = ServerConfig(
@@ -73,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         **{spec.limit: getattr(args, spec.limit) for spec in LIMITED_PARAMS},
         model_options=model_options(args),
     )
+    parent = args.parent_pid or parent_from_env()
+    if parent is not None and not is_alive(parent):
+        print(f"refcolor serve: the process that started it (pid {parent}) has already ended", file=sys.stderr)
+        return 2
     try:
         server = Server(config)
     except (ValueError, UnknownModelError, FileNotFoundError) as exc:
@@ -84,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    if parent is not None:
+        watch_parent(parent, server.stop)
     print(
         f"refcolor backend listening on {server.address}; connection file {config.connection_file}",
         flush=True,

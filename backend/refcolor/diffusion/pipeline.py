@@ -48,7 +48,7 @@ from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, SideFields, composite, load_line_features
 from refcolor.imaging.upsample import TENT_RADIUS, upsample_fills
-from refcolor_protocol import ColorizeParams, Mode
+from refcolor_protocol import ColorizeParams, Mode, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback_on_step_end: StepCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        callback_on_stage: Callable[[Stage], None] | None = None,
     ) -> ColorizationOutput:
         """Colorize ``sketch`` after ``reference``.
 
@@ -303,6 +304,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": ...}) -> dict`` after every
                 step; a returned ``"latents"`` replaces the latents. Exceptions propagate (cancel).
             callback_on_step_end_tensor_inputs: tensors handed to the callback.
+            callback_on_stage: ``f(stage)`` as each stage starts (encoding, denoising, upsampling,
+                finishing), so a caller can say what runs; exceptions propagate (cancel).
 
         Returns:
             :class:`ColorizationOutput`.
@@ -317,6 +320,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         )  # fmt: skip
         variations = params.variations
         self._interrupt = False
+        self._on_stage = callback_on_stage or (lambda stage: None)
         device = self._execution_device
 
         # 2. model sizes
@@ -343,11 +347,13 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             return self._finish(denoised, images, params, False)
 
         # 3. encode; 4. guidance batches (inside the reference window and outside it)
+        self._on_stage(Stage.ENCODING)
         tokens, features, blank = self._encode(images, params)
         fields = self.prior_fields(images.prior) if images.prior is not None else None
         batch_in, batch_out, priors = self._guidance_batches(images, params, tokens, features, blank, fields)
 
         # 5. denoise
+        self._on_stage(Stage.DENOISING)
         sampler = make_scheduler(params.scheduler.value, self.scheduler.config)
         sampler.set_timesteps(params.steps, device=device)
         generators = list(generator) if isinstance(generator, Sequence) else generator
@@ -506,6 +512,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         def upsample() -> np.ndarray:
             return upsample_fills(stacked, images.full_ink, radius)
 
+        self._on_stage(Stage.UPSAMPLING)
+
         # A job that changes only the finishing (the same denoised images) skips the upsampling too.
         upsampled = (
             upsample()
@@ -520,6 +528,7 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             if color_match > 0
             else finishing.Sides(None)  # colour matching off: no reference statistics needed
         )
+        self._on_stage(Stage.FINISHING)
         upsampled = finishing.finish(
             upsampled,
             images.full_ink,

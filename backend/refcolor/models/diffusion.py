@@ -116,11 +116,13 @@ class DiffusionColorizer:
             key = denoising_key(job, batch)
             denoised = self.denoised.get(key)
             if denoised is not None:
-                output = self.pipe(*images, params, denoised=denoised)
+                output = self.pipe(*images, params, denoised=denoised, callback_on_stage=ctx.stage)
                 ctx.progress((first + len(batch)) * steps, total, variation=first)
             else:
                 generators = [torch.Generator("cpu").manual_seed(s) for s in batch]
-                output = self.pipe(*images, params, generator=generators, callback_on_step_end=on_step)
+                output = self.pipe(
+                    *images, params, generator=generators, callback_on_step_end=on_step, callback_on_stage=ctx.stage
+                )
                 if not output.interrupted:
                     self.denoised.put(key, output.native)
             first += len(batch)

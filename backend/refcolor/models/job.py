@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from refcolor_protocol.messages import ColorizeParams
+from refcolor_protocol.messages import ColorizeParams, Stage
 
 
 def resolve_seed(params: ColorizeParams) -> int:
@@ -87,6 +87,14 @@ class JobContext(Protocol):
         """Raise :class:`JobCancelled` if the job was cancelled (for long steps)."""
         ...
 
+    def stage(self, stage: Stage) -> None:
+        """Report that the job enters ``stage`` (PROTOCOL.md, progress.stage).
+
+        Raises:
+            JobCancelled: the job was cancelled; let it propagate.
+        """
+        ...
+
 
 class NullContext:
     """A context for running a colorizer outside the server, with nobody to report to (evaluation,
@@ -96,6 +104,9 @@ class NullContext:
         return None
 
     def check_cancelled(self) -> None:
+        return None
+
+    def stage(self, stage: Stage) -> None:
         return None
 
 

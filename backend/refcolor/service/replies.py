@@ -24,6 +24,7 @@ from refcolor_protocol.messages import (
     Result,
     ResultLayer,
     Scheduler,
+    Stage,
     check_buffers,
     image_refs,
 )
@@ -87,15 +88,20 @@ def admit(request: ColorizeRequest, buffers: tuple[Buffer, ...], config: ServerC
 
 
 def progress(
-    job_id: str, step: int, total: int, variation: int, preview: np.ndarray | None
+    job_id: str,
+    step: int,
+    total: int,
+    variation: int,
+    preview: np.ndarray | None,
+    stage: Stage = Stage.DENOISING,
 ) -> tuple[Progress, tuple[Buffer, ...]]:
     """A progress message, with its (H, W, 4) preview as buffer 0 if there is one."""
     if preview is None:
-        return Progress(job_id, step, total, variation), ()
+        return Progress(job_id, step, total, variation, stage=stage), ()
     buffer = encode_rgba(preview)
     height, width = preview.shape[:2]
     ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, 0)
-    return Progress(job_id, step, total, variation, ref), (buffer,)
+    return Progress(job_id, step, total, variation, ref, stage), (buffer,)
 
 
 def result(job_id: str, model: str, layer_sets: list[LayerSet], elapsed_s: float) -> tuple[Result, tuple[Buffer, ...]]:

@@ -335,7 +335,9 @@ class Server:
         elif isinstance(event, Stepped):
             if job.cancel.is_set():
                 return
-            content, buffers = replies.progress(job.job_id, event.step, event.total, event.variation, event.preview)
+            content, buffers = replies.progress(
+                job.job_id, event.step, event.total, event.variation, event.preview, event.stage
+            )
             self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):
             result, result_buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)

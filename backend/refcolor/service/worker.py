@@ -17,7 +17,7 @@ import numpy as np
 
 from refcolor.models.job import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
 from refcolor.service.images import decode_image, decode_mask, thumbnail
-from refcolor_protocol.messages import Buffer, ColorizeRequest, Header
+from refcolor_protocol.messages import Buffer, ColorizeRequest, Header, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class Stepped:
     total: int
     preview: np.ndarray | None
     variation: int = 0  # the first variation of the batch being computed
+    stage: Stage = Stage.DENOISING
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,10 @@ class _Context:
         self.emit(Stepped(self.job, step, total, image, variation))
         self.check_cancelled()
 
+    def stage(self, stage: Stage) -> None:
+        self.check_cancelled()
+        self.emit(Stepped(self.job, self.job.step, self.job.total, None, 0, stage))
+
 
 class Worker(threading.Thread):
     """Runs queued jobs one at a time with the colorizer ``load_model(name)`` returns."""
@@ -221,6 +226,7 @@ class Worker(threading.Thread):
                 raise RuntimeError(
                     f"model {job.model} returned {len(layers)} variations, {job.request.params.variations} asked"
                 )
+            ctx.stage(Stage.LAYERS)  # the server thread encodes them next
         except JobCancelled:
             logger.info("job %s cancelled at step %d/%d", job.job_id, job.step, job.total)
             return Failed(job, cancelled=True, message=f"job {job.job_id} was cancelled")

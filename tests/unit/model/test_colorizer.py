@@ -55,6 +55,9 @@ class RecordingContext:
     def check_cancelled(self) -> None:
         return None
 
+    def stage(self, stage: object) -> None:
+        return None
+
 
 def test_variations_come_back_as_layer_sets_with_their_seeds(
     colorizer, sketch, reference, sketch_mask

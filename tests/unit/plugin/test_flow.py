@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from refcolor_krita.controller import Callbacks, ColorizeController, Inputs, State
+from refcolor_krita.controller import Callbacks, ColorizeController, Inputs, Placement, State
 from refcolor_krita.jobs import Snapshot, VariationLayers, build_request, result_layers
 from refcolor_krita.masks import MaskSource
 from refcolor_krita.pixels import Pixels, PluginError
@@ -97,6 +97,7 @@ class FakeDocuments:
     def __init__(self, fail: str = "") -> None:
         self.fail = fail
         self.added: list[tuple[Any, list[VariationLayers], bool]] = []
+        self.discarded: list[Any] = []
 
     def snapshot(self, inputs: Inputs) -> tuple[Snapshot, Any]:
         if self.fail:
@@ -106,9 +107,12 @@ class FakeDocuments:
     def document_size(self, target: Any) -> tuple[int, int]:
         return W, H
 
-    def add_results(self, target: Any, layers: list[VariationLayers], replace_previous: bool) -> list[str]:
+    def add_results(self, target: Any, layers: list[VariationLayers], replace_previous: bool) -> Placement:
         self.added.append((target, layers, replace_previous))
-        return [f"Colorized {i + 1}" for i in range(len(layers))]
+        return Placement([f"Colorized {i + 1}" for i in range(len(layers))], "below “line art”")
+
+    def discard(self, target: Any) -> None:
+        self.discarded.append(target)
 
 
 class Recorder:
@@ -125,7 +129,7 @@ class Recorder:
             state=lambda s: self.events.append(("state", s)),
             progress=lambda step, total: self.events.append(("progress", (step, total))),
             preview=lambda p: self.events.append(("preview", p.size)),
-            done=lambda names: self.events.append(("done", names)),
+            done=lambda names, where: self.events.append(("done", names)),
             failed=lambda text: self.events.append(("failed", text)),
         )
 
