@@ -76,6 +76,7 @@ class _PendingJob:
     size: tuple[int, int]
     replace_previous: bool
     cancelling: bool = False
+    started: bool = False  # the backend has said it started
 
 
 @dataclass
@@ -158,11 +159,13 @@ class ColorizeController:
             stage = msg.content.stage
             if stage is Stage.DENOISING:
                 self.callbacks.progress(msg.content.step, msg.content.total)
-                if msg.content.step == 0:
+                if msg.content.step == 0 and not job.started:
+                    job.started = True
                     self.callbacks.stage("Started…", False)
                 elif not job.cancelling:
                     self.callbacks.stage(f"Colorizing: step {msg.content.step} of {msg.content.total}…", False)
             elif not job.cancelling:
+                job.started = True
                 self.callbacks.stage(STAGE_TEXT[stage], True)
             ref = msg.content.preview
             if ref is not None:

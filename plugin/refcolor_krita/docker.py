@@ -80,7 +80,7 @@ class RefcolorDocker(DockWidget):
                 stage=self._stage,
                 preview=self.panel.set_preview,
                 done=self._done,
-                failed=lambda text: self.panel.set_status(text, ok=False),
+                failed=lambda text: self.panel.set_status(text[:1].upper() + text[1:], ok=False),
             ),
         )
         self.connection.status.connect(self.panel.set_connection)
@@ -94,7 +94,12 @@ class RefcolorDocker(DockWidget):
         self.panel.background.activated.connect(lambda *_: self._picked("background", self.panel.background))
         for combo in (self.panel.sketch_mask, self.panel.reference_mask):
             combo.activated.connect(lambda *_: self._save())
-        self.panel.advanced_toggle.toggled.connect(lambda *_: self._save())
+        # Controls are saved as they change (debounced); Krita writes its settings file when it quits.
+        self.save_soon = QTimer(self)
+        self.save_soon.setSingleShot(True)
+        self.save_soon.setInterval(300)
+        self.save_soon.timeout.connect(self._save)
+        self.panel.on_change(self.save_soon.start)
         self.poll = QTimer(self)
         self.poll.setInterval(POLL_MS)
         self.poll.timeout.connect(self.sync)

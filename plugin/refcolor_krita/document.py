@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from krita import Krita
+from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QImage
 
 from refcolor_protocol import Layout
@@ -330,7 +331,7 @@ class KritaDocuments:
             else:
                 parent.addChildNode(group, siblings[index - 1] if index > 0 else None)
         if active is not None:
-            document.setActiveNode(active)
+            keep_active(document, active)
         document.refreshProjection()
         where = f"{'above' if target.opaque else 'below'} “{line_art.name()}”"
         if target.opaque:
@@ -341,6 +342,14 @@ class KritaDocuments:
             if window is not None:
                 window.addView(document)
         return Placement(names, where)
+
+
+def keep_active(document: Any, node: Any) -> None:
+    """Make ``node`` the active layer again. Krita activates a layer added to a view's image
+    from its own event handlers, after the adding returns: set it now and once those have run."""
+    document.setActiveNode(node)
+    for delay_ms in (0, 200):
+        QTimer.singleShot(delay_ms, lambda: document.setActiveNode(node))
 
 
 def selection_box(document: Any | None) -> tuple[int, int, int, int] | None:

@@ -320,6 +320,20 @@ class Panel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.connection)
 
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a control's value changes (the docker saves them then)."""
+        for control in self.controls.values():
+            if isinstance(control, Choice):
+                control.currentIndexChanged.connect(lambda *_: callback())
+            elif isinstance(control, Count):
+                control.spin.valueChanged.connect(lambda *_: callback())
+            else:
+                control.slider.valueChanged.connect(lambda *_: callback())
+                if isinstance(control, OptionalStrength):
+                    control.auto.toggled.connect(lambda *_: callback())
+        self.replace_previous.toggled.connect(lambda *_: callback())
+        self.advanced_toggle.toggled.connect(lambda *_: callback())
+
     def show_advanced(self, shown: bool) -> None:
         self.advanced_toggle.setChecked(shown)
         self.advanced_toggle.setArrowType(Qt.DownArrow if shown else Qt.RightArrow)

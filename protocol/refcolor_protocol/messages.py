@@ -202,12 +202,12 @@ class ColorizeParams:
     )
     scheduler: Scheduler = param(Scheduler.DPMPP_2M, label="Sampler", help="sampler")
     reference_scale: float = param(
-        5.0, low=0.0, high=30.0, label="Reference guidance", panel=True, slider_high=15.0,
-        help="classifier-free guidance on the reference",
+        5.0, low=0.0, high=30.0, label="Colour guidance", panel=True, slider_high=15.0,
+        help="classifier-free guidance on the reference: higher keeps closer to the reference's colours; 1 = none",
     )
     sketch_scale: float = param(
-        1.0, low=0.0, high=30.0, label="Sketch guidance", panel=True, slider_high=5.0,
-        help="classifier-free guidance on the sketch",
+        1.0, low=0.0, high=30.0, label="Line guidance", panel=True, slider_high=5.0,
+        help="classifier-free guidance on the sketch: higher keeps closer to the line art; 1 = none",
     )
     guidance_start: float = param(
         0.0, low=0.0, high=1.0, label="Guidance start", help="fraction of the schedule where guidance starts"
@@ -217,12 +217,14 @@ class ColorizeParams:
         help="fraction of the schedule where guidance ends, ≥ guidance_start",
     )
     fg_strength: float = param(
-        1.0, low=0.0, high=2.0, label="Foreground strength", panel=True,
-        help="strength of the foreground branch",
+        1.0, low=0.0, high=2.0, label="FG colour weight", panel=True,
+        help="strength of the foreground branch: how strongly the sketch's foreground takes the colours of the "
+        "reference's foreground",
     )
     bg_strength: float = param(
-        1.0, low=0.0, high=2.0, label="Background strength", panel=True,
-        help="strength of the background branch",
+        1.0, low=0.0, high=2.0, label="BG colour weight", panel=True,
+        help="strength of the background branch: how strongly the sketch's background takes the colours of the "
+        "reference's background",
     )
     merge: float = param(
         0.0, low=0.0, high=1.0, label="Merge", help="foreground = (1 − merge)·fg + merge·bg"

@@ -8,6 +8,7 @@ screenshot, and ends Krita (unless the scenario quits Krita itself, as an artist
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -44,6 +45,9 @@ class Driver(Extension):
 
     def setup(self) -> None:
         OUT.mkdir(parents=True, exist_ok=True)
+        # Should Krita crash, where in Python it was (read by the test on failure).
+        self.crash_log = open(OUT / "crash.txt", "w")  # noqa: SIM115  (open for Krita's whole life)
+        faulthandler.enable(self.crash_log)
         QTimer.singleShot(500, self.wait_for_window)
         QTimer.singleShot(int(CONFIG.get("deadline_s", 240) * 1000), lambda: self.fail("the scenario's deadline"))
 

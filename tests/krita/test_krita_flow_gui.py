@@ -1,0 +1,269 @@
+"""The flow an artist follows, in a real Krita under Xvfb, through the docker's own widgets
+(issue 16): one test per scenario, each driven by tests/krita/gui_driver (scenarios.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kritatest import ROOT, KritaGui, run_gui
+from PIL import Image
+
+pytestmark = pytest.mark.timeout(600)
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+@pytest.fixture
+def gui_env(krita_env, krita_site) -> tuple[dict[str, str], list[str]]:
+    """A profile plus Krita's PYTHONPATH: the repository's protocol and pyzmq (the plugin itself
+    is installed into the profile)."""
+    return krita_env, [str(ROOT / "protocol"), str(krita_site)]
+
+
+def settings_for(backend) -> dict[str, str]:
+    return {"connection_file": str(backend.connection_file), "start_backend": "false"}
+
+
+def write_png(path: Path, rgba: np.ndarray) -> str:
+    Image.fromarray(rgba).save(path)
+    return str(path)
+
+
+def lines_png(path: Path, width: int = 320, height: int = 240) -> str:
+    """Black grid lines on opaque white: a scanned page."""
+    image = np.full((height, width, 4), 255, np.uint8)
+    image[::32, :, :3] = 0
+    image[:, ::32, :3] = 0
+    return write_png(path, image)
+
+
+def character_png(path: Path, width: int = 200, height: int = 160) -> str:
+    """A red character on transparency."""
+    image = np.zeros((height, width, 4), np.uint8)
+    image[40:120, 50:150] = (224, 48, 48, 255)
+    return write_png(path, image)
+
+
+def test_scanned_sketch_shows_its_lines_over_the_result_in_one_undo_step(gui_env, backend, tmp_path) -> None:
+    """Item 1 (and 6, 9): docs/examples/sketch.png opens as one opaque layer. The result must not
+    hide it: the lines show over the colours, the status says truthfully where the result went,
+    the user's layer and active layer are unchanged, and one Undo removes the whole colorization."""
+    env, pythonpath = gui_env
+    gui = KritaGui(
+        env,
+        "scan",
+        tmp_path / "gui",
+        pythonpath=pythonpath,
+        settings=settings_for(backend),
+        config={"sketch": str(EXAMPLES / "sketch.png"), "reference": str(EXAMPLES / "reference.png")},
+    )
+    try:
+        facts = gui.facts()
+    finally:
+        gui.kill()
+    gui.keep("scan-result", "krita-scan-result.png")
+    assert len(facts["before"]) == 1  # one opaque layer, as a scan opens
+    scan = facts["before"][0]
+    # bottom first: the result sits directly above the scan, which is unchanged
+    assert facts["after"] == [scan, "Colorized 1"]
+    assert facts["originals_unchanged"]
+    (group,) = facts["groups"]
+    assert [c["name"] for c in group["children"]] == ["background", "foreground", "lines"]
+    assert group["children"][2]["blending"] == "multiply"
+    # what the artist sees: the ink stays dark over the colours
+    assert facts["ink_pixels"] > 500 and facts["ink_still_dark"] > 0.95, facts["ink_still_dark"]
+    assert facts["status"].startswith("Done: added Colorized 1"), facts["status"]
+    assert f"above “{scan}”" in facts["status"] and "below" not in facts["status"], facts["status"]
+    # item 9: the artist's active layer stays; one Undo takes the whole colorization away
+    assert facts["active_after"] == facts["active_before"]
+    assert facts["after_one_undo"] == facts["before"], facts
+    # item 6: every stage that takes time is named while it runs; nothing stale after
+    statuses = facts["statuses"]
+    for stage in ("Reading the document", "Sending", "Colorizing: step", "Bringing the colours to full resolution",
+                  "Placing the result layers"):  # fmt: skip
+        assert any(s.startswith(stage) for s in statuses), (stage, statuses)
+    assert not facts["progress_shown_after"]
+
+
+def test_pickers_follow_the_documents_live_and_name_their_documents(gui_env, backend, tmp_path) -> None:
+    """Items 2 and 4: a selection made, then dropped, a layer added and renamed, the active document
+    switched: the docker follows each without ↻, and Colorize uses the selection it shows. Entries
+    name their document; results stay out of the line-art list and at the end of the reference list."""
+    env, pythonpath = gui_env
+    config = {"lines": lines_png(tmp_path / "lines.png"), "character": character_png(tmp_path / "character.png")}
+    facts = run_gui(
+        env, "live", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend), config=config
+    )
+    assert facts["line_art_items"] == ["Background — lines.png"]
+    assert facts["reference_items"][:2] == ["Background — lines.png", "Background — character.png"]
+    assert facts["mask_before"] == "None (all foreground)"
+    assert facts["mask_after_select"].startswith("Current selection"), facts["mask_after_select"]
+    # the job used the selection the panel showed: the foreground layer is exactly the selection
+    assert facts["status_1"].startswith("Done"), facts["status_1"]
+    assert facts["foreground_bounds"] == [facts["selection_box"]]
+    assert facts["status_2"].startswith("Done"), facts["status_2"]
+    assert facts["line_art_items_after_runs"] == ["Background — lines.png"]
+    refs = facts["reference_items_after_runs"]
+    results = [r for r in refs if "Colorized" in r]
+    assert len(results) == 6  # background, foreground and lines (the scan is opaque) of two runs
+    assert refs[: len(refs) - len(results) - 1] == ["Background — lines.png", "Background — character.png"]
+    assert refs[-1] == "Image file…" and all("Colorized" in r for r in refs[-1 - len(results) : -1]), refs
+    assert facts["mask_after_deselect"] == "None (all foreground)"
+    added = facts["line_art_items_after_add"]
+    assert len(added) == 2 and added[0].startswith("Paint Layer") and added[0].endswith(" — lines.png"), added
+    assert "inks — lines.png" in facts["line_art_items_after_rename"], facts["line_art_items_after_rename"]
+    assert facts["line_art_items_after_switch"] == ["Background — character.png"]
+
+
+def test_picks_stay_after_a_run_and_across_a_restart_and_a_lost_layer_is_reported(
+    gui_env, backend, tmp_path
+) -> None:
+    """Item 3: files and layers stay as picked after a run and after Krita restarts; a picked layer
+    that has gone is reported and refused, never replaced."""
+    env, pythonpath = gui_env
+    config = {
+        "lines_kra": str(tmp_path / "lines.kra"),
+        "character_kra": str(tmp_path / "character.kra"),
+        "reference_png": character_png(tmp_path / "sheet.png"),
+        "background_png": lines_png(tmp_path / "sky.png"),
+    }
+    first = KritaGui(
+        env, "persist_first", tmp_path / "gui-1", pythonpath=pythonpath, settings=settings_for(backend), config=config
+    )
+    try:
+        facts = first.facts()
+        assert first.wait_exit(60) is not None, "Krita did not quit"
+    finally:
+        first.kill()
+    picked = facts["picked"]
+    assert picked["reference"] == "File: sheet.png" and picked["background"] == "File: sky.png"
+    assert facts["status_1"].startswith("Done"), facts["status_1"]
+    assert facts["after_run"] == picked
+    assert facts["picked_2"]["reference"] == "character — character.kra"
+
+    facts = run_gui(env, "persist_second", tmp_path / "gui-2", pythonpath=pythonpath, config=config)
+    restored = facts["restored"]
+    assert restored["line_art"] == "inks — lines.kra"
+    assert restored["reference"] == "character — character.kra"
+    assert restored["reference_mask"] == "None (all foreground)"
+    assert restored["background"] == "File: sky.png"
+    assert restored["steps"] == 5
+    assert facts["reference_after_delete"] == "⚠ missing: character — character.kra"
+    assert "“character” of character.kra" in facts["status_after_delete"]
+    assert "not open any more" in facts["status_after_colorize"] and facts["stack_unchanged"]
+
+
+def test_docked_at_1280x800_the_buttons_and_status_stay_in_view(gui_env, backend, tmp_path) -> None:
+    """Items 5 and 11: docked under Krita's default dockers on a 1280×800 screen, Colorize, Cancel
+    and both status lines are in view before and after a run; labels and tooltips say what the
+    controls do; the seed's button has an icon Krita ships; modes and limits come from the backend."""
+    env, pythonpath = gui_env
+    gui = KritaGui(
+        env, "layout", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend), screen=(1280, 800)
+    )
+    try:
+        facts = gui.facts()
+    finally:
+        gui.kill()
+    gui.keep("docked-before", "krita-docked-1280x800-before.png")
+    gui.keep("docked-after", "krita-docked-1280x800-after.png")
+    assert facts["docked"] and facts["window"] == [1280, 800]
+    assert all(facts["before"].values()), facts["before"]
+    assert all(facts["after"].values()), facts["after"]
+    assert facts["status"].startswith("Done"), facts["status"]
+    labels = facts["labels"]
+    for picker in ("Reference", "Background"):  # the pickers; no slider is named like them
+        assert labels.count(picker) == 1, labels
+        assert not [label for label in labels if picker in label and label not in (picker, f"{picker} mask")], labels
+    assert len(set(labels)) == len(labels)
+    assert {"reference_scale", "fg_strength", "bg_strength", "steps"} <= set(facts["tooltips"])
+    assert facts["dice"] is not None and facts["dice"]["has_icon"] and facts["dice"]["text"] != "🎲"
+    assert facts["modes_offered"] == facts["modes_advertised"]
+    assert facts["steps_max"] == facts["max_steps_advertised"]
+
+
+def _gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie (not reaped yet) has ended too
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("how", ["quit", "crash"])
+def test_the_backend_the_plugin_started_ends_with_krita(gui_env, tmp_path, how) -> None:
+    """Item 7: the plugin starts its own backend (its Python edited in the docker's settings
+    dialog); after File ▸ Quit, or when Krita dies, the backend ends and its connection file goes."""
+    env, pythonpath = gui_env
+    connection_file = tmp_path / "own-backend.json"
+    settings = {
+        "connection_file": str(connection_file),
+        "start_backend": "true",
+        "backend_python": sys.executable,
+        "model": "tiny",
+    }
+    config = {"connection_file": str(connection_file), "python": sys.executable, "crash": how == "crash"}
+    gui = KritaGui(env, "quit_app", tmp_path / "gui", pythonpath=pythonpath, settings=settings, config=config)
+    try:
+        facts = gui.facts()
+        assert facts["dialog"] == "BackendDialog"
+        assert facts["saved_python"] == sys.executable
+        pid = facts["backend_pid_after_settings"]
+        assert facts["backend_parent"] == facts["krita_pid"]
+        if how == "crash":  # Krita alone dies at once (SIGKILL: no handler runs)
+            os.kill(facts["krita_pid"], 9)
+        else:
+            assert gui.wait_exit(60) is not None, "Krita did not quit"
+        assert _gone(pid, 15), f"the backend (pid {pid}) outlived Krita ({how})"
+        assert not connection_file.exists()
+    finally:
+        gui.kill()
+        if connection_file.exists():
+            os.kill(json.loads(connection_file.read_text())["pid"], 9)
+
+
+def test_messages_stay_until_their_state_changes(gui_env, backend, tmp_path) -> None:
+    """Item 8: a bad file's error goes when a good file replaces it; a cancelled job leaves no bar or
+    preview; a lost backend stays reported while reconnecting; no message points at nothing."""
+    env, pythonpath = gui_env
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
+    config = {
+        "bad_png": str(bad),
+        "good_png": character_png(tmp_path / "sheet.png"),
+        "connection_file": str(backend.connection_file),
+    }
+    facts = run_gui(
+        env, "messages", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend), config=config
+    )
+    assert "broken.png" in facts["status_bad_file"], facts["status_bad_file"]
+    assert "broken.png" not in facts["status_good_file"], facts["status_good_file"]
+    assert facts["status_cancelled"].startswith("Cancelled")
+    assert not facts["progress_visible_after_cancel"] and not facts["preview_after_cancel"]
+    texts = facts["connection_texts_after_loss"]
+    assert all(t.startswith("Lost the backend") or t.startswith("No backend") for t in texts), texts
+    assert "see the message above" not in facts["status_colorize_disconnected"]
+    assert facts["status_colorize_disconnected"].startswith("Not connected to a backend: ")
+
+
+def test_greyscale_16_bit_scans_are_read_and_cmyk_is_refused_clearly(gui_env, backend, tmp_path) -> None:
+    """Item 10: a 16-bit greyscale document is read (converted on the plugin side) and left as it
+    was; the result goes to an 8-bit RGB copy that can show colours. CMYK gets a clear refusal."""
+    env, pythonpath = gui_env
+    facts = run_gui(env, "grey", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend))
+    assert facts["status_grey"].startswith("Done: added Colorized 1"), facts["status_grey"]
+    assert "copy of scan16" in facts["status_grey"] and "unchanged" in facts["status_grey"]
+    assert facts["grey_model_after"] == ["GRAYA", "U16"] and facts["grey_unchanged"]
+    assert [c[:2] for c in facts["copies"]] == [["RGBA", "U8"]]
+    assert "CMYK" in facts["status_cmyk"] and "Convert" in facts["status_cmyk"], facts["status_cmyk"]
