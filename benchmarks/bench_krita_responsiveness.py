@@ -1,15 +1,19 @@
-"""Krita's event loop during a colorize run on a 2048x2048 document (real Krita, headless).
+"""Krita's event loop, and where the time goes, during a colorize run (real Krita, headless).
 
 A 5 ms QTimer probe inside Krita records the longest gap between its ticks while the plugin
 reads the layers, sends them, receives progress and previews, and writes the result layers.
+The docker's stage lines are timed too: reading, sending, waiting, encoding, denoising,
+upsampling, finishing, building and placing the layers (seconds each, from one run).
 Needs `make setup` (krita, pyzmq for Krita's Python). Prints ``name: value`` lines.
 
-Run: .venv/bin/python benchmarks/bench_krita_responsiveness.py [--size 2048] [--steps 20]
+Run: .venv/bin/python benchmarks/bench_krita_responsiveness.py [--size 2048] [--height H] [--steps 20]
+     [--model nano]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -26,7 +30,8 @@ from support import ServerProcess  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--size", type=int, default=2048, help="the document's width (and height, unless --height)")
+    parser.add_argument("--height", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--model", default="tiny")
     args = parser.parse_args()
@@ -44,7 +49,7 @@ def main() -> None:
             "connection_file": str(server.connection_file),
             "out": str(work / "observed.json"),
             "scenario": "colorize",
-            "size": [args.size, args.size],
+            "size": [args.size, args.height or args.size],
             "steps": args.steps,
             "timeout_s": 600,
         }
@@ -69,9 +74,34 @@ def main() -> None:
         server.kill()
     if "exception" in observed or observed["events"][-1][0] != "done":
         raise SystemExit(f"the run did not finish: {observed.get('exception') or observed['events'][-3:]}")
-    print(f"# {args.size}x{args.size} document, model {args.model}, {args.steps} steps")
+    print(f"# {args.size}x{args.height or args.size} document, model {args.model}, {args.steps} steps")
+    for name, seconds in stage_times(observed["stages"]).items():
+        print(f"stage_{name}_s: {seconds:.2f}")
     print(f"run_s: {observed['elapsed_s']:.2f}")
     print(f"max_event_loop_stall_ms: {observed['max_stall_ms']}")
+
+
+STAGES = {  # the docker's stage line -> a short name
+    "Reading": "read",
+    "Sending": "send",
+    "Waiting": "queue",
+    "Started": "start",
+    "Encoding": "encode",
+    "Colorizing": "denoise",
+    "Bringing": "upsample",
+    "Finishing": "finish",
+    "Building": "layers",
+    "Placing": "place",
+}
+
+
+def stage_times(stages: list[list]) -> dict[str, float]:
+    """Seconds from each stage line to the next, summed per stage."""
+    times: dict[str, float] = {}
+    for (start, text), (end, _) in itertools.pairwise(stages):
+        name = STAGES.get(text.split(" ", 1)[0].rstrip("…:"), "other")
+        times[name] = times.get(name, 0.0) + end - start
+    return times
 
 
 if __name__ == "__main__":

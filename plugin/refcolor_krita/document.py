@@ -234,6 +234,7 @@ class KritaDocuments:
             copy.close()
             raise PluginError(f"the line-art layer “{line_art.node.name()}” was not in Krita's 8-bit copy")
         title = document_titles([(document.fileName(), document.name())])[0]
+        copy.setName(f"{title} (RGB copy)")
         return ResultPlace(copy, twin, False, b"", copy_of=f"{title} ({document.colorModel()} {document.colorDepth()})")
 
     def _read(self, inputs: Inputs, line_art: LayerRef, place: ResultPlace) -> Snapshot:

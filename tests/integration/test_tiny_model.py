@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from support import box_mask, build_request, grid_sketch, result_layers, solid, thread_server
 
-from refcolor_protocol import CancelOutcome, ErrorCode, Progress, RemoteError
+from refcolor_protocol import CancelOutcome, ErrorCode, Progress, RemoteError, Stage
 
 W, H = 160, 96
 
@@ -30,9 +32,13 @@ def test_tiny_model_serves_layers_with_progress_and_previews(server) -> None:
     layers = result_layers(result)
     assert layers[("combined", 0)].shape == (H, W, 4)
     np.testing.assert_array_equal(layers[("foreground", 0)][..., 3], mask)
-    steps = [e.content.step for e in events if isinstance(e.content, Progress)]
-    assert steps == [0, 1, 2, 3, 4]
-    assert any(e.content.preview is not None for e in events if isinstance(e.content, Progress))
+    progress = [e.content for e in events if isinstance(e.content, Progress)]
+    # every stage is announced as it starts (step/total as the denoising left them), in order
+    stages = [stage.value for stage, _ in itertools.groupby(p.stage for p in progress)]
+    assert stages == ["denoising", "encoding", "denoising", "upsampling", "finishing", "layers"]
+    assert [(p.step, p.total) for p in progress if p.stage is not Stage.DENOISING] == [(0, 4), (4, 4), (4, 4), (4, 4)]
+    assert sorted({p.step for p in progress if p.stage is Stage.DENOISING}) == [0, 1, 2, 3, 4]
+    assert any(p.preview is not None for p in progress)
 
 
 def test_progress_counts_steps_times_variations_when_variations_are_batched(server) -> None:
@@ -42,8 +48,12 @@ def test_progress_counts_steps_times_variations_when_variations_are_batched(serv
     events = []
     with server.client() as client:
         client.colorize(request, buffers, on_event=events.append, timeout=120)
-    progress = [(e.content.step, e.content.total, e.content.variation) for e in events if e.msg_type == "progress"]
-    assert progress == [(0, 6, 0), (2, 6, 0), (4, 6, 0), (6, 6, 0)]
+    progress = [
+        (e.content.step, e.content.total, e.content.variation)
+        for e in events
+        if e.msg_type == "progress" and e.content.stage is Stage.DENOISING
+    ]
+    assert progress == [(0, 6, 0), (0, 6, 0), (2, 6, 0), (4, 6, 0), (6, 6, 0)]  # start, the stage, 3 steps
 
 
 def test_tiny_model_job_can_be_cancelled(server) -> None:

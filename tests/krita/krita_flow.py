@@ -82,7 +82,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     before = layer_hashes()
     selection_before = digest(doc.selection().pixelData(0, 0, width, height))
 
-    observed: dict[str, Any] = {"events": [], "statuses": []}
+    observed: dict[str, Any] = {"events": [], "statuses": [], "stages": []}
     loop = QEventLoop()
     settings = Settings(connection_file=config["connection_file"], start_backend=False)
     connection = BackendConnection(settings)
@@ -92,8 +92,10 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         observed["events"].append(["failed", text])
         loop.quit()
 
-    def done(names: list[str]) -> None:
+    def done(names: list[str], where: str) -> None:
         observed["events"].append(["done", names])
+        observed["where"] = where
+        observed["stages"].append([time.monotonic(), "Done"])
         loop.quit()
 
     def progress(step: int, total: int) -> None:
@@ -102,7 +104,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             observed["cancel_sent"] = True
             controller.cancel()
 
-    controller = ColorizeController(documents, connection.send, Callbacks(progress=progress, done=done, failed=failed))
+    def stage(text: str, busy: bool) -> None:
+        observed["stages"].append([time.monotonic(), text])
+
+    controller = ColorizeController(
+        documents, connection.send, Callbacks(progress=progress, stage=stage, done=done, failed=failed)
+    )
     connection.message.connect(controller.handle)
 
     def status(text: str, ok: bool) -> None:

@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KRITA_SITE = ROOT / ".venv" / "krita-site"  # pyzmq for Krita's Python, installed by `make setup`
+# The plugin under test; another checkout's plugin/ to see how a scenario fared there.
+PLUGIN_SOURCE = Path(os.environ.get("REFCOLOR_KRITA_PLUGIN", ROOT / "plugin"))
 ARTIFACTS = Path(os.environ.get("REFCOLOR_ARTIFACTS", ROOT / "artifacts"))
 
 
@@ -82,7 +84,7 @@ class KritaGui:
         env: dict[str, str],
         scenario: str,
         out: Path,
-        plugin_source: Path = ROOT / "plugin",
+        plugin_source: Path = PLUGIN_SOURCE,
         pythonpath: list[str] | None = None,
         settings: dict[str, str] | None = None,
         config: dict[str, object] | None = None,
@@ -115,14 +117,17 @@ class KritaGui:
         else:
             env.pop("PYTHONPATH", None)
         env.pop("QT_QPA_PLATFORM", None)
-        self.process = subprocess.Popen(
-            ["xvfb-run", "-a", "-s", f"-screen 0 {screen[0]}x{screen[1]}x24", krita, "--nosplash"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # one process group: xvfb-run, Xvfb and Krita, killed together
-        )
-        self.log = ""
+        # Krita's output goes to a file, not a pipe: a backend Krita started inherits it, and a
+        # pipe would stay open (and a read block) for as long as that backend lives.
+        self.log_path = out / "krita.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                ["xvfb-run", "-a", "-s", f"-screen 0 {screen[0]}x{screen[1]}x24", krita, "--nosplash"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # one process group: xvfb-run, Xvfb and Krita, killed together
+            )
 
     def facts(self, timeout_s: float = 300) -> dict[str, Any]:
         """Wait for the driver's report; fails the test with Krita's output if there is none."""
@@ -135,7 +140,7 @@ class KritaGui:
             code = self.process.returncode
             crash = self.out / "crash.txt"
             where = crash.read_text() if crash.exists() else ""
-            pytest.fail(f"Krita ended without the driver's report (exit {code}):\n{self.log[-4000:]}\n{where}")
+            pytest.fail(f"Krita ended without the driver's report (exit {code}):\n{self.output()[-4000:]}\n{where}")
         facts = json.loads((self.out / "facts.json").read_text())
         assert "error" not in facts and "timeout_in" not in facts, (
             f"the scenario failed inside Krita: {facts}\nKrita's output:\n{self.output()[-4000:]}"
@@ -155,12 +160,10 @@ class KritaGui:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
-        self.output()
 
     def output(self) -> str:
-        if self.process.poll() is not None and self.process.stdout is not None and not self.log:
-            self.log = self.process.stdout.read().decode(errors="replace")
-        return self.log
+        """What Krita printed so far."""
+        return self.log_path.read_bytes().decode(errors="replace") if self.log_path.exists() else ""
 
     def keep(self, name: str, artifact: str) -> Path:
         """Copy screenshot ``name``.png to ARTIFACTS as ``artifact``; returns the copy."""
