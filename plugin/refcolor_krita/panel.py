@@ -202,7 +202,7 @@ def make_control(spec: ParamSpec, value: Any, icon_for: IconFor | None = None) -
         control: Control = Choice(spec, value)
     elif spec.kind is int:
         dice = spec.name in DICE
-        control = Count(spec, value, dice=dice, icon=icon_for("view-refresh") if dice and icon_for else None)
+        control = Count(spec, value, dice=dice, icon=icon_for("dice") if dice and icon_for else None)
     elif spec.kind is float:
         high = spec.slider_high if spec.slider_high is not None else spec.high
         low = spec.low or 0.0
@@ -226,6 +226,9 @@ class Panel(QWidget):
         self.line_art = QComboBox()
         self.settings_button = QToolButton()
         self.settings_button.setText("⚙")
+        configure = icon_for("configure") if icon_for else None
+        if configure is not None and not configure.isNull():
+            self.settings_button.setIcon(configure)
         self.settings_button.setToolTip("Backend settings: how to start it, where it is")
         self.reference = QComboBox()
         self.reference_thumb = QLabel()

@@ -176,7 +176,7 @@ def smoke(d: Driver) -> Steps:
     yield from colorize(d, steps=6)
     d.facts["status"] = panel.status.text()
     d.facts["stack"] = stack(doc)
-    d.facts["progress"] = [panel.progress.value(), panel.progress.maximum()]
+    d.facts["progress_visible"] = panel.progress.isVisible()  # a finished job's bar goes with it
     yield 1.0  # let the canvas repaint before the screenshot
 
 
