@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from dataclasses import dataclass
 from typing import Any
 
 from krita import DockWidget, DockWidgetFactory, DockWidgetFactoryBase, Krita
@@ -21,10 +23,17 @@ from PyQt5.QtWidgets import QApplication, QComboBox, QDialog
 
 from .connection import BackendConnection
 from .controller import Callbacks, ColorizeController, Inputs, State
-from .document import KritaDocuments, KritaSettingsStore, read_image, selection_box, selection_mask
+from .document import (
+    KritaDocuments,
+    KritaSettingsStore,
+    layer_structure,
+    read_image,
+    selection_box,
+    selection_mask,
+)
 from .masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
-from .panel import FILE_ITEM, BackendDialog, Panel, connect_clicked
-from .pixels import PluginError, has_transparency
+from .panel import FILE_ITEM, THUMB, BackendDialog, Panel, connect_clicked
+from .pixels import Pixels, PluginError, has_transparency, thumbnail_rgba
 from .settings import load_settings, save_settings
 from .sources import Entry, Kind, Missing, Source, find, line_art_entries, reference_entries
 
@@ -44,6 +53,16 @@ def krita_icon(name: str) -> QIcon:
                 return icon
         return QIcon()
     return Krita.instance().icon(name)
+
+
+@dataclass(frozen=True)
+class ReferenceLook:
+    """What the docker shows of the picked reference."""
+
+    thumbnail: Pixels | None = None
+    transparent: bool = False
+    layer_mask: bool = False
+    problem: str = ""  # why it cannot be read
 
 
 class RefcolorDocker(DockWidget):
@@ -69,7 +88,7 @@ class RefcolorDocker(DockWidget):
                 combo.setProperty("user_pick", MaskSource(saved))
         self.input_problem = ""  # a problem with the picked inputs, shown until they change
         self.fingerprint: tuple[Any, ...] | None = None
-        self.reference_seen: tuple[Source, bool, bool] | None = None
+        self.reference_seen: tuple[tuple[Any, ...], ReferenceLook] | None = None
         self.connection = BackendConnection(self.settings, self)
         self.controller = ColorizeController(
             self.documents,
@@ -244,17 +263,32 @@ class RefcolorDocker(DockWidget):
             self.panel.sketch_mask.setItemText(index, label)
         # The reference's thumbnail and mask choices (its transparency decides the default).
         handle = self._handle(self.panel.reference.currentData())
-        transparent, layer_mask, pixels, problem = False, False, None, ""
-        if handle is not None and not isinstance(handle, Missing):
-            try:
-                pixels = read_image(handle, "reference")[0]
-                transparent = has_transparency(pixels)
-                layer_mask = not isinstance(handle, str) and selection_mask(handle.node) is not None
-            except PluginError as exc:
-                problem = str(exc)
-        self.panel.show_thumbnail(pixels)
-        self.panel.fill_masks(self.panel.reference_mask, reference_mask_choices(transparent, layer_mask))
-        return problem
+        looked = self._look_at_reference(handle)
+        self.panel.show_thumbnail(looked.thumbnail)
+        self.panel.fill_masks(
+            self.panel.reference_mask, reference_mask_choices(looked.transparent, looked.layer_mask)
+        )
+        return looked.problem
+
+    def _look_at_reference(self, handle: Any) -> ReferenceLook:
+        """Read the reference for its thumbnail and masks, again only when it or its document's
+        layers changed (reading a big or 16-bit one costs)."""
+        if handle is None or isinstance(handle, Missing):
+            return ReferenceLook()
+        if isinstance(handle, str):
+            key: tuple[Any, ...] = (handle, os.path.getmtime(handle) if os.path.isfile(handle) else None)
+        else:
+            key = (handle.node.uniqueId().toString(), layer_structure(handle.document))
+        if self.reference_seen is not None and self.reference_seen[0] == key:
+            return self.reference_seen[1]
+        try:
+            pixels = read_image(handle, "reference")[0]
+            layer_mask = not isinstance(handle, str) and selection_mask(handle.node) is not None
+            looked = ReferenceLook(thumbnail_rgba(pixels, THUMB), has_transparency(pixels), layer_mask)
+        except PluginError as exc:
+            looked = ReferenceLook(problem=str(exc))
+        self.reference_seen = (key, looked)
+        return looked
 
     def _check_picks(self, problem: str) -> None:
         """Show what is wrong with the picks (a missing layer, an unreadable reference) until the

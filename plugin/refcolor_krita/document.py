@@ -200,14 +200,8 @@ class KritaDocuments:
         """A cheap fingerprint of what the pickers show: the documents, their layers (id, name,
         selection mask), the active document and whether it has a selection, and where."""
         active = self.active_document()
-        documents = []
-        for doc in self.app.documents():
-            layers = tuple(
-                (n.uniqueId().toString(), n.name(), n.type(), selection_mask(n) is not None)
-                for n in walk(doc.rootNode())
-            )
-            documents.append((doc.fileName(), doc.name(), doc == active, layers))
-        return (tuple(documents), selection_box(active))
+        documents = tuple((*layer_structure(doc), doc == active) for doc in self.app.documents())
+        return (documents, selection_box(active))
 
     def snapshot(self, inputs: Inputs) -> tuple[Snapshot, ResultPlace]:
         line_art = inputs.line_art
@@ -343,6 +337,14 @@ class KritaDocuments:
             if window is not None:
                 window.addView(document)
         return Placement(names, where)
+
+
+def layer_structure(document: Any) -> tuple[Any, ...]:
+    """A document's file, name and layers (id, name, type, has a selection mask)."""
+    layers = tuple(
+        (n.uniqueId().toString(), n.name(), n.type(), selection_mask(n) is not None) for n in walk(document.rootNode())
+    )
+    return document.fileName(), document.name(), layers
 
 
 def keep_active(document: Any, node: Any) -> None:

@@ -7,7 +7,7 @@ import pytest
 from support import box_mask, build_request, grid_sketch, result_layers, solid
 
 from refcolor import __version__
-from refcolor_protocol import PROTOCOL_VERSION, JobAccepted, Layout, Progress, RemoteError, Status
+from refcolor_protocol import PROTOCOL_VERSION, JobAccepted, Layout, Progress, RemoteError, Stage, Status
 
 W, H = 192, 128
 
@@ -59,9 +59,12 @@ def test_colorize_returns_full_size_layers_with_mask_alpha(server) -> None:
         assert (inside == (255, 0, 0)).all() and (outside == (0, 0, 255)).all()
     # events: accepted, then progress 0..total in order, previews every 2 steps, small
     assert isinstance(events[0].content, JobAccepted) and events[0].content.job_id == result.content.job_id
-    progress = [e for e in events if isinstance(e.content, Progress)]
+    progress = [e for e in events if isinstance(e.content, Progress) and e.content.stage is Stage.DENOISING]
     assert [p.content.step for p in progress] == list(range(0, 9))
     assert all(p.content.total == 8 for p in progress)
+    # then the server builds the layers: a stage of its own, announced once, as the last progress
+    stages = [(e.content.stage, e.content.step) for e in events if isinstance(e.content, Progress)]
+    assert stages[-1] == (Stage.LAYERS, 8) and [s for s, _ in stages].count(Stage.LAYERS) == 1
     with_preview = [p for p in progress if p.content.preview is not None]
     assert [p.content.step for p in with_preview] == [2, 4, 6, 8]
     for p in with_preview:

@@ -185,7 +185,9 @@ class _Context:
 
     def stage(self, stage: Stage) -> None:
         self.check_cancelled()
-        self.emit(Stepped(self.job, self.job.step, self.job.total, None, 0, stage))
+        params = self.job.request.params
+        total = self.job.total or params.steps * params.variations  # before the first step: the job's
+        self.emit(Stepped(self.job, self.job.step, total, None, 0, stage))
 
 
 class Worker(threading.Thread):
