@@ -24,6 +24,7 @@ from refcolor_protocol import (
     Progress,
     Result,
     ResultLayer,
+    Stage,
 )
 
 W, H = 4, 3
@@ -182,3 +183,32 @@ def test_controller_reports_document_problems_without_sending() -> None:
     controller = ColorizeController(FakeDocuments(fail="the line-art layer is empty"), rec.send, rec.callbacks())
     controller.colorize(INPUTS, ColorizeParams())
     assert rec.sent == [] and rec.events == [("failed", "the line-art layer is empty")]
+
+
+def test_controller_names_every_stage_and_forgets_the_target_of_a_job_without_result() -> None:
+    docs, rec = FakeDocuments(), Recorder()
+    stages: list[tuple[str, bool]] = []
+    callbacks = rec.callbacks()
+    callbacks.stage = lambda text, busy: stages.append((text, busy))
+    controller = ColorizeController(docs, rec.send, callbacks)
+    controller.colorize(INPUTS, ColorizeParams(steps=2))
+    job = Header("m1", "colorize_request", "s", "d", "1.0")
+
+    def progress(step: int, stage: Stage) -> Message:
+        return Message(Header("p", "progress", "s", "d", "1.0"), Progress("m1", step, 2, stage=stage), job)
+
+    for step, stage in [(0, Stage.DENOISING), (0, Stage.ENCODING), (0, Stage.DENOISING), (1, Stage.DENOISING),
+                        (2, Stage.DENOISING), (2, Stage.UPSAMPLING), (2, Stage.FINISHING), (2, Stage.LAYERS)]:
+        controller.handle(progress(step, stage))
+    controller.handle(result_message(job))
+    texts = [text.split(" ", 1)[0] for text, _ in stages]
+    assert texts == ["Reading", "Sending", "Waiting", "Started…", "Encoding", "Colorizing:", "Colorizing:",
+                     "Colorizing:", "Bringing", "Finishing", "Building", "Placing"]  # fmt: skip
+    busy = dict(stages)
+    assert busy["Colorizing: step 1 of 2…"] is False and busy["Bringing the colours to full resolution…"] is True
+    assert rec.events[-1] == ("done", ["Colorized 1 (seed 0)"]) and docs.discarded == []
+    # a job that fails or is cancelled lets go of its target (a copy made for it is closed)
+    controller.colorize(INPUTS, ColorizeParams())
+    failed = Header("m2", "colorize_request", "s", "d", "1.0")
+    controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("job_failed", "boom"), failed))
+    assert docs.discarded == ["target"] and rec.events[-1] == ("failed", "boom")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from refcolor_krita.masks import MaskSource
-from refcolor_krita.panel import MODE_HELP, Choice, Count, OptionalStrength, Panel, Strength
+from refcolor_krita.panel import MODE_HELP, BackendDialog, Choice, Count, OptionalStrength, Panel, Strength
+from refcolor_krita.pixels import Pixels
 from refcolor_krita.settings import PANEL_PARAMS, Settings
 
-from refcolor_protocol import Capabilities, ColorizeParams, Limits, Mode, ModelEntry
+from refcolor_protocol import Capabilities, ColorizeParams, Layout, Limits, Mode, ModelEntry
 from refcolor_protocol.schema import PARAMS
 
 
@@ -123,3 +124,43 @@ def test_params_the_panel_does_not_show_stay_at_their_defaults() -> None:
     params = Panel(settings(steps=7)).params()
     defaults = {f.name: f.default for f in dataclasses.fields(ColorizeParams)}
     assert all(getattr(params, name) == defaults[name] for name in hidden)
+
+
+def test_the_inputs_scroll_while_the_buttons_and_status_lines_stay_below_them() -> None:
+    panel = Panel(Settings())
+    inside = panel.scroll.widget()
+    for widget in (panel.line_art, panel.reference, panel.background, panel.control("mode")):
+        assert inside.isAncestorOf(widget)
+    for widget in (panel.colorize, panel.cancel, panel.progress, panel.status, panel.connection):
+        assert not panel.scroll.isAncestorOf(widget) and panel.isAncestorOf(widget)
+    # less used controls fold into "Advanced"; the main ones do not
+    assert panel.advanced.isAncestorOf(panel.control("seed")) and panel.advanced.isAncestorOf(panel.control("flatten"))
+    assert not panel.advanced.isAncestorOf(panel.control("mode"))
+    panel.show_advanced(True)
+    assert not panel.advanced.isHidden() and panel.advanced_toggle.isChecked()
+    panel.show_advanced(False)
+    assert panel.advanced.isHidden()
+    assert Panel(Settings(show_advanced=True)).advanced_toggle.isChecked()
+
+
+def test_a_finished_job_leaves_no_bar_or_preview_behind() -> None:
+    panel = Panel(Settings())
+    panel.set_running(True)
+    assert not panel.progress.isHidden() and panel.progress.maximum() == 0  # busy until the first step
+    panel.set_preview(Pixels(bytes(16 * 4), 4, 4, Layout.RGBA8))
+    assert not panel.preview.isHidden()
+    panel.set_running(False)
+    assert panel.progress.isHidden() and panel.preview.isHidden()
+    assert panel.preview.pixmap() is None or panel.preview.pixmap().isNull()
+
+
+def test_the_backend_dialog_edits_how_the_backend_is_started() -> None:
+    base = Settings(start_backend=True, backend_python="/old/python", model="nano")
+    dialog = BackendDialog(base)
+    dialog.python.setText("  /venv/bin/python ")
+    dialog.start_backend.setChecked(False)
+    dialog.address.setText("tcp://10.0.0.2:5557")
+    edited = dialog.settings(base)
+    assert edited == dataclasses.replace(
+        base, backend_python="/venv/bin/python", start_backend=False, address="tcp://10.0.0.2:5557"
+    )

@@ -73,6 +73,25 @@ def show(doc: Any) -> None:
     Krita.instance().setActiveDocument(doc)
 
 
+def character_document(name: str, width: int, height: int) -> Any:
+    """A reference: a red character (the middle half) on transparency, on a layer "character"."""
+    doc = Krita.instance().createDocument(width, height, name, "RGBA", "U8", "", 72.0)
+    character = doc.createNode("character", "paintlayer")
+    doc.rootNode().addChildNode(character, None)
+    w, h = width // 2, height // 2
+    character.setPixelData(b"\x30\x30\xe0\xff" * (w * h), width // 4, height // 4, w, h)
+    return doc
+
+
+def line_art_document(name: str, width: int, height: int, layer: str = "line art", cell: int = 40) -> Any:
+    """A sketch: Krita's white background layer with grid line art above it on ``layer``."""
+    doc = Krita.instance().createDocument(width, height, name, "RGBA", "U8", "", 72.0)
+    node = doc.createNode(layer, "paintlayer")
+    doc.rootNode().addChildNode(node, doc.rootNode().childNodes()[-1])
+    node.setPixelData(grid(width, height, cell), 0, 0, width, height)
+    return doc
+
+
 def digest(data: Any) -> str:
     return hashlib.sha256(bytes(data)).hexdigest()
 
@@ -144,16 +163,10 @@ def smoke(d: Driver) -> Steps:
     """The docker colorizes through its own button: line art on transparency with a selection,
     a reference with transparency in another document."""
     app = Krita.instance()
-    ref = app.createDocument(300, 240, "reference", "RGBA", "U8", "", 72.0)
-    character = ref.createNode("character", "paintlayer")
-    ref.rootNode().addChildNode(character, None)
-    character.setPixelData(b"\x30\x30\xe0\xff" * (150 * 120), 60, 50, 150, 120)
+    ref = character_document("reference", 300, 240)
     w, h = 480, 360
-    doc = app.createDocument(w, h, "sketch", "RGBA", "U8", "", 72.0)
-    root = doc.rootNode()
-    line_art = doc.createNode("line art", "paintlayer")
-    root.addChildNode(line_art, root.childNodes()[-1])
-    line_art.setPixelData(grid(w, h, 40), 0, 0, w, h)
+    doc = line_art_document("sketch", w, h)
+    line_art = doc.rootNode().childNodes()[-1]
     selection = Selection()
     selection.select(w // 4, h // 4, w // 2, h // 2, 255)
     doc.setSelection(selection)
@@ -279,15 +292,8 @@ def live(d: Driver) -> Steps:
 def persist_first(d: Driver) -> Steps:
     """Item 3, first Krita session: files and layers picked; a run; the picks must stay; quit."""
     app = Krita.instance()
-    w, h = 320, 240
-    lines = app.createDocument(w, h, "lines", "RGBA", "U8", "", 72.0)
-    inks = lines.createNode("inks", "paintlayer")
-    lines.rootNode().addChildNode(inks, lines.rootNode().childNodes()[-1])
-    inks.setPixelData(grid(w, h, 32), 0, 0, w, h)
-    character_doc = app.createDocument(200, 160, "character", "RGBA", "U8", "", 72.0)
-    character = character_doc.createNode("character", "paintlayer")
-    character_doc.rootNode().addChildNode(character, None)
-    character.setPixelData(b"\x30\x30\xe0\xff" * (100 * 80), 50, 40, 100, 80)
+    lines = line_art_document("lines", 320, 240, layer="inks", cell=32)
+    character_doc = character_document("character", 200, 160)
     for doc, path in ((lines, CONFIG["lines_kra"]), (character_doc, CONFIG["character_kra"])):
         app.activeWindow().addView(doc)  # Krita 5.1 crashes saving a document that has no view
         doc.setBatchmode(True)
@@ -376,14 +382,8 @@ def layout(d: Driver) -> Steps:
     """Items 5 and 11: docked under Krita's default dockers at 1280×800, the buttons, progress and
     status stay in view, before and after a run; labels say what they are."""
     app = Krita.instance()
-    ref = app.createDocument(300, 240, "reference", "RGBA", "U8", "", 72.0)
-    character = ref.createNode("character", "paintlayer")
-    ref.rootNode().addChildNode(character, None)
-    character.setPixelData(b"\x30\x30\xe0\xff" * (150 * 120), 60, 50, 150, 120)
-    doc = app.createDocument(400, 300, "sketch", "RGBA", "U8", "", 72.0)
-    line_art = doc.createNode("line art", "paintlayer")
-    doc.rootNode().addChildNode(line_art, doc.rootNode().childNodes()[-1])
-    line_art.setPixelData(grid(400, 300, 40), 0, 0, 400, 300)
+    ref = character_document("reference", 300, 240)
+    doc = line_art_document("sketch", 400, 300)
     app.activeWindow().addView(ref)
     app.activeWindow().addView(doc)
     show(doc)
@@ -474,10 +474,7 @@ def quit_app(d: Driver) -> Steps:
 def messages(d: Driver) -> Steps:
     """Item 8: each message stays until its state changes; nothing stale lingers."""
     app = Krita.instance()
-    doc = app.createDocument(320, 240, "sketch", "RGBA", "U8", "", 72.0)
-    line_art = doc.createNode("line art", "paintlayer")
-    doc.rootNode().addChildNode(line_art, doc.rootNode().childNodes()[-1])
-    line_art.setPixelData(grid(320, 240, 32), 0, 0, 320, 240)
+    doc = line_art_document("sketch", 320, 240, cell=32)
     app.activeWindow().addView(doc)
     show(doc)
     yield connected(d)
@@ -528,10 +525,7 @@ def grey(d: Driver) -> Steps:
         row[x * 4 : x * 4 + 4] = b"\x00\x00\xff\xff"  # grey 0 (black), alpha 65535
     full = b"\x00\x00\xff\xff" * w
     ink.setPixelData(b"".join(full if y % 32 == 0 else bytes(row) for y in range(h)), 0, 0, w, h)
-    ref = app.createDocument(200, 160, "reference", "RGBA", "U8", "", 72.0)
-    character = ref.createNode("character", "paintlayer")
-    ref.rootNode().addChildNode(character, None)
-    character.setPixelData(b"\x30\x30\xe0\xff" * (100 * 80), 50, 40, 100, 80)
+    ref = character_document("reference", 200, 160)
     window = app.activeWindow()
     window.addView(ref)
     window.addView(doc)
