@@ -17,6 +17,7 @@ and what the eye forgives least in a flat fill.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -75,8 +76,112 @@ def _taps(radius: float) -> range:
     return range(1 - reach, reach + 1)
 
 
+BLOCK_CHUNK = 1024  # blocks (one low-resolution cell each) computed together: bounds the working memory
+
+
+def _axis_blocks(full: int, low: int, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis: full-resolution pixels grouped by the low-resolution cell at or before their
+    centre (a block shares its taps), and each tap's sample and tent weight.
+
+    Returns:
+        (positions, samples, weights): (B, R) pixel index per block, -1 where a block is shorter;
+        (B, T) the sample each tap reads (clamped at the border); (B, R, T) each pixel's weight.
+    """
+    centre = (np.arange(full) + 0.5) * low / full - 0.5  # pixel centres in low-resolution coordinates
+    first = np.floor(centre).astype(np.int64)  # -1 .. low - 1
+    block = first + 1
+    counts = np.bincount(block, minlength=low + 1)
+    positions = np.full((low + 1, max(1, int(counts.max()))), -1, np.int64)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    positions[block, np.arange(full) - start[block]] = np.arange(full)
+    taps = np.array(list(_taps(radius)))
+    tap_at = (np.arange(low + 1) - 1)[:, None] + taps[None, :]  # (B, T) unclamped sample positions
+    samples = np.clip(tap_at, 0, low - 1)
+    pixel_centre = np.where(positions >= 0, centre[np.maximum(positions, 0)], np.nan)  # (B, R)
+    weights = np.maximum(0.0, 1.0 - np.abs(pixel_centre[..., None] - tap_at[:, None, :]) / radius)
+    return positions, samples, np.nan_to_num(weights).astype(np.float32)
+
+
+def region_tent(weighted: np.ndarray, sample_label: np.ndarray, labels: np.ndarray, radius: float) -> np.ndarray:
+    """For every full-resolution pixel, the tent-weighted sum of the low-resolution samples of its
+    own region: ``sum_s tent(p, s) [label(s) == label(p)] weighted[s]``, (H, W, C) float32.
+
+    Pixels are taken a block at a time, a block being the pixels whose centres fall in one
+    low-resolution cell: they share their taps. For each region that the block's pixels are in
+    (one to a few: lines part them), the block's sums are one separable product: the rows' tent
+    weights, that region's taps, the columns' tent weights. The cost grows linearly with the
+    pixels, with the taps per axis and with the regions a block holds.
+    """
+    low_h, low_w, channels = weighted.shape
+    height, width = labels.shape
+    rows, row_samples, row_weights = _axis_blocks(height, low_h, radius)
+    cols, col_samples, col_weights = _axis_blocks(width, low_w, radius)
+    by = np.repeat(np.arange(len(rows)), len(cols))  # blocks in row-major order
+    bx = np.tile(np.arange(len(cols)), len(rows))
+    window_rows = row_samples[by][:, :, None]  # (B, Ty, 1)
+    window_cols = col_samples[bx][:, None, :]  # (B, 1, Tx)
+    window_label = sample_label[window_rows, window_cols]  # (B, Ty, Tx): the region of every tap
+    # Each block's pixels, (B, Ry, Rx): where they are in the image, and their regions (0 on lines
+    # and in padding, where a block is shorter than the longest).
+    pixel_rows, pixel_cols = rows[by][:, :, None], cols[bx][:, None, :]
+    inside = (pixel_rows >= 0) & (pixel_cols >= 0)
+    pixel_label = np.where(inside, labels[np.maximum(pixel_rows, 0), np.maximum(pixel_cols, 0)], 0)
+    # The distinct regions of each block's pixels: its slots, in increasing order.
+    flat = np.sort(pixel_label.reshape(len(by), -1), axis=1)
+    first = np.concatenate([np.ones((len(by), 1), bool), flat[:, 1:] != flat[:, :-1]], axis=1) & (flat > 0)
+    slot_count = first.sum(axis=1)
+    slot_label = np.zeros((len(by), max(1, int(slot_count.max(initial=0)))), np.int32)
+    which, where = np.nonzero(first)
+    slot_label[which, (np.cumsum(first, axis=1) - 1)[which, where]] = flat[which, where]
+    # The loop runs in torch, whose element-wise kernels use every core.
+    out = torch.zeros((*pixel_label.shape, channels))
+    values = torch.from_numpy(np.ascontiguousarray(weighted, np.float32))
+    pixel_label_t, window_label_t = torch.from_numpy(pixel_label), torch.from_numpy(window_label)
+    for k in range(slot_label.shape[1]):
+        busy = np.nonzero(slot_count > k)[0]
+        for chunk in np.array_split(busy, max(1, -(-len(busy) // BLOCK_CHUNK))):
+            index = torch.from_numpy(chunk)
+            label = torch.from_numpy(slot_label[chunk, k])[:, None, None]
+            taps = values[torch.from_numpy(window_rows[chunk]), torch.from_numpy(window_cols[chunk])]
+            taps *= (window_label_t[index] == label).unsqueeze(-1)  # this region's taps only
+            wy = torch.from_numpy(row_weights[by[chunk]])  # (n, Ry, Ty)
+            wx = torch.from_numpy(col_weights[bx[chunk]])  # (n, Rx, Tx)
+            sums = torch.einsum("nit,ntsc,njs->nijc", wy, taps, wx)  # (n, Ry, Rx, C)
+            sums *= (pixel_label_t[index] == label).unsqueeze(-1)  # kept where the pixel is in it
+            out.index_add_(0, index, sums)
+    # From blocks back to the image.
+    total = torch.zeros((height * width, channels))
+    keep = torch.from_numpy(inside)
+    total[torch.from_numpy((pixel_rows * width + pixel_cols)[inside])] = out[keep]
+    return total.reshape(height, width, channels).numpy()
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The closed regions of one line art, computed once for every upsampling over it."""
+
+    labels: np.ndarray  # (H, W) int32: 0 on lines, 1..count inside regions
+    count: int
+    lines: np.ndarray  # (H, W) bool: line pixels
+    nearest: tuple[np.ndarray, np.ndarray] | None  # for each line pixel, its nearest region pixel
+
+    @classmethod
+    def of(cls, ink: np.ndarray, line_threshold: float = 0.5) -> Regions:
+        labels, count = line_regions(ink, line_threshold)
+        lines = labels == 0
+        nearest = None
+        if lines.any() and count:
+            _, (iy, ix) = ndimage.distance_transform_edt(lines, return_indices=True)
+            nearest = (iy[lines], ix[lines])
+        return cls(labels, count, lines, nearest)
+
+
 def edge_aware_upsample(
-    colors: np.ndarray, ink: np.ndarray, line_threshold: float = 0.5, radius: float = TENT_RADIUS
+    colors: np.ndarray,
+    ink: np.ndarray,
+    line_threshold: float = 0.5,
+    radius: float = TENT_RADIUS,
+    regions: Regions | None = None,
 ) -> np.ndarray:
     """Bring model colors to the line art's resolution, keeping each fill inside its lines.
 
@@ -86,7 +191,9 @@ def edge_aware_upsample(
         ink: (H, W) float line darkness in [0, 1] at full resolution (1 = line).
         line_threshold: ink above this is line.
         radius: of the tent each pixel weights its low-resolution neighbours with, in
-            low-resolution pixels (>= 1); wider smooths more. The cost grows with its square.
+            low-resolution pixels (>= 1); wider smooths more. The cost grows with it (linearly).
+        regions: ``Regions.of(ink, line_threshold)``, when the caller upsamples over the same line
+            art more than once.
 
     Returns:
         (H, W, C) float32 colors.
@@ -96,35 +203,16 @@ def edge_aware_upsample(
     low_h, low_w = colors.shape[:2]
     height, width = ink.shape
     colors = colors.astype(np.float32)
-    labels, count = line_regions(ink, line_threshold)
+    regions = regions or Regions.of(ink, line_threshold)
+    labels, count = regions.labels, regions.count
     if count == 0:  # all line: nothing to keep apart
         return _bilinear(colors, (width, height))
     sample_label, purity = _sample_purity(labels, (low_h, low_w))
     trust = purity.astype(np.float32) ** PURITY_POWER  # (h, w)
-
-    fy = (np.arange(height) + 0.5) * low_h / height - 0.5  # pixel centres in low-res coordinates
-    fx = (np.arange(width) + 0.5) * low_w / width - 0.5
-    y0, x0 = np.floor(fy).astype(np.int64), np.floor(fx).astype(np.int64)
-    # Trust-weighted colors with the trust itself as a last channel: one gather per tap serves both
-    # sums. The tap loop runs in torch, whose element-wise kernels use every core.
-    weighted = torch.from_numpy(np.concatenate([colors * trust[..., None], trust[..., None]], axis=-1))
-    region = torch.from_numpy(labels)
-    sample_region = torch.from_numpy(sample_label.astype(np.int32))
-    total = torch.zeros(height, width, colors.shape[2] + 1)  # (H, W, C + 1)
-    taps = _taps(radius)
-    for dy in taps:
-        yy = torch.from_numpy(np.clip(y0 + dy, 0, low_h - 1))
-        wy = torch.from_numpy(np.maximum(0.0, 1.0 - np.abs(fy - (y0 + dy)) / radius).astype(np.float32))
-        rows, region_rows = weighted.index_select(0, yy), sample_region.index_select(0, yy)  # (H, w, ...)
-        for dx in taps:
-            xx = torch.from_numpy(np.clip(x0 + dx, 0, low_w - 1))
-            wx = torch.from_numpy(
-                np.maximum(0.0, 1.0 - np.abs(fx - (x0 + dx)) / radius).astype(np.float32)
-            )
-            weight = (region_rows.index_select(1, xx) == region) * (wy[:, None] * wx[None, :])  # (H, W)
-            total.addcmul_(weight.unsqueeze(-1), rows.index_select(1, xx))
-    weight_sum = total[..., -1].numpy()
-    result = (total[..., :-1] / total[..., -1:].clamp_min(1e-12)).numpy()
+    weighted = np.concatenate([colors * trust[..., None], trust[..., None]], axis=-1)  # (h, w, C + 1)
+    total = region_tent(weighted, sample_label, labels, radius)
+    weight_sum = total[..., -1]
+    result = total[..., :-1] / np.maximum(weight_sum, 1e-12)[..., None]
     unreached = (weight_sum <= 1e-12) & (labels > 0)
     if unreached.any():  # regions with no usable sample: their mean plain-resize color
         plain = _bilinear(colors, (width, height))
@@ -133,10 +221,8 @@ def edge_aware_upsample(
             [ndimage.mean(plain[..., c], labels, index) for c in range(colors.shape[2])], axis=-1
         )  # (n, C)
         result[unreached] = means[labels[unreached] - 1]
-    lines = labels == 0
-    if lines.any():  # under the lines: the nearest region pixel's color
-        _, (iy, ix) = ndimage.distance_transform_edt(lines, return_indices=True)
-        result[lines] = result[iy[lines], ix[lines]]
+    if regions.nearest is not None:  # under the lines: the nearest region pixel's color
+        result[regions.lines] = result[regions.nearest]
     return result
 
 
@@ -151,14 +237,15 @@ def upsample_fills(
     """
     if colors.shape[-1] % 3:
         raise ValueError(f"upsample_fills takes stacked RGB images, got {colors.shape[-1]} channels")
+    regions = Regions.of(ink, line_threshold)
     if chroma_radius == TENT_RADIUS:
-        return edge_aware_upsample(colors, ink, line_threshold)
+        return edge_aware_upsample(colors, ink, line_threshold, regions=regions)
     low_h, low_w, channels = colors.shape
     rgb = colors.astype(np.float32).reshape(low_h, low_w, channels // 3, 3)
     luma = rgb @ LUMA  # (h, w, V)
     chroma = (rgb - luma[..., None]).reshape(low_h, low_w, channels)
-    luma_up = edge_aware_upsample(luma, ink, line_threshold)
-    chroma_up = edge_aware_upsample(chroma, ink, line_threshold, radius=chroma_radius)
+    luma_up = edge_aware_upsample(luma, ink, line_threshold, regions=regions)
+    chroma_up = edge_aware_upsample(chroma, ink, line_threshold, radius=chroma_radius, regions=regions)
     height, width = ink.shape
     out = chroma_up.reshape(height, width, channels // 3, 3) + luma_up[..., None]
     return out.reshape(height, width, channels)

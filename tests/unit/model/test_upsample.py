@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refcolor.imaging.upsample import LUMA, edge_aware_upsample, line_regions, upsample_fills
+from refcolor.imaging.upsample import LUMA, edge_aware_upsample, line_regions, region_tent, upsample_fills
 
 RED, BLUE, GREEN = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.2, 0.8, 0.2)
 
@@ -109,3 +109,38 @@ def test_upsample_fills_keeps_flat_fills_exact_and_stacked_images_apart() -> Non
         edge_aware_upsample(low, ink, radius=0.5)
     with pytest.raises(ValueError, match="stacked RGB"):
         upsample_fills(low[..., :2], ink)
+
+
+def naive_region_tent(weighted: np.ndarray, sample_label: np.ndarray, labels: np.ndarray, radius: float) -> np.ndarray:
+    """The definition, pixel by pixel: every tap of the tent, counted when its sample is in the
+    pixel's own region (samples clamped at the border, weights from the unclamped positions)."""
+    low_h, low_w, channels = weighted.shape
+    height, width = labels.shape
+    out = np.zeros((height, width, channels))
+    reach = int(np.ceil(radius))
+    for i in range(height):
+        fy = (i + 0.5) * low_h / height - 0.5
+        for j in range(width):
+            fx = (j + 0.5) * low_w / width - 0.5
+            for ty in range(int(np.floor(fy)) + 1 - reach, int(np.floor(fy)) + reach + 1):
+                wy = max(0.0, 1 - abs(fy - ty) / radius)
+                for tx in range(int(np.floor(fx)) + 1 - reach, int(np.floor(fx)) + reach + 1):
+                    wx = max(0.0, 1 - abs(fx - tx) / radius)
+                    sy, sx = min(max(ty, 0), low_h - 1), min(max(tx, 0), low_w - 1)
+                    if labels[i, j] > 0 and sample_label[sy, sx] == labels[i, j]:
+                        out[i, j] += wy * wx * weighted[sy, sx]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("size", "low", "radius"), [((37, 29), (7, 5), 2.0), ((40, 64), (8, 8), 3.5), ((23, 50), (9, 6), 1.0)]
+)
+def test_the_blockwise_region_tent_is_the_definition(size, low, radius) -> None:
+    rng = np.random.default_rng(3)
+    height, width = size
+    labels = rng.integers(0, 5, (height, width)).astype(np.int32)  # many regions, lines (0) among them
+    labels[::7] = 1  # and some long runs of one region
+    sample_label = rng.integers(0, 5, low).astype(np.int32)
+    weighted = rng.random((*low, 3)).astype(np.float32)
+    fast = region_tent(weighted, sample_label, labels, radius)
+    np.testing.assert_allclose(fast, naive_region_tent(weighted, sample_label, labels, radius), rtol=1e-5, atol=1e-6)
