@@ -92,7 +92,6 @@ class Callbacks:
 
 STAGE_TEXT = {
     Stage.ENCODING: "Encoding the sketch and the reference…",
-    Stage.DENOISING: "Colorizing…",
     Stage.UPSAMPLING: "Bringing the colours to full resolution…",
     Stage.FINISHING: "Finishing the colours at full resolution…",
     Stage.LAYERS: "Building the result layers…",
@@ -178,30 +177,28 @@ class ColorizeController:
                 layers = result_layers(msg, job.size)
                 placed = self.documents.add_results(job.target, layers, job.replace_previous)
             except PluginError as exc:
-                self._finish()
-                self.documents.discard(job.target)
-                self.callbacks.failed(str(exc))
-                return
+                self._fail(job, str(exc))
             except Exception as exc:  # never a traceback dialog: say it in the docker, log the rest
                 logger.exception("adding the result layers failed")
+                self._fail(job, f"Could not add the result layers: {type(exc).__name__}: {exc}")
+            else:
                 self._finish()
-                self.documents.discard(job.target)
-                self.callbacks.failed(f"Could not add the result layers: {type(exc).__name__}: {exc}")
-                return
-            self._finish()
-            # With an automatic seed, the seed is how the artist gets this result again.
-            names = [f"{name} (seed {layer.seed})" for name, layer in zip(placed.names, layers, strict=False)]
-            self.callbacks.done(names, placed.where)
+                # With an automatic seed, the seed is how the artist gets this result again.
+                names = [f"{name} (seed {layer.seed})" for name, layer in zip(placed.names, layers, strict=False)]
+                self.callbacks.done(names, placed.where)
         elif msg.msg_type == "error":
-            self._finish()
-            self.documents.discard(job.target)
             error = msg.content
             if error.code == ErrorCode.CANCELLED.value:
-                self.callbacks.failed("Cancelled: the document was not changed.")
+                self._fail(job, "Cancelled: the document was not changed.")
             else:
-                hint = f" ({error.hint})" if error.hint else ""
-                self.callbacks.failed(f"{error.message}{hint}")
+                self._fail(job, f"{error.message}{f' ({error.hint})' if error.hint else ''}")
 
     def _finish(self) -> None:
         self.job = None
         self.callbacks.state(State.IDLE)
+
+    def _fail(self, job: _PendingJob, message: str) -> None:
+        """The job ends without a result: nothing is placed (a copy made for it is closed)."""
+        self._finish()
+        self.documents.discard(job.target)
+        self.callbacks.failed(message)

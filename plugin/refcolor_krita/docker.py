@@ -88,6 +88,7 @@ class RefcolorDocker(DockWidget):
                 combo.setProperty("user_pick", MaskSource(saved))
         self.input_problem = ""  # a problem with the picked inputs, shown until they change
         self.fingerprint: tuple[Any, ...] | None = None
+        self.entries: list[Entry] = []  # the open documents' layers, as of the last refresh
         self.reference_seen: tuple[tuple[Any, ...], ReferenceLook] | None = None
         self.connection = BackendConnection(self.settings, self)
         self.controller = ColorizeController(
@@ -158,14 +159,15 @@ class RefcolorDocker(DockWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        entries = self.documents.entries()
+        self.entries = entries = self.documents.entries()
         active = self.documents.active_document()
         ours = [e for e in entries if active is not None and e.handle.document == active]
         line_items = line_art_entries(ours)
         line_art = self._line_art_pick(active, line_items)
         self._fill(self.panel.line_art, line_items, line_art)
         reference_items = reference_entries(entries)
-        reference = self._layer_or_file_pick("reference", reference_items, default=self._default_reference(entries))
+        first_guess = self._default_reference(entries, active)
+        reference = self._layer_or_file_pick("reference", reference_items, default=first_guess)
         self._fill(self.panel.reference, reference_items, reference, file_item=True)
         background = self._layer_or_file_pick("background", reference_items, default=NONE_ITEM)
         self._fill(self.panel.background, reference_items, background, file_item=True, none_item=True)
@@ -209,9 +211,8 @@ class RefcolorDocker(DockWidget):
         return found.source
 
     @staticmethod
-    def _default_reference(entries: list[Entry]) -> Source:
+    def _default_reference(entries: list[Entry], active: Any) -> Source:
         """A first guess for the reference: an artist's layer of another document than the line art's."""
-        active = Krita.instance().activeDocument()
         others = [e for e in entries if not e.result and not (active is not None and e.handle.document == active)]
         return others[0].source if others else Source()
 
@@ -318,7 +319,7 @@ class RefcolorDocker(DockWidget):
             return None
         if data.kind is Kind.FILE:
             return data.path
-        entry = find(data, self.documents.entries())
+        entry = find(data, self.entries)  # as of the last refresh, which the panel shows
         return Missing(data) if entry is None else entry.handle
 
     # --- running --------------------------------------------------------------------------

@@ -50,9 +50,13 @@ class ResultPlace:
 
     document: Any
     line_art: Any  # the line-art node in ``document``
-    opaque: bool  # the line art covers the canvas (a scan on white paper): the result goes above it
-    lines: bytes  # the line art as BGRA8, for the result group's own "lines" layer
     copy_of: str = ""  # the original document's title when ``document`` is a copy
+    lines: bytes = b""  # the line art as read (BGRA8), for the result group's own "lines" layer
+
+    @property
+    def opaque(self) -> bool:
+        """The line art covers the canvas (a scan on white paper): the result goes above it."""
+        return self.lines[3::4].count(255) >= OPAQUE_SHARE * len(self.lines) // 4
 
 
 def walk(node: Any) -> list[Any]:
@@ -181,15 +185,13 @@ class KritaDocuments:
     def active_document(self) -> Any | None:
         return self.app.activeDocument()
 
-    def entries(self, document: Any | None = None) -> list[Entry]:
-        """Every paint layer of the open documents (or of ``document``), top of each stack first,
-        labelled with its place and its document's title."""
+    def entries(self) -> list[Entry]:
+        """Every paint layer of the open documents, top of each stack first, labelled with its
+        place and its document's title."""
         documents = self.app.documents()
         titles = document_titles([(d.fileName(), d.name()) for d in documents])
         found = []
         for doc, title in zip(documents, titles, strict=True):
-            if document is not None and doc != document:
-                continue
             for node in paint_layers(doc):
                 path = node_path(node)
                 source = Source(Kind.LAYER, doc.fileName(), title, node.uniqueId().toString(), node.name())
@@ -204,9 +206,7 @@ class KritaDocuments:
         return (documents, selection_box(active))
 
     def snapshot(self, inputs: Inputs) -> tuple[Snapshot, ResultPlace]:
-        line_art = inputs.line_art
-        if isinstance(line_art, Missing):
-            raise PluginError(line_art.message("line art"))
+        line_art = present(inputs.line_art, "line art")
         if line_art is None:
             raise PluginError("pick a line-art layer (a paint layer of the active document)")
         document = line_art.document
@@ -221,7 +221,7 @@ class KritaDocuments:
     def _place(self, line_art: LayerRef) -> ResultPlace:
         document = line_art.document
         if is_rgba8(document):
-            return ResultPlace(document, line_art.node, False, b"")
+            return ResultPlace(document, line_art.node)
         copy = rgba8_copy(document)  # results go to a copy that can show colours
         twin = find_node(copy, line_art.node.uniqueId())
         if twin is None:
@@ -229,7 +229,7 @@ class KritaDocuments:
             raise PluginError(f"the line-art layer “{line_art.node.name()}” was not in Krita's 8-bit copy")
         title = document_titles([(document.fileName(), document.name())])[0]
         copy.setName(f"{title} (RGB copy)")
-        return ResultPlace(copy, twin, False, b"", copy_of=f"{title} ({document.colorModel()} {document.colorDepth()})")
+        return ResultPlace(copy, twin, copy_of=f"{title} ({document.colorModel()} {document.colorDepth()})")
 
     def _read(self, inputs: Inputs, line_art: LayerRef, place: ResultPlace) -> Snapshot:
         document = line_art.document
@@ -239,7 +239,6 @@ class KritaDocuments:
         if is_blank(sketch):
             raise PluginError(f"the line-art layer “{line_art.node.name()}” is empty")
         place.lines = sketch.data
-        place.opaque = sketch.data[3::4].count(255) >= OPAQUE_SHARE * width * height
         sketch_mask = None
         if inputs.sketch_mask is MaskSource.SELECTION:
             selection = document.selection()
@@ -251,9 +250,7 @@ class KritaDocuments:
             if node is None:
                 raise PluginError(f"“{line_art.node.name()}” has no selection mask: add one, or pick another mask")
             sketch_mask = read_mask(node, rect, "line-art")
-        if isinstance(inputs.reference, Missing):
-            raise PluginError(inputs.reference.message("reference"))
-        if inputs.reference is None:
+        if present(inputs.reference, "reference") is None:
             raise PluginError("pick a reference: a layer of an open document, or an image file")
         reference, ref_rect = read_image(inputs.reference, "reference")
         reference_mask = None
@@ -266,9 +263,8 @@ class KritaDocuments:
             reference_mask = read_mask(node, ref_rect, "reference")
         elif inputs.reference_mask is MaskSource.NONE:
             reference_mask = full_mask(reference.width, reference.height)
-        if isinstance(inputs.background, Missing):
-            raise PluginError(inputs.background.message("background"))
-        background = None if inputs.background is None else read_image(inputs.background, "background")[0]
+        background_source = present(inputs.background, "background")
+        background = None if background_source is None else read_image(background_source, "background")[0]
         return Snapshot(sketch, reference, sketch_mask, reference_mask, background)
 
     def document_size(self, target: ResultPlace) -> tuple[int, int]:
@@ -301,35 +297,36 @@ class KritaDocuments:
                     node.remove()
         existing = [n.name() for n in walk(document.rootNode())]
         names = next_group_names(existing, len(layers))
+        opaque = target.opaque
+
+        def layer(name: str, data: bytes, blending: str = "normal") -> Any:
+            node = document.createNode(name, "paintlayer")
+            node.setPixelData(data, 0, 0, width, height)
+            node.setBlendingMode(blending)
+            return node
+
         groups = []
         for name, variation in zip(names, layers, strict=True):
             group = document.createGroupLayer(name)
-            background = document.createNode("background", "paintlayer")
-            foreground = document.createNode("foreground", "paintlayer")
-            background.setPixelData(variation.background.data, 0, 0, width, height)
-            foreground.setPixelData(variation.foreground.data, 0, 0, width, height)
-            children = [background, foreground]
-            if target.opaque:
-                lines = document.createNode("lines", "paintlayer")
-                lines.setPixelData(target.lines, 0, 0, width, height)
-                lines.setBlendingMode("multiply")
-                children.append(lines)
+            children = [layer("background", variation.background.data), layer("foreground", variation.foreground.data)]
+            if opaque:
+                children.append(layer("lines", target.lines, "multiply"))
             group.setChildNodes(children)  # bottom first
             group.setVisible(variation.variation == 0)
             groups.append(group)
-        # Bottom first, so the first variation ends up on top of the others.
+        # Each group goes right next to the line art, the last first: the first variation ends up nearest.
         for group in reversed(groups):
-            siblings = parent.childNodes()  # bottom of the stack first
-            index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
-            if target.opaque:
-                parent.addChildNode(group, line_art)
+            if opaque:
+                parent.addChildNode(group, line_art)  # directly above it
             else:
-                parent.addChildNode(group, siblings[index - 1] if index > 0 else None)
+                siblings = parent.childNodes()  # bottom of the stack first
+                index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
+                parent.addChildNode(group, siblings[index - 1] if index > 0 else None)  # directly below it
         if active is not None:
             keep_active(document, active)
         document.refreshProjection()
-        where = f"{'above' if target.opaque else 'below'} “{line_art.name()}”"
-        if target.opaque:
+        where = f"{'above' if opaque else 'below'} “{line_art.name()}”"
+        if opaque:
             where += ", with its lines multiplied on top"
         if target.copy_of:
             where += f", in an 8-bit RGB copy of {target.copy_of}, which is unchanged"
@@ -345,6 +342,13 @@ def layer_structure(document: Any) -> tuple[Any, ...]:
         (n.uniqueId().toString(), n.name(), n.type(), selection_mask(n) is not None) for n in walk(document.rootNode())
     )
     return document.fileName(), document.name(), layers
+
+
+def present(source: Any, what: str) -> Any:
+    """``source`` (a layer, a file path or None) as picked; a pick that has gone is refused."""
+    if isinstance(source, Missing):
+        raise PluginError(source.message(what))
+    return source
 
 
 def keep_active(document: Any, node: Any) -> None:

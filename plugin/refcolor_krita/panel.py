@@ -59,6 +59,14 @@ def to_qimage(pixels: Pixels) -> QImage:
     return QImage(pixels.data, pixels.width, pixels.height, bpl, fmt).copy()
 
 
+def show_icon(button: QToolButton, icon: QIcon | None, text: str) -> None:
+    """``icon`` on ``button``; ``text`` where there is none (outside Krita, or an unknown name)."""
+    if icon is not None and not icon.isNull():
+        button.setIcon(icon)
+    else:
+        button.setText(text)
+
+
 class Strength(QWidget):
     """A slider with its value shown, for a float in [low, high] in steps of ``step``."""
 
@@ -170,10 +178,7 @@ class Count(QWidget):
         self.dice: QToolButton | None = None
         if dice:
             self.dice = QToolButton()
-            if icon is not None and not icon.isNull():
-                self.dice.setIcon(icon)
-            else:
-                self.dice.setText("New")
+            show_icon(self.dice, icon, "New")
             self.dice.setToolTip(f"New {spec.label.lower()}")
             self.dice.clicked.connect(lambda *_: self.spin.setValue(random.randrange(self.spin.maximum())))
             layout.addWidget(self.dice)
@@ -225,10 +230,7 @@ class Panel(QWidget):
         super().__init__(parent)
         self.line_art = QComboBox()
         self.settings_button = QToolButton()
-        self.settings_button.setText("⚙")
-        configure = icon_for("configure") if icon_for else None
-        if configure is not None and not configure.isNull():
-            self.settings_button.setIcon(configure)
+        show_icon(self.settings_button, icon_for("configure") if icon_for else None, "⚙")
         self.settings_button.setToolTip("Backend settings: how to start it, where it is")
         self.reference = QComboBox()
         self.reference_thumb = QLabel()

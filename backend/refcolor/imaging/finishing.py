@@ -262,7 +262,7 @@ def finish_lab(
     """
     # float32 throughout: skimage converts float32 four to five times faster than float64, and the
     # difference is far below a visible colour step.
-    lab = match_colors(lab.astype(np.float32, copy=False), sides, foreground, color_match).astype(np.float32)
+    lab = match_colors(lab.astype(np.float32, copy=False), sides, foreground, color_match)
     if flatten > 0:
         if labels is None:
             raise ValueError("flatten > 0 needs the closed regions of the line art (labels)")
