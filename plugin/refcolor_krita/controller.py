@@ -165,7 +165,12 @@ class ColorizeController:
                     self.callbacks.stage(f"Colorizing: step {msg.content.step} of {msg.content.total}…", False)
             elif not job.cancelling:
                 job.started = True
-                self.callbacks.stage(STAGE_TEXT[stage], True)
+                fraction = msg.content.fraction
+                if fraction is None:  # a stage with no progress of its own (or a server of 1.3)
+                    self.callbacks.stage(STAGE_TEXT[stage], True)
+                else:  # a full-resolution stage: the bar follows it
+                    self.callbacks.progress(round(fraction * 100), 100)
+                    self.callbacks.stage(f"{STAGE_TEXT[stage]} {fraction:.0%}", False)
             ref = msg.content.preview
             if ref is not None:
                 self.callbacks.preview(

@@ -310,6 +310,7 @@ class Progress:
     variation: int = 0
     preview: ImageRef | None = None  # small RGBA8 image of the current state
     stage: Stage = Stage.DENOISING  # sent at the start of every stage; step/total are the denoising's
+    fraction: float | None = None  # share of a full-resolution stage done, in [0, 1]; None: not reported
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,14 @@ def test_tiny_model_serves_layers_with_progress_and_previews(server) -> None:
     # every stage is announced as it starts (step/total as the denoising left them), in order
     stages = [stage.value for stage, _ in itertools.groupby(p.stage for p in progress)]
     assert stages == ["denoising", "encoding", "denoising", "upsampling", "finishing", "layers"]
-    assert [(p.step, p.total) for p in progress if p.stage is not Stage.DENOISING] == [(0, 4), (4, 4), (4, 4), (4, 4)]
+    assert [(p.step, p.total) for p in progress if p.stage is not Stage.DENOISING] == [(0, 4)] + [(4, 4)] * (
+        len([p for p in progress if p.stage is not Stage.DENOISING]) - 1
+    )
+    # the full-resolution stages say how far they are, from 0 at their start to 1
+    for stage in (Stage.UPSAMPLING, Stage.FINISHING):
+        fractions = [p.fraction for p in progress if p.stage is stage]
+        assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(1.0) and fractions == sorted(fractions)
+    assert {p.fraction for p in progress if p.stage in (Stage.ENCODING, Stage.DENOISING, Stage.LAYERS)} == {None}
     assert sorted({p.step for p in progress if p.stage is Stage.DENOISING}) == [0, 1, 2, 3, 4]
     assert any(p.preview is not None for p in progress)
 

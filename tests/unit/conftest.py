@@ -55,6 +55,7 @@ class RecordingContext:
     def __init__(self, cancel_at: int | None = None) -> None:
         self.steps: list[tuple[int, int]] = []
         self.stages: list[str] = []
+        self.fractions: list[tuple[str, float]] = []  # (stage, share done) of every stage report
         self.cancel_at = cancel_at
 
     def progress(self, step: int, total: int, preview: object = None, variation: int = 0) -> None:
@@ -67,8 +68,10 @@ class RecordingContext:
     def check_cancelled(self) -> None:
         return None
 
-    def stage(self, stage: object) -> None:
-        self.stages.append(str(getattr(stage, "value", stage)))
+    def stage(self, stage: object, done: float = 0.0) -> None:
+        if done == 0.0:  # a stage's start (a full-resolution stage also reports its progress)
+            self.stages.append(str(getattr(stage, "value", stage)))
+        self.fractions.append((str(getattr(stage, "value", stage)), done))
 
 
 @pytest.fixture

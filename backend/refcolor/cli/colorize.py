@@ -98,8 +98,8 @@ class _ProgressBar:
     def check_cancelled(self) -> None:
         return None
 
-    def stage(self, stage: Stage) -> None:
-        self.bar.set_description(stage.value)
+    def stage(self, stage: Stage, done: float = 0.0) -> None:
+        self.bar.set_description(stage.value if stage is Stage.DENOISING else f"{stage.value} {done:.0%}")
 
     def close(self) -> None:
         self.bar.close()

@@ -28,7 +28,7 @@ from refcolor.diffusion import inputs
 from refcolor.diffusion.adapters import check_adapters
 from refcolor.diffusion.attention import install_split_processors, masks_per_level
 from refcolor.diffusion.background import BackgroundEncoder
-from refcolor.diffusion.cache import EncodingCache, content_hash
+from refcolor.diffusion.cache import ENCODING_CACHE_BYTES, EncodingCache, content_hash
 from refcolor.diffusion.conditioning import (
     COND,
     NO_REFERENCE,
@@ -47,7 +47,7 @@ from refcolor.diffusion.unet import SketchUNet
 from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, SideFields, composite, load_line_features
-from refcolor.imaging.upsample import TENT_RADIUS, upsample_fills
+from refcolor.imaging.upsample import TENT_RADIUS, Regions, bands, upsample_lab
 from refcolor_protocol import ColorizeParams, Mode, Stage
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,6 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         )
         self.encoding_cache: EncodingCache | None = None
         self._correspondence: Correspondence | None = None  # built on first use (colour prior models)
-        self.upsample_cache: EncodingCache | None = None
         self._interrupt = False
         check_adapters(self.unet)
 
@@ -146,11 +145,11 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
 
     # ---- controls -------------------------------------------------------------------------------
 
-    def enable_encoding_cache(self, max_entries: int = 16, upsampled_entries: int = 2) -> EncodingCache:
-        """Cache encodings (``max_entries``) and the last few upsampled fills (``upsampled_entries``:
-        full-resolution images, so few), both keyed by the content of their inputs."""
-        self.encoding_cache = EncodingCache(max_entries)
-        self.upsample_cache = EncodingCache(upsampled_entries)
+    def enable_encoding_cache(self, max_bytes: int = ENCODING_CACHE_BYTES) -> EncodingCache:
+        """Cache encodings (reference tokens, sketch features, colour-prior fields), keyed by the
+        content of their inputs, holding at most ``max_bytes``. (Nothing at full resolution is
+        cached: a document's fills would hold hundreds of MB between jobs.)"""
+        self.encoding_cache = EncodingCache(max_bytes)
         return self.encoding_cache
 
     @property
@@ -282,7 +281,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback_on_step_end: StepCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
-        callback_on_stage: Callable[[Stage], None] | None = None,
+        callback_on_stage: Callable[[Stage, float], None] | None = None,
+        output_type: str = "layers",
     ) -> ColorizationOutput:
         """Colorize ``sketch`` after ``reference``.
 
@@ -304,8 +304,11 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             callback_on_step_end: ``f(pipe, step, timestep, {"latents": ...}) -> dict`` after every
                 step; a returned ``"latents"`` replaces the latents. Exceptions propagate (cancel).
             callback_on_step_end_tensor_inputs: tensors handed to the callback.
-            callback_on_stage: ``f(stage)`` as each stage starts (encoding, denoising, upsampling,
-                finishing), so a caller can say what runs; exceptions propagate (cancel).
+            callback_on_stage: ``f(stage, done)`` as each stage starts (encoding, denoising, upsampling,
+                finishing; ``done`` 0), so a caller can say what runs, and after each band of the
+                full-resolution stages (``done`` in (0, 1]); exceptions propagate (cancel).
+            output_type: ``"layers"``, the full-resolution layers; ``"native"``, only the model's own
+                images (``native``; the layer lists are empty): the full-resolution stages are skipped.
 
         Returns:
             :class:`ColorizationOutput`.
@@ -314,13 +317,15 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             ValueError: a bad image or parameter, named with its value.
         """
         # 1. inputs
+        if output_type not in ("layers", "native"):
+            raise ValueError(f"output_type={output_type!r}; use 'layers' or 'native'")
         params = inputs.check_inputs(
             sketch, reference, sketch_mask, reference_mask, background, params or ColorizeParams(),
             generator, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         variations = params.variations
         self._interrupt = False
-        self._on_stage = callback_on_stage or (lambda stage: None)
+        self._on_stage = callback_on_stage or (lambda stage, done: None)
         device = self._execution_device
 
         # 2. model sizes
@@ -347,13 +352,13 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             return self._finish(denoised, images, params, False)
 
         # 3. encode; 4. guidance batches (inside the reference window and outside it)
-        self._on_stage(Stage.ENCODING)
+        self._on_stage(Stage.ENCODING, 0.0)
         tokens, features, blank = self._encode(images, params)
         fields = self.prior_fields(images.prior) if images.prior is not None else None
         batch_in, batch_out, priors = self._guidance_batches(images, params, tokens, features, blank, fields)
 
         # 5. denoise
-        self._on_stage(Stage.DENOISING)
+        self._on_stage(Stage.DENOISING, 0.0)
         sampler = make_scheduler(params.scheduler.value, self.scheduler.config)
         sampler.set_timesteps(params.steps, device=device)
         generators = list(generator) if isinstance(generator, Sequence) else generator
@@ -393,6 +398,8 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
         # 6. decode; upsample and finish
         decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         native = ((decoded.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (V, h, w, 3)
+        if output_type == "native":
+            return ColorizationOutput([], [], [], native, interrupted)
         return self._finish(native, images, params, interrupted)
 
     def _encode(
@@ -497,29 +504,15 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
     def _finish(
         self, native: np.ndarray, images: inputs.PreparedImages, params: ColorizeParams, interrupted: bool
     ) -> ColorizationOutput:
-        """Step 6 after decoding: (V, h, w, 3) model-resolution images to finished full-size layers."""
+        """Step 6 after decoding: (V, h, w, 3) model-resolution images to finished full-size layers.
+
+        The full-resolution work runs band by band (:mod:`refcolor.imaging.upsample`): the
+        temporaries stay small, and after each band the stage's progress is reported (where a
+        cancel takes effect)."""
         mode, mask_threshold = params.mode, params.mask_threshold
         full_mask = images.full_mask
-        alpha = (
-            np.full(images.full_ink.shape, 255, np.uint8)
-            if full_mask is None
-            else pixels.to_uint8(full_mask)
-        )
-        combined, foreground, background_layers = [], [], []
-        stacked = np.concatenate(list(native), axis=-1)  # (h, w, 3V): one upsampling for all variations
-        radius = float(self.config.chroma_radius)
-
-        def upsample() -> np.ndarray:
-            return upsample_fills(stacked, images.full_ink, radius)
-
-        self._on_stage(Stage.UPSAMPLING)
-
-        # A job that changes only the finishing (the same denoised images) skips the upsampling too.
-        upsampled = (
-            upsample()
-            if self.upsample_cache is None
-            else self.upsample_cache.get_or_compute(content_hash(stacked, images.full_ink, radius), upsample)
-        )
+        foreground = None if full_mask is None else full_mask >= mask_threshold
+        alpha = np.full(images.full_ink.shape, 255, np.uint8) if full_mask is None else pixels.to_uint8(full_mask)
         color_match, flatten = self._own(params, "color_match"), self._own(params, "flatten")
         sides = (
             finishing.sides_for_mode(
@@ -528,19 +521,26 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             if color_match > 0
             else finishing.Sides(None)  # colour matching off: no reference statistics needed
         )
-        self._on_stage(Stage.FINISHING)
-        upsampled = finishing.finish(
-            upsampled,
-            images.full_ink,
-            None if full_mask is None else full_mask >= mask_threshold,
-            sides,
-            color_match,
-            flatten,
+        self._on_stage(Stage.UPSAMPLING, 0.0)
+        regions = Regions.of(images.full_ink, foreground)
+        lab = upsample_lab(
+            np.concatenate(list(finishing.to_lab(native)), axis=-1),  # (h, w, 3V): one upsampling for all
+            regions,
+            float(self.config.chroma_radius),
+            progress=lambda done: self._on_stage(Stage.UPSAMPLING, done),
         )
-        for v in range(len(native)):
-            layers = pixels.layer_arrays(upsampled[..., 3 * v : 3 * v + 3], images.full_ink, alpha)
+        self._on_stage(Stage.FINISHING, 0.0)
+        variations = len(native)
+        combined, foreground_layers, background_layers = [], [], []
+        for v in range(variations):
+            finish = finishing.Finishing(lab[..., 3 * v : 3 * v + 3], regions, foreground, sides, color_match, flatten)
+            layers = pixels.empty_layers(images.full_ink.shape)
+            runs = list(bands(*images.full_ink.shape))
+            for done, rows in enumerate(runs, start=1):
+                pixels.write_layers(finish.rgb(rows), images.full_ink[rows], alpha[rows], [x[rows] for x in layers])
+                self._on_stage(Stage.FINISHING, (v + done / len(runs)) / variations)
             combined.append(layers[0])
-            foreground.append(layers[1])
+            foreground_layers.append(layers[1])
             background_layers.append(layers[2])
         self.maybe_free_model_hooks()
-        return ColorizationOutput(combined, foreground, background_layers, native, interrupted)
+        return ColorizationOutput(combined, foreground_layers, background_layers, native, interrupted)

@@ -27,13 +27,13 @@ Both run on the fills before the line art is laid over them.
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.color import lab2rgb, rgb2lab
 
+from refcolor.imaging.upsample import Regions, bands
 from refcolor_protocol.messages import Mode
 
 PARAMS = ("color_match", "flatten")  # the job parameters (and config keys) of this pass
@@ -42,6 +42,21 @@ BACKGROUND_FLATTEN_WINDOW = 1 / 8  # the same for regions on the sketch's backgr
 COARSE_SIGMA = 4.0  # a large region's window is blurred on a grid this many cells per sigma
 MIN_PIXELS = 16  # a side with fewer pixels (in the output or in its source) is left as it is
 STD_FLOOR = 1e-3  # keeps a flat channel from dividing by zero (Lab units)
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) sRGB in [0, 1] (clipped) to CIELAB (D65), float32. OpenCV's conversion: the same
+    formulas as skimage's within 0.7 Lab units, eight times faster."""
+    import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+    flat = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), np.float32).reshape(-1, 1, 3)
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(rgb.shape)
+
+
+def to_rgb(lab: np.ndarray) -> np.ndarray:
+    """(..., 3) CIELAB to sRGB float32, clipped to [0, 1] (colours outside the gamut are clipped)."""
+    import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+    flat = np.ascontiguousarray(lab, np.float32).reshape(-1, 1, 3)
+    return np.clip(cv2.cvtColor(flat, cv2.COLOR_Lab2RGB), 0.0, 1.0).reshape(lab.shape)
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ class ColorSource:
     @classmethod
     def of(cls, rgb: np.ndarray, keep: np.ndarray | None = None) -> ColorSource | None:
         """Statistics of the (..., 3) float [0, 1] ``rgb`` pixels where ``keep``; None if too few."""
-        lab = rgb2lab(np.clip(rgb, 0.0, 1.0)).reshape(-1, 3)
+        lab = to_lab(rgb).reshape(-1, 3)
         if keep is not None:
             lab = lab[keep.reshape(-1)]
         if len(lab) < MIN_PIXELS:
@@ -100,60 +115,218 @@ def sides_for_mode(
     return Sides(foreground, background, split=True)
 
 
-def _transfer(lab: np.ndarray, source: ColorSource | None, strength: float) -> np.ndarray:
-    """(N, 3) Lab pixels moved ``strength`` of the way to ``source``'s mean and spread."""
-    if source is None or len(lab) < MIN_PIXELS:
-        return lab
-    mean, std = lab.mean(0, dtype=np.float64), lab.std(0, dtype=np.float64)
+def _affine(
+    mean: np.ndarray, std: np.ndarray, source: ColorSource | None, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) per Lab channel that moves pixels of ``mean`` and ``std`` ``strength`` of the
+    way to ``source``'s mean and spread: ``lab + strength * ((lab - mean) * gain + source.mean - lab)``."""
+    if source is None:
+        return np.ones(3), np.zeros(3)
     gain = source.std / np.maximum(std, STD_FLOOR)
-    # lab + strength * ((lab - mean) * gain + source.mean - lab), as one affine map per channel
-    scale = 1.0 - strength + strength * gain
-    offset = strength * (source.mean - mean * gain)
-    return lab * scale.astype(lab.dtype) + offset.astype(lab.dtype)
+    return 1.0 - strength + strength * gain, strength * (source.mean - mean * gain)
 
 
-def match_colors(lab: np.ndarray, sides: Sides, foreground: np.ndarray | None, strength: float) -> np.ndarray:
-    """(H, W, 3) Lab fills with each side's statistics moved toward its source.
+Progress = Callable[[float], None]
 
-    ``foreground``: (H, W) bool sketch foreground (None = everything is foreground).
+
+class Finishing:
+    """Both passes over one (H, W, 3) CIELAB fill, computed band by band (:meth:`rgb`).
+
+    Colour matching is one affine map per side and channel; flattening pulls each pixel toward its
+    region's (local) mean; a region lies on one side of the mask, so the mean of the matched fill is
+    the matched mean, and both passes come down to per-region statistics gathered in one pass.
     """
-    if strength <= 0:
-        return lab
-    if not sides.split or foreground is None:
-        return _transfer(lab.reshape(-1, 3), sides.foreground, strength).reshape(lab.shape)
-    out = lab.copy()
-    for keep, source in ((foreground, sides.foreground), (~foreground, sides.background)):
-        out[keep] = _transfer(lab[keep], source, strength)
-    return out
+
+    def __init__(
+        self,
+        lab: np.ndarray,
+        regions: Regions,
+        foreground: np.ndarray | None,
+        sides: Sides,
+        color_match: float,
+        flatten: float,
+        window: float | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Gathers the statistics (one pass over ``lab``, then one over each large region's box);
+        ``progress(done)`` is called as that goes (``done`` in [0, 1]; it may raise to cancel)."""
+        progress = progress or (lambda done: None)
+        for name, value in (("color_match", color_match), ("flatten", flatten)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value} is outside [0, 1]; use 0 (off) to 1 (full)")
+        self.lab, self.regions, self.flatten = lab, regions, flatten
+        count = regions.count + 1
+        area = np.zeros(count)
+        sums, squares = np.zeros((count, 3)), np.zeros((count, 3))
+        on_foreground = np.zeros(count)
+        runs = list(bands(*regions.labels.shape)) if color_match > 0 or flatten > 0 else []  # off: no statistics
+        for done, rows in enumerate(runs, start=1):
+            labels = regions.labels[rows].reshape(-1)
+            values = lab[rows].reshape(-1, 3)
+            area += np.bincount(labels, minlength=count)
+            if foreground is not None:
+                on_foreground += np.bincount(labels, foreground[rows].reshape(-1), minlength=count)
+            for c in range(3):
+                sums[:, c] += np.bincount(labels, values[:, c], minlength=count)
+                if color_match > 0:
+                    squares[:, c] += np.bincount(labels, values[:, c].astype(np.float64) ** 2, minlength=count)
+            progress(0.5 * done / len(runs))
+        # The sides: a region's side is where most of its pixels are (they all are, but for line
+        # pixels of a side without regions).
+        background = on_foreground * 2 <= area if foreground is not None else np.zeros(count, bool)
+        background[0] = False
+        # Per side (foreground, background): the colour match's scale and offset per Lab channel.
+        self.split = color_match > 0 and sides.split and foreground is not None
+        self.background = background
+        self.side_scale, self.side_offset = np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32)
+        if color_match > 0:
+            groups = [(np.ones(count, bool), sides.foreground)]
+            if self.split:
+                groups = [(~background, sides.foreground), (background, sides.background)]
+            for side, (members, source) in enumerate(groups):
+                pixels = area[members].sum()
+                if pixels < MIN_PIXELS or source is None:
+                    continue
+                mean = sums[members].sum(0) / pixels
+                std = np.sqrt(np.maximum(squares[members].sum(0) / pixels - mean**2, 0.0))
+                self.side_scale[side], self.side_offset[side] = _affine(mean, std, source, color_match)
+        self.means = (sums / np.maximum(area, 1)[:, None]).astype(np.float32)
+        self.grids: list[_LocalMean] = []
+        if flatten > 0:
+            side = min(regions.labels.shape)
+            sigmas = np.full(count, FLATTEN_WINDOW * side if window is None else float(window))
+            sigmas[background] = BACKGROUND_FLATTEN_WINDOW * side
+            large = np.flatnonzero((area > np.pi * (2.0 * sigmas) ** 2) & (np.arange(count) > 0))
+            if len(large):
+                boxes = ndimage.find_objects(regions.labels)  # a large region has pixels: never None
+                for done, region in enumerate(large, start=1):
+                    box, sigma = boxes[region - 1], float(sigmas[region])
+                    self.grids.append(_LocalMean.of(lab, regions.labels, int(region), box, sigma))
+                    progress(0.5 + 0.5 * done / len(large))
+
+    def lab_rows(self, rows: slice) -> np.ndarray:
+        """The finished (rows, W, 3) CIELAB fill of ``rows``."""
+        labels = self.regions.labels[rows]
+        lab = np.ascontiguousarray(self.lab[rows], np.float32)
+        if self.flatten > 0:
+            target = self.means[labels]
+            for grid in self.grids:
+                grid.sample(labels, rows, target)
+            lab += self.flatten * (target - lab)
+        # The colour match: one affine map per side (two at most), so pick by side, not by region.
+        if self.split:
+            background = self.background[labels][..., None]
+            scale = np.where(background, self.side_scale[1], self.side_scale[0])
+            offset = np.where(background, self.side_offset[1], self.side_offset[0])
+            return lab * scale + offset
+        return lab * self.side_scale[0] + self.side_offset[0]
+
+    def rgb(self, rows: slice) -> np.ndarray:
+        """The finished (rows, W, 3) sRGB fill of ``rows``, float32 in [0, 1]."""
+        return to_rgb(self.lab_rows(rows))
+
+
+@dataclass(frozen=True)
+class _LocalMean:
+    """The windowed mean of one large region's own pixels: block sums of its weight and colours on a
+    coarse grid (cells of ``factor`` pixels over its box), blurred by the window, divided, and
+    sampled bilinearly at the region's pixels."""
+
+    region: int
+    top: int
+    left: int
+    height: int
+    width: int
+    factor: int
+    grid: np.ndarray  # (gy, gx, 3) float32: the windowed mean colour at each cell
+
+    @classmethod
+    def of(cls, lab: np.ndarray, labels: np.ndarray, region: int, box: tuple[slice, ...], sigma: float) -> _LocalMean:
+        factor = max(1, int(sigma / COARSE_SIGMA))
+        pad = int(3 * sigma)
+        rows, cols = (
+            slice(max(0, b.start - pad), min(n, b.stop + pad)) for b, n in zip(box, labels.shape, strict=True)
+        )
+        height, width = rows.stop - rows.start, cols.stop - cols.start
+        cells = (-(-height // factor), -(-width // factor))
+        grid = np.zeros((*cells, 4), np.float32)
+        step = factor * max(1, (1 << 18) // max(1, width * factor))  # whole cells, about 256 K pixels a band
+        for top in range(0, height, step):
+            band = slice(rows.start + top, min(rows.stop, rows.start + top + step))
+            inside = labels[band, cols] == region
+            block = np.zeros((-(-(band.stop - band.start) // factor) * factor, cells[1] * factor, 4), np.float32)
+            block[: inside.shape[0], :width, 0] = inside
+            block[: inside.shape[0], :width, 1:] = lab[band, cols] * inside[..., None]
+            n = block.shape[0] // factor
+            grid[top // factor : top // factor + n] = block.reshape(n, factor, cells[1], factor, 4).sum((1, 3))
+        for c in range(4):
+            grid[..., c] = ndimage.gaussian_filter(grid[..., c], sigma / factor, mode="constant")
+        # The window's mean colour at each cell; cells the region does not reach take their nearest
+        # reached cell's (they are only sampled near the region's pixels).
+        reached = grid[..., 0] > 1e-6
+        means = grid[..., 1:] / np.maximum(grid[..., :1], 1e-6)
+        if not reached.all():
+            nearest = ndimage.distance_transform_edt(~reached, return_distances=False, return_indices=True)
+            means = means[tuple(nearest)]
+        return cls(region, rows.start, cols.start, height, width, factor, np.ascontiguousarray(means, np.float32))
+
+    def sample(self, labels: np.ndarray, rows: slice, out: np.ndarray) -> None:
+        """Writes the local mean into ``out`` ((rows, W, 3)) where ``labels`` (the rows' labels) is the region."""
+        import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+        top, bottom = max(rows.start, self.top), min(rows.stop, self.top + self.height)
+        if top >= bottom:
+            return
+        cols = slice(self.left, self.left + self.width)
+        inside = labels[top - rows.start : bottom - rows.start, cols] == self.region
+        if not inside.any():
+            return
+        # Bilinear, pixel centres on the grid's (clamped at the edges): along y here, along x by a resize.
+        gy = self.grid.shape[0]
+        y = np.clip((np.arange(top, bottom) - self.top + 0.5) / self.factor - 0.5, 0, gy - 1)
+        y0 = np.floor(y).astype(int)
+        fy = (y - y0)[:, None, None].astype(np.float32)
+        lines = self.grid[y0] * (1 - fy) + self.grid[np.minimum(y0 + 1, gy - 1)] * fy
+        wide = cv2.resize(lines, (self.grid.shape[1] * self.factor, len(y)), interpolation=cv2.INTER_LINEAR)
+        target = out[top - rows.start : bottom - rows.start, cols]
+        np.copyto(target, wide[:, : self.width], where=inside[..., None])
 
 
 def closed_regions(ink: np.ndarray, foreground: np.ndarray | None, line_threshold: float = 0.5) -> np.ndarray:
-    """(H, W) int32 labels 0..n-1: closed regions of the line art, cut along the mask's outline
-    (4-connectivity). Every line pixel joins its nearest region on its own side of the mask (any
-    region if its side has none), so a region never holds pixels of the other side."""
-    free = ink <= line_threshold
-    if foreground is None:
-        labels, count = ndimage.label(free)
-    else:
-        fg_labels, fg_count = ndimage.label(free & foreground)
-        bg_labels, count = ndimage.label(free & ~foreground)
-        labels = np.where(bg_labels > 0, bg_labels + fg_count, fg_labels)
-        count += fg_count
-    if count == 0:
-        return np.zeros(ink.shape, np.int32)
-    if not free.all():
-        sides = [np.ones(ink.shape, bool)] if foreground is None else [foreground, ~foreground]
-        filled = labels.copy()
-        for side in sides:
-            own = np.where(side, labels, 0)
-            lines = side & (labels == 0)
-            if not lines.any():
-                continue
-            source = own if own.any() else labels
-            nearest = ndimage.distance_transform_edt(source == 0, return_distances=False, return_indices=True)
-            filled[lines] = source[tuple(nearest)][lines]
-        labels = filled
-    return (labels - 1).astype(np.int32)
+    """(H, W) int32 labels 0..n-1: :class:`Regions` of the line art, cut along the mask's outline."""
+    return Regions.of(ink, foreground, line_threshold).labels - 1
+
+
+def finish_lab(
+    lab: np.ndarray,
+    regions: Regions | None,
+    foreground: np.ndarray | None,
+    sides: Sides,
+    color_match: float,
+    flatten: float,
+    ink: np.ndarray | None = None,
+) -> np.ndarray:
+    """Both passes on one (H, W, 3) CIELAB fill; (H, W, 3) float32 RGB in [0, 1] out.
+
+    ``regions``: of the line art, cut along ``foreground`` (or give ``ink`` to compute them).
+    """
+    if regions is None:
+        if ink is None:
+            raise ValueError("finish_lab needs the line art's regions (or its ink to compute them)")
+        regions = Regions.of(ink, foreground)
+    finishing = Finishing(lab, regions, foreground, sides, color_match, flatten)
+    out = np.empty(lab.shape, np.float32)
+    for rows in bands(*lab.shape[:2]):
+        out[rows] = finishing.rgb(rows)
+    return out
+
+
+def match_colors(lab: np.ndarray, sides: Sides, foreground: np.ndarray | None, strength: float) -> np.ndarray:
+    """(H, W, 3) Lab fills with each side's statistics moved toward its source (colour matching
+    alone, over the whole image). ``foreground``: (H, W) bool sketch foreground (None = all)."""
+    if strength <= 0:
+        return lab
+    regions = Regions.of(np.zeros(lab.shape[:2], np.float32), foreground)
+    return Finishing(lab, regions, foreground, sides, strength, 0.0).lab_rows(slice(0, lab.shape[0]))
 
 
 def flatten_regions(
@@ -163,58 +336,22 @@ def flatten_regions(
     window: float | None = None,
     background: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(H, W, 3) Lab fills moved ``strength`` of the way to their region's local mean colour.
+    """(H, W, 3) Lab fills moved ``strength`` of the way to their region's local mean colour
+    (flattening alone, over the whole image).
 
-    ``window``: the Gaussian sigma of the local mean in pixels (None: :data:`FLATTEN_WINDOW` of the
-    shorter side). ``background``: (H, W) bool, the sketch's background; a region that lies on it
-    (regions never straddle the mask, :func:`closed_regions`) takes
-    :data:`BACKGROUND_FLATTEN_WINDOW` of the shorter side instead. A region whose area is at most
-    that of a disc of radius 2 sigma takes its whole mean; a larger one the mean of its own pixels
-    under the window around each pixel (normalised convolution, computed on a grid of
-    sigma / :data:`COARSE_SIGMA` pixels and interpolated back, so its cost is linear in the pixels
-    whatever the window).
+    ``labels``: (H, W) regions 0..n-1 (:func:`closed_regions`). ``window``: the Gaussian sigma of the
+    local mean in pixels (None: :data:`FLATTEN_WINDOW` of the shorter side). ``background``: (H, W)
+    bool, the sketch's background; a region on it takes :data:`BACKGROUND_FLATTEN_WINDOW` of the
+    shorter side instead. A region whose area is at most that of a disc of radius 2 sigma takes its
+    whole mean; a larger one the mean of its own pixels under the window around each pixel
+    (normalised convolution on a grid of sigma / :data:`COARSE_SIGMA` pixels, interpolated back).
     """
     if strength <= 0:
         return lab
-    side = min(labels.shape)
-    flat = labels.reshape(-1)
-    count = int(flat.max()) + 1
-    area = np.bincount(flat, minlength=count)
-    sigmas = np.full(count, FLATTEN_WINDOW * side if window is None else float(window))
-    if background is not None:
-        on_background = np.bincount(flat, background.reshape(-1), minlength=count) * 2 > area
-        sigmas[on_background] = BACKGROUND_FLATTEN_WINDOW * side
-    means = np.stack([np.bincount(flat, lab[..., c].reshape(-1), minlength=count) for c in range(3)], 1)
-    target = (means / area.clip(1)[:, None])[labels]
-    large = np.flatnonzero(area > np.pi * (2.0 * sigmas) ** 2)
-    if len(large):
-        boxes = ndimage.find_objects(labels + 1)  # a large region has pixels, so its box is never None
-        for region in large:
-            _local_mean(lab, labels, int(region), boxes[region], float(sigmas[region]), target)
-    return lab + strength * (target - lab)
-
-
-def _local_mean(
-    lab: np.ndarray, labels: np.ndarray, region: int, box: tuple[slice, ...], sigma: float, out: np.ndarray
-) -> None:
-    """Writes into ``out`` the windowed mean of ``region``'s own pixels at each of them."""
-    factor = max(1, int(sigma / COARSE_SIGMA))
-    pad = int(3 * sigma)
-    rows, cols = (slice(max(0, b.start - pad), min(n, b.stop + pad)) for b, n in zip(box, labels.shape, strict=True))
-    inside = labels[rows, cols] == region
-    height, width = inside.shape
-    cells = (-(-height // factor), -(-width // factor))
-    # Block sums of the region's weight and colours on the coarse grid, then the window over them.
-    padded = np.zeros((cells[0] * factor, cells[1] * factor, 4), np.float32)
-    padded[:height, :width, 0] = inside
-    padded[:height, :width, 1:] = lab[rows, cols] * inside[..., None]
-    grid = padded.reshape(cells[0], factor, cells[1], factor, 4).sum((1, 3))
-    grid = np.stack([ndimage.gaussian_filter(grid[..., c], sigma / factor, mode="constant") for c in range(4)], -1)
-    ys, xs = np.nonzero(inside)
-    coords = [(ys + 0.5) / factor - 0.5, (xs + 0.5) / factor - 0.5]
-    sampled = np.stack([ndimage.map_coordinates(grid[..., c], coords, order=1, mode="nearest") for c in range(4)], 1)
-    weight = np.maximum(sampled[:, :1], 1e-6)
-    out[ys + rows.start, xs + cols.start] = sampled[:, 1:] / weight
+    regions = Regions(labels.astype(np.int32) + 1, np.ones(labels.shape, bool), int(labels.max()) + 1)
+    foreground = None if background is None else ~background
+    finishing = Finishing(lab, regions, foreground, Sides(None), 0.0, strength, window)
+    return finishing.lab_rows(slice(0, lab.shape[0]))
 
 
 def finish(
@@ -225,49 +362,16 @@ def finish(
     color_match: float,
     flatten: float,
 ) -> np.ndarray:
-    """Both passes on (H, W, 3V) stacked float [0, 1] RGB fills (colour match first).
-
-    Args:
-        fills: the upsampled fills of V variations, stacked along the channels.
-        ink: (H, W) line darkness in [0, 1].
-        foreground: (H, W) bool sketch foreground, None = all foreground.
-        sides: from :func:`sides_for_mode`.
-        color_match, flatten: strengths in [0, 1]; 0 turns a pass off.
-    """
+    """Both passes on (H, W, 3V) stacked float [0, 1] RGB fills (whole images; the pipeline runs
+    :class:`Finishing` band by band instead). ``foreground``: (H, W) bool, None = all foreground."""
     for name, value in (("color_match", color_match), ("flatten", flatten)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name}={value} is outside [0, 1]; use 0 (off) to 1 (full)")
     if color_match == 0 and flatten == 0:
         return fills
-    labels = closed_regions(ink, foreground) if flatten > 0 else None
-    channels = fills.shape[-1]
-    out = np.empty_like(fills, dtype=np.float32)
-    for v in range(channels // 3):
-        lab = rgb2lab(np.clip(fills[..., 3 * v : 3 * v + 3], 0.0, 1.0).astype(np.float32, copy=False))
-        out[..., 3 * v : 3 * v + 3] = finish_lab(lab, labels, foreground, sides, color_match, flatten)
+    regions = Regions.of(ink, foreground)
+    out = np.empty(fills.shape, np.float32)
+    for v in range(fills.shape[-1] // 3):
+        lab = to_lab(fills[..., 3 * v : 3 * v + 3])
+        out[..., 3 * v : 3 * v + 3] = finish_lab(lab, regions, foreground, sides, color_match, flatten)
     return out
-
-
-def finish_lab(
-    lab: np.ndarray,
-    labels: np.ndarray | None,
-    foreground: np.ndarray | None,
-    sides: Sides,
-    color_match: float,
-    flatten: float,
-) -> np.ndarray:
-    """Both passes on one (H, W, 3) CIELAB fill; (H, W, 3) float32 RGB in [0, 1] out.
-
-    ``labels``: :func:`closed_regions` of the line art (needed when ``flatten`` > 0).
-    """
-    # float32 throughout: skimage converts float32 four to five times faster than float64, and the
-    # difference is far below a visible colour step.
-    lab = match_colors(lab.astype(np.float32, copy=False), sides, foreground, color_match)
-    if flatten > 0:
-        if labels is None:
-            raise ValueError("flatten > 0 needs the closed regions of the line art (labels)")
-        background = None if foreground is None else ~foreground
-        lab = flatten_regions(lab, labels, flatten, background=background).astype(np.float32, copy=False)
-    with warnings.catch_warnings():  # colours pushed out of the sRGB gamut are clipped, as intended
-        warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
-        return np.clip(lab2rgb(lab), 0.0, 1.0).astype(np.float32, copy=False)

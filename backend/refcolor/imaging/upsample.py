@@ -3,177 +3,360 @@
 The model colors a downscaled sketch; bringing its colors back with a plain resize
 blurs them across the lines. Here every full-resolution pixel takes a weighted mean of
 nearby low-resolution samples, counting only samples that lie in the *same closed
-region* of the full-resolution line art (connected non-line pixels), and trusting a
-sample less the more of its footprint lies outside that region (a sample straddling a
-line has a mixed color). Line pixels take the color of the nearest region pixel, so
-fills run under the lines without halos. Regions too small to contain any sample
-take the mean of their plain bilinear colors.
+region* of the full-resolution line art (:class:`Regions`), and trusting a sample less
+the more of its footprint lies outside that region (a sample straddling a line has a
+mixed color). Line pixels belong to the nearest region on their side of the sketch mask,
+so fills run under the lines without halos. Regions too small to contain any sample take
+the mean of their plain bilinear colors.
 
-:func:`upsample_fills` smooths chroma over a wider radius than luminance (still inside each
-region): shading lives in luminance, while chroma speckle is what a small model leaves behind
-and what the eye forgives least in a flat fill.
+:func:`upsample_lab` takes CIELAB colors and smooths chroma (a, b) over a wider radius than
+lightness (still inside each region): shading lives in lightness, while chroma speckle is
+what a small model leaves behind and what the eye forgives least in a flat fill.
+
+Cost and memory: the work runs in bands of about :data:`BAND_PIXELS` full-resolution
+pixels, so the temporaries stay small whatever the document's size, and a caller can
+report progress (and cancel) between bands. Inside a band, pixels are taken a block at a
+time (the pixels of one low-resolution cell share their taps), one separable product per
+region a block holds: the cost grows linearly with the pixels.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
-from scipy import ndimage
 
 TENT_RADIUS = 2.0  # in low-resolution pixels: a little wider than bilinear, so fills are smooth
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 luma weights
 PURITY_POWER = 8.0  # how hard a sample straddling a line is discounted
+BAND_PIXELS = 1 << 19  # full-resolution pixels per band (about 0.5 MP): bounds the temporaries
+BLOCK_CHUNK = 1024  # blocks (one low-resolution cell each) computed together inside a band
 
-
-def line_regions(ink: np.ndarray, line_threshold: float = 0.5) -> tuple[np.ndarray, int]:
-    """Label the closed regions of line art: (H, W) int32, 0 on lines, 1..n inside regions.
-
-    4-connectivity, so a one-pixel diagonal line still separates the regions on either side.
-    """
-    labels, count = ndimage.label(ink <= line_threshold)
-    return labels.astype(np.int32), int(count)
-
-
-def _cell_index(full: int, low: int) -> np.ndarray:
-    """For each of ``full`` pixels, the low-resolution cell it falls in."""
-    return np.minimum((np.arange(full) * low) // full, low - 1)
-
-
-def _sample_purity(labels: np.ndarray, low_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Each low-res sample's region (label under its centre) and the fraction of its cell in that region."""
-    height, width = labels.shape
-    low_h, low_w = low_shape
-    centre_y = np.clip(((np.arange(low_h) + 0.5) * height / low_h).astype(int), 0, height - 1)
-    centre_x = np.clip(((np.arange(low_w) + 0.5) * width / low_w).astype(int), 0, width - 1)
-    sample_label = labels[centre_y[:, None], centre_x[None, :]]  # (h, w)
-    cy, cx = _cell_index(height, low_h), _cell_index(width, low_w)
-    cell = cy[:, None] * low_w + cx[None, :]  # (H, W) cell id of every pixel
-    same = labels == sample_label.reshape(-1)[cell]  # (H, W): pixel shares its cell sample's region
-    inside = np.bincount(cell.ravel(), weights=same.ravel(), minlength=low_h * low_w)
-    total = np.bincount(cell.ravel(), minlength=low_h * low_w)
-    purity = (inside / np.maximum(total, 1)).reshape(low_h, low_w)
-    return sample_label, np.where(sample_label > 0, purity, 0.0)
-
-
-def _bilinear(colors: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    channels = [
-        np.asarray(
-            Image.fromarray(colors[..., c].astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR)
-        )
-        for c in range(colors.shape[2])
-    ]
-    return np.stack(channels, axis=-1)
-
-
-def _taps(radius: float) -> range:
-    """Low-resolution neighbours per axis (relative to the cell at or left of a pixel's position)
-    that a tent of ``radius`` reaches."""
-    reach = max(1, math.ceil(radius))
-    return range(1 - reach, reach + 1)
-
-
-BLOCK_CHUNK = 1024  # blocks (one low-resolution cell each) computed together: bounds the working memory
-
-
-def _axis_blocks(full: int, low: int, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Along one axis: full-resolution pixels grouped by the low-resolution cell at or before their
-    centre (a block shares its taps), and each tap's sample and tent weight.
-
-    Returns:
-        (positions, samples, weights): (B, R) pixel index per block, -1 where a block is shorter;
-        (B, T) the sample each tap reads (clamped at the border); (B, R, T) each pixel's weight.
-    """
-    centre = (np.arange(full) + 0.5) * low / full - 0.5  # pixel centres in low-resolution coordinates
-    first = np.floor(centre).astype(np.int64)  # -1 .. low - 1
-    block = first + 1
-    counts = np.bincount(block, minlength=low + 1)
-    positions = np.full((low + 1, max(1, int(counts.max()))), -1, np.int64)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    positions[block, np.arange(full) - start[block]] = np.arange(full)
-    taps = np.array(list(_taps(radius)))
-    tap_at = (np.arange(low + 1) - 1)[:, None] + taps[None, :]  # (B, T) unclamped sample positions
-    samples = np.clip(tap_at, 0, low - 1)
-    pixel_centre = np.where(positions >= 0, centre[np.maximum(positions, 0)], np.nan)  # (B, R)
-    weights = np.maximum(0.0, 1.0 - np.abs(pixel_centre[..., None] - tap_at[:, None, :]) / radius)
-    return positions, samples, np.nan_to_num(weights).astype(np.float32)
-
-
-def region_tent(weighted: np.ndarray, sample_label: np.ndarray, labels: np.ndarray, radius: float) -> np.ndarray:
-    """For every full-resolution pixel, the tent-weighted sum of the low-resolution samples of its
-    own region: ``sum_s tent(p, s) [label(s) == label(p)] weighted[s]``, (H, W, C) float32.
-
-    Pixels are taken a block at a time, a block being the pixels whose centres fall in one
-    low-resolution cell: they share their taps. For each region that the block's pixels are in
-    (one to a few: lines part them), the block's sums are one separable product: the rows' tent
-    weights, that region's taps, the columns' tent weights. The cost grows linearly with the
-    pixels, with the taps per axis and with the regions a block holds.
-    """
-    low_h, low_w, channels = weighted.shape
-    height, width = labels.shape
-    rows, row_samples, row_weights = _axis_blocks(height, low_h, radius)
-    cols, col_samples, col_weights = _axis_blocks(width, low_w, radius)
-    by = np.repeat(np.arange(len(rows)), len(cols))  # blocks in row-major order
-    bx = np.tile(np.arange(len(cols)), len(rows))
-    window_rows = row_samples[by][:, :, None]  # (B, Ty, 1)
-    window_cols = col_samples[bx][:, None, :]  # (B, 1, Tx)
-    window_label = sample_label[window_rows, window_cols]  # (B, Ty, Tx): the region of every tap
-    # Each block's pixels, (B, Ry, Rx): where they are in the image, and their regions (0 on lines
-    # and in padding, where a block is shorter than the longest).
-    pixel_rows, pixel_cols = rows[by][:, :, None], cols[bx][:, None, :]
-    inside = (pixel_rows >= 0) & (pixel_cols >= 0)
-    pixel_label = np.where(inside, labels[np.maximum(pixel_rows, 0), np.maximum(pixel_cols, 0)], 0)
-    # The distinct regions of each block's pixels: its slots, in increasing order.
-    flat = np.sort(pixel_label.reshape(len(by), -1), axis=1)
-    first = np.concatenate([np.ones((len(by), 1), bool), flat[:, 1:] != flat[:, :-1]], axis=1) & (flat > 0)
-    slot_count = first.sum(axis=1)
-    slot_label = np.zeros((len(by), max(1, int(slot_count.max(initial=0)))), np.int32)
-    which, where = np.nonzero(first)
-    slot_label[which, (np.cumsum(first, axis=1) - 1)[which, where]] = flat[which, where]
-    # The loop runs in torch, whose element-wise kernels use every core.
-    out = torch.zeros((*pixel_label.shape, channels))
-    values = torch.from_numpy(np.ascontiguousarray(weighted, np.float32))
-    pixel_label_t, window_label_t = torch.from_numpy(pixel_label), torch.from_numpy(window_label)
-    for k in range(slot_label.shape[1]):
-        busy = np.nonzero(slot_count > k)[0]
-        for chunk in np.array_split(busy, max(1, -(-len(busy) // BLOCK_CHUNK))):
-            index = torch.from_numpy(chunk)
-            label = torch.from_numpy(slot_label[chunk, k])[:, None, None]
-            taps = values[torch.from_numpy(window_rows[chunk]), torch.from_numpy(window_cols[chunk])]
-            taps *= (window_label_t[index] == label).unsqueeze(-1)  # this region's taps only
-            wy = torch.from_numpy(row_weights[by[chunk]])  # (n, Ry, Ty)
-            wx = torch.from_numpy(col_weights[bx[chunk]])  # (n, Rx, Tx)
-            sums = torch.einsum("nit,ntsc,njs->nijc", wy, taps, wx)  # (n, Ry, Rx, C)
-            sums *= (pixel_label_t[index] == label).unsqueeze(-1)  # kept where the pixel is in it
-            out.index_add_(0, index, sums)
-    # From blocks back to the image.
-    total = torch.zeros((height * width, channels))
-    keep = torch.from_numpy(inside)
-    total[torch.from_numpy((pixel_rows * width + pixel_cols)[inside])] = out[keep]
-    return total.reshape(height, width, channels).numpy()
+Progress = Callable[[float], None]
+"""Called with the share of the work done, in [0, 1]; may raise to stop the work (cancel)."""
 
 
 @dataclass(frozen=True)
 class Regions:
-    """The closed regions of one line art, computed once for every upsampling over it."""
+    """The closed regions of one line art, computed once for everything that runs over it.
 
-    labels: np.ndarray  # (H, W) int32: 0 on lines, 1..count inside regions
+    ``labels`` (H, W) int32 gives every pixel its region, 1..``count``: a region is a
+    4-connected set of non-line pixels (``free``) on one side of the sketch mask, so a
+    one-pixel diagonal line still parts the regions on either side and no region straddles
+    the mask's outline; a line pixel belongs to the nearest region on its own side of the mask
+    (to the nearest region at all when its side has none). Line art that is all line is one
+    region.
+    """
+
+    labels: np.ndarray
+    free: np.ndarray  # (H, W) bool: the pixels that are not line
     count: int
-    lines: np.ndarray  # (H, W) bool: line pixels
-    nearest: tuple[np.ndarray, np.ndarray] | None  # for each line pixel, its nearest region pixel
 
     @classmethod
-    def of(cls, ink: np.ndarray, line_threshold: float = 0.5) -> Regions:
-        labels, count = line_regions(ink, line_threshold)
-        lines = labels == 0
-        nearest = None
-        if lines.any() and count:
-            _, (iy, ix) = ndimage.distance_transform_edt(lines, return_indices=True)
-            nearest = (iy[lines], ix[lines])
-        return cls(labels, count, lines, nearest)
+    def of(cls, ink: np.ndarray, foreground: np.ndarray | None = None, line_threshold: float = 0.5) -> Regions:
+        """Regions of ``ink`` ((H, W) line darkness in [0, 1]; above ``line_threshold`` is line),
+        cut along ``foreground`` ((H, W) bool sketch mask; None: no cut)."""
+        import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+        free = ink <= line_threshold
+        if not free.any():
+            return cls(np.ones(ink.shape, np.int32), free, 1)
+        sides = [None] if foreground is None else [foreground, ~foreground]
+        labels = np.zeros(ink.shape, np.int32)
+        count = 0
+        for side in sides:
+            pixels = free if side is None else free & side
+            found, side_labels = cv2.connectedComponents(pixels.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+            labels[pixels] = side_labels[pixels] + count
+            count += found - 1
+        if not free.all():
+            for side in sides:
+                lines = ~free if side is None else side & ~free
+                source = free if side is None else free & side
+                if lines.any():
+                    labels[lines] = _nearest(source if source.any() else free, labels, lines)
+        return cls(labels, free, count)
+
+
+def _nearest(source: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``labels`` of the nearest ``source`` pixel of each pixel ``where`` (a Euclidean distance
+    transform that also gives, per pixel, which source pixel is nearest)."""
+    import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+    _, nearest = cv2.distanceTransformWithLabels(
+        (~source).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # DIST_LABEL_PIXEL numbers the source pixels 1, 2, ... in raster order.
+    return labels[source][nearest[where] - 1]
+
+
+def line_regions(ink: np.ndarray, line_threshold: float = 0.5) -> tuple[np.ndarray, int]:
+    """The closed regions of line art alone: (H, W) int32, 0 on lines, 1..n inside regions."""
+    regions = Regions.of(ink, None, line_threshold)
+    return np.where(regions.free, regions.labels, 0).astype(np.int32), regions.count if regions.free.any() else 0
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """Along one axis: full-resolution pixels grouped in blocks by the low-resolution cell at or
+    before their centre (a block's pixels share their taps), and each tap's sample and weight."""
+
+    positions: np.ndarray  # (B, R) pixel index per block, -1 where a block is shorter
+    samples: np.ndarray  # (B, T) the sample each tap reads (clamped at the border)
+    weights: np.ndarray  # (B, R, T) float32 each pixel's tent weight per tap
+
+    @classmethod
+    def of(cls, full: int, low: int, radius: float) -> _Axis:
+        centre = (np.arange(full) + 0.5) * low / full - 0.5  # pixel centres in low-resolution coordinates
+        block = np.floor(centre).astype(np.int64) + 1  # 0 .. low
+        counts = np.bincount(block, minlength=low + 1)
+        positions = np.full((low + 1, max(1, int(counts.max()))), -1, np.int64)
+        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        positions[block, np.arange(full) - start[block]] = np.arange(full)
+        reach = max(1, math.ceil(radius))
+        tap_at = (np.arange(low + 1) - 1)[:, None] + np.arange(1 - reach, reach + 1)[None, :]  # unclamped
+        pixel_centre = np.where(positions >= 0, centre[np.maximum(positions, 0)], np.nan)
+        weights = np.maximum(0.0, 1.0 - np.abs(pixel_centre[..., None] - tap_at[:, None, :]) / radius)
+        return cls(positions, np.clip(tap_at, 0, low - 1), np.nan_to_num(weights).astype(np.float32))
+
+
+def _bands(rows: _Axis, width: int, band_pixels: int) -> list[tuple[int, int]]:
+    """Runs of row blocks, each covering about ``band_pixels`` pixels: [(first block, end block)]."""
+    per_block = (rows.positions >= 0).sum(axis=1) * width
+    bands, start, pixels = [], 0, 0
+    for block, size in enumerate(per_block):
+        pixels += int(size)
+        if pixels >= band_pixels:
+            bands.append((start, block + 1))
+            start, pixels = block + 1, 0
+    if start < len(per_block):
+        bands.append((start, len(per_block)))
+    return bands
+
+
+def _row_span(rows: _Axis, first: int, end: int) -> slice:
+    used = rows.positions[first:end]
+    used = used[used >= 0]
+    return slice(int(used.min()), int(used.max()) + 1) if used.size else slice(0, 0)
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """Each low-resolution sample's region (0: unusable, its centre is on a line) and its trust: the
+    share of its cell in that region, to the :data:`PURITY_POWER`."""
+
+    label: np.ndarray  # (h, w) int32
+    trust: np.ndarray  # (h, w) float32
+
+    @classmethod
+    def of(cls, regions: Regions, low_shape: tuple[int, int]) -> _Samples:
+        height, width = regions.labels.shape
+        low_h, low_w = low_shape
+        centre_y = np.clip(((np.arange(low_h) + 0.5) * height / low_h).astype(int), 0, height - 1)
+        centre_x = np.clip(((np.arange(low_w) + 0.5) * width / low_w).astype(int), 0, width - 1)
+        at_centre = np.ix_(centre_y, centre_x)
+        label = np.where(regions.free[at_centre], regions.labels[at_centre], 0).astype(np.int32)
+        cy = np.minimum((np.arange(height) * low_h) // height, low_h - 1)
+        cx = np.minimum((np.arange(width) * low_w) // width, low_w - 1)
+        inside = np.zeros(low_h * low_w)
+        step = max(1, BAND_PIXELS // width)
+        for top in range(0, height, step):  # in bands: the (rows, W) temporaries stay small
+            rows = slice(top, min(height, top + step))
+            cell = cy[rows, None] * low_w + cx[None, :]
+            same = (regions.labels[rows] == label.reshape(-1)[cell]) & regions.free[rows]
+            inside += np.bincount(cell.ravel(), weights=same.ravel(), minlength=low_h * low_w)
+        total = np.outer(np.bincount(cy, minlength=low_h), np.bincount(cx, minlength=low_w)).reshape(-1)
+        purity = (inside / np.maximum(total, 1)).reshape(low_h, low_w)
+        return cls(label, np.where(label > 0, purity, 0.0).astype(np.float32) ** PURITY_POWER)
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """One band's blocks (row blocks ``first``..``end`` by every column block): their pixels and
+    the distinct regions of those pixels (a block's slots). The same for every radius."""
+
+    span: slice  # the band's rows
+    by: np.ndarray  # (B,) row block of each block, row-major
+    bx: np.ndarray  # (B,) column block
+    pixel_rows: np.ndarray  # (B, Ry, 1) pixel row per block, -1 in padding
+    pixel_cols: np.ndarray  # (B, 1, Rx)
+    inside: np.ndarray  # (B, Ry, Rx) bool: a real pixel, not padding
+    pixel_label: torch.Tensor  # (B, Ry, Rx) int32: each pixel's region (0 in padding)
+    slot_label: np.ndarray  # (B, S) int32: a block's regions, in increasing order, 0 past its count
+    slot_count: np.ndarray  # (B,)
+
+    @classmethod
+    def of(cls, rows: _Axis, cols: _Axis, labels: np.ndarray, first: int, end: int) -> _Blocks:
+        n_cols = len(cols.positions)
+        by = np.repeat(np.arange(first, end), n_cols)
+        bx = np.tile(np.arange(n_cols), end - first)
+        pixel_rows, pixel_cols = rows.positions[by][:, :, None], cols.positions[bx][:, None, :]
+        inside = (pixel_rows >= 0) & (pixel_cols >= 0)
+        pixel_label = np.where(inside, labels[np.maximum(pixel_rows, 0), np.maximum(pixel_cols, 0)], 0)
+        flat = np.sort(pixel_label.reshape(len(by), -1), axis=1)
+        first_of = np.concatenate([np.ones((len(by), 1), bool), flat[:, 1:] != flat[:, :-1]], axis=1) & (flat > 0)
+        slot_count = first_of.sum(axis=1)
+        slot_label = np.zeros((len(by), max(1, int(slot_count.max(initial=0)))), np.int32)
+        which, where = np.nonzero(first_of)
+        slot_label[which, (np.cumsum(first_of, axis=1) - 1)[which, where]] = flat[which, where]
+        span = _row_span(rows, first, end)
+        return cls(span, by, bx, pixel_rows, pixel_cols, inside, torch.from_numpy(pixel_label), slot_label, slot_count)
+
+
+class _RegionTent:
+    """For every full-resolution pixel, the trust- and tent-weighted mean of the low-resolution
+    samples of its own region, band by band (NaN where no sample of its region is in reach)."""
+
+    def __init__(self, colors: np.ndarray, regions: Regions, samples: _Samples, radius: float) -> None:
+        low_h, low_w = colors.shape[:2]
+        height, width = regions.labels.shape
+        self.width = width
+        self.rows, self.cols = _Axis.of(height, low_h, radius), _Axis.of(width, low_w, radius)
+        trust = samples.trust[..., None]
+        weighted = np.concatenate([colors.astype(np.float32) * trust, trust], axis=-1)  # (h, w, C + 1)
+        self.values = torch.from_numpy(np.ascontiguousarray(weighted, np.float32))
+        self.sample_label = samples.label
+
+    def band(self, blocks: _Blocks) -> np.ndarray:
+        """The (rows, W, C) float32 colors of the band's rows."""
+        rows, cols, by, bx = self.rows, self.cols, blocks.by, blocks.bx
+        channels = self.values.shape[-1]
+        window_rows = rows.samples[by][:, :, None]  # (B, Ty, 1)
+        window_cols = cols.samples[bx][:, None, :]  # (B, 1, Tx)
+        window_label = torch.from_numpy(self.sample_label[window_rows, window_cols])  # every tap's region
+        # One separable product per slot: the rows' tent weights, the slot region's taps, the columns'.
+        # The loop runs in torch, whose element-wise kernels use every core.
+        out = torch.zeros((*blocks.inside.shape, channels))
+        for k in range(blocks.slot_label.shape[1]):
+            busy = np.nonzero(blocks.slot_count > k)[0]
+            for chunk in np.array_split(busy, max(1, -(-len(busy) // BLOCK_CHUNK))):
+                index = torch.from_numpy(chunk)
+                label = torch.from_numpy(blocks.slot_label[chunk, k])[:, None, None]
+                taps = self.values[torch.from_numpy(window_rows[chunk]), torch.from_numpy(window_cols[chunk])]
+                taps *= (window_label[index] == label).unsqueeze(-1)  # this region's taps only
+                wy = torch.from_numpy(rows.weights[by[chunk]])  # (n, Ry, Ty)
+                wx = torch.from_numpy(cols.weights[bx[chunk]])  # (n, Rx, Tx)
+                sums = torch.einsum("nit,ntsc,njs->nijc", wy, taps, wx)  # (n, Ry, Rx, C + 1)
+                sums *= (blocks.pixel_label[index] == label).unsqueeze(-1)  # kept where the pixel is in it
+                out.index_add_(0, index, sums)
+        # From blocks back to the band's rows; then the weighted sums to means.
+        span, width = blocks.span, self.width
+        gathered = torch.zeros(((span.stop - span.start) * width, channels))
+        where = ((blocks.pixel_rows - span.start) * width + blocks.pixel_cols)[blocks.inside]
+        gathered[torch.from_numpy(where)] = out[torch.from_numpy(blocks.inside)]
+        total = gathered.numpy().reshape(span.stop - span.start, width, channels)
+        weight = total[..., -1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight > 1e-12, total[..., :-1] / weight, np.nan).astype(np.float32)
+
+
+def _plain_rows(colors: np.ndarray, rows: slice, size: tuple[int, int]) -> np.ndarray:
+    """Rows ``rows`` of the plain bilinear resize of (h, w, C) ``colors`` to ``size`` = (H, W)."""
+    import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+    height, width = size
+    y = np.clip((np.arange(rows.start, rows.stop) + 0.5) * colors.shape[0] / height - 0.5, 0, colors.shape[0] - 1)
+    y0 = np.floor(y).astype(int)
+    y1 = np.minimum(y0 + 1, colors.shape[0] - 1)
+    fy = (y - y0)[:, None, None].astype(np.float32)
+    lines = colors[y0] * (1 - fy) + colors[y1] * fy  # (rows, w, C): along y, then a plain resize along x
+    return cv2.resize(lines, (width, len(y)), interpolation=cv2.INTER_LINEAR).reshape(len(y), width, -1)
+
+
+def _plain_region_means(colors: np.ndarray, regions: Regions, wanted: np.ndarray) -> np.ndarray:
+    """(count + 1, C) mean of the plain bilinear upsampling of ``colors`` over each region of
+    ``wanted`` (the others are left 0); only those regions' pixels are computed."""
+    height, width = regions.labels.shape
+    low_h, low_w = colors.shape[:2]
+    keep = np.zeros(regions.count + 1, bool)
+    keep[wanted] = True
+    sums = np.zeros((regions.count + 1, colors.shape[-1]))
+    area = np.zeros(regions.count + 1)
+    for rows in bands(height, width):
+        ys, xs = np.nonzero(keep[regions.labels[rows]])
+        if not len(ys):
+            continue
+        ys += rows.start
+        y = np.clip((ys + 0.5) * low_h / height - 0.5, 0, low_h - 1)
+        x = np.clip((xs + 0.5) * low_w / width - 0.5, 0, low_w - 1)
+        y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+        y1, x1 = np.minimum(y0 + 1, low_h - 1), np.minimum(x0 + 1, low_w - 1)
+        fy, fx = (y - y0)[:, None], (x - x0)[:, None]
+        plain = (colors[y0, x0] * (1 - fx) + colors[y0, x1] * fx) * (1 - fy) + (
+            colors[y1, x0] * (1 - fx) + colors[y1, x1] * fx
+        ) * fy
+        labels = regions.labels[ys, xs]
+        area += np.bincount(labels, minlength=len(area))
+        for c in range(colors.shape[-1]):
+            sums[:, c] += np.bincount(labels, weights=plain[:, c], minlength=len(area))
+    return (sums / np.maximum(area, 1)[:, None]).astype(np.float32)
+
+
+def _upsample(
+    layers: list[tuple[np.ndarray, float, list[int]]],
+    regions: Regions,
+    progress: Progress | None,
+    band_pixels: int = BAND_PIXELS,
+) -> np.ndarray:
+    """Each (h, w, C_i) image of ``layers`` upsampled over its own radius into the output channels
+    it names; (H, W, sum C_i) float32."""
+    height, width = regions.labels.shape
+    colors = np.concatenate([c for c, _, _ in layers], axis=-1).astype(np.float32)
+    order = np.argsort(np.concatenate([dest for _, _, dest in layers]))
+    colors = colors[..., order]  # in output order, for the plain fills below
+    out = np.empty((height, width, colors.shape[-1]), np.float32)
+    if not regions.free.any():  # all line: nothing to keep apart
+        for rows in bands(height, width, band_pixels):
+            out[rows] = _plain_rows(colors, rows, (height, width))
+        return out
+    samples = _Samples.of(regions, colors.shape[:2])
+    tents = [(_RegionTent(c, regions, samples, radius), dest) for c, radius, dest in layers]
+    runs = _bands(tents[0][0].rows, width, band_pixels)  # blocks are the same for every radius
+    unreached: list[np.ndarray] = []  # regions with pixels no usable sample of theirs reaches
+    first_tent = tents[0][0]
+    for done, (first, end) in enumerate(runs, start=1):
+        blocks = _Blocks.of(first_tent.rows, first_tent.cols, regions.labels, first, end)
+        for tent, dest in tents:
+            values = tent.band(blocks)
+            out[blocks.span][..., dest] = values
+            missing = np.isnan(values).any(axis=-1)
+            if missing.any():
+                unreached.append(np.unique(regions.labels[blocks.span][missing]))
+        if progress is not None:
+            progress(done / len(runs))
+    if unreached:
+        _fill_unreached(out, colors, regions, np.unique(np.concatenate(unreached)), band_pixels)
+    return out
+
+
+def _fill_unreached(
+    out: np.ndarray, colors: np.ndarray, regions: Regions, wanted: np.ndarray, band_pixels: int
+) -> None:
+    """Pixels (channels) no usable sample of their region reaches (NaN in ``out``) take the mean of
+    their region's reached pixels; a region that no sample reaches at all (a tiny one) takes the
+    mean of its plain bilinear colours."""
+    height, width = regions.labels.shape
+    keep = np.zeros(regions.count + 1, bool)
+    keep[wanted] = True
+    sums = np.zeros((regions.count + 1, out.shape[-1]))
+    counts = np.zeros((regions.count + 1, out.shape[-1]))
+    for rows in bands(height, width, band_pixels):
+        chosen = keep[regions.labels[rows]]
+        if chosen.any():
+            labels, values = regions.labels[rows][chosen], out[rows][chosen]
+            for c in range(out.shape[-1]):
+                ok = ~np.isnan(values[:, c])
+                sums[:, c] += np.bincount(labels[ok], weights=values[ok, c], minlength=len(sums))
+                counts[:, c] += np.bincount(labels[ok], minlength=len(sums))
+    means = (sums / np.maximum(counts, 1)).astype(np.float32)
+    never = np.flatnonzero(keep & (counts == 0).any(axis=1))
+    if len(never):
+        plain = _plain_region_means(colors, regions, never)
+        means[never] = np.where(counts[never] == 0, plain[never], means[never])
+    for rows in bands(height, width, band_pixels):
+        band = out[rows]
+        missing = np.isnan(band)
+        if missing.any():
+            band[missing] = means[regions.labels[rows]][missing]
 
 
 def edge_aware_upsample(
@@ -186,66 +369,44 @@ def edge_aware_upsample(
     """Bring model colors to the line art's resolution, keeping each fill inside its lines.
 
     Args:
-        colors: (h, w, C) float colors at model resolution; stack several images along C to
-            upsample them for the cost of about one.
+        colors: (h, w, C) float colors at model resolution.
         ink: (H, W) float line darkness in [0, 1] at full resolution (1 = line).
         line_threshold: ink above this is line.
         radius: of the tent each pixel weights its low-resolution neighbours with, in
             low-resolution pixels (>= 1); wider smooths more. The cost grows with it (linearly).
-        regions: ``Regions.of(ink, line_threshold)``, when the caller upsamples over the same line
-            art more than once.
+        regions: ``Regions.of(ink, ..., line_threshold)`` when the caller has them (they may be
+            cut along a sketch mask).
 
     Returns:
         (H, W, C) float32 colors.
     """
     if radius < 1:
         raise ValueError(f"radius {radius} is below 1 low-resolution pixel; use 1 or more")
-    low_h, low_w = colors.shape[:2]
-    height, width = ink.shape
-    colors = colors.astype(np.float32)
-    regions = regions or Regions.of(ink, line_threshold)
-    labels, count = regions.labels, regions.count
-    if count == 0:  # all line: nothing to keep apart
-        return _bilinear(colors, (width, height))
-    sample_label, purity = _sample_purity(labels, (low_h, low_w))
-    trust = purity.astype(np.float32) ** PURITY_POWER  # (h, w)
-    weighted = np.concatenate([colors * trust[..., None], trust[..., None]], axis=-1)  # (h, w, C + 1)
-    total = region_tent(weighted, sample_label, labels, radius)
-    weight_sum = total[..., -1]
-    result = total[..., :-1] / np.maximum(weight_sum, 1e-12)[..., None]
-    unreached = (weight_sum <= 1e-12) & (labels > 0)
-    if unreached.any():  # regions with no usable sample: their mean plain-resize color
-        plain = _bilinear(colors, (width, height))
-        index = np.arange(1, count + 1)
-        means = np.stack(
-            [ndimage.mean(plain[..., c], labels, index) for c in range(colors.shape[2])], axis=-1
-        )  # (n, C)
-        result[unreached] = means[labels[unreached] - 1]
-    if regions.nearest is not None:  # under the lines: the nearest region pixel's color
-        result[regions.lines] = result[regions.nearest]
-    return result
+    channels = list(range(colors.shape[-1]))
+    return _upsample([(colors, radius, channels)], regions or Regions.of(ink, None, line_threshold), None)
 
 
-def upsample_fills(
-    colors: np.ndarray, ink: np.ndarray, chroma_radius: float = TENT_RADIUS, line_threshold: float = 0.5
+def upsample_lab(
+    lab: np.ndarray,
+    regions: Regions,
+    chroma_radius: float = TENT_RADIUS,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """:func:`edge_aware_upsample` of (h, w, 3V) stacked RGB images, chroma over ``chroma_radius``.
+    """:func:`edge_aware_upsample` of (h, w, 3V) stacked CIELAB images over ``regions``: lightness
+    over :data:`TENT_RADIUS`, chroma (a, b) over ``chroma_radius`` low-resolution pixels, both only
+    within each closed region. ``progress`` is called after each band. (H, W, 3V) float32."""
+    if lab.ndim != 3 or lab.shape[-1] % 3:
+        raise ValueError(f"upsample_lab takes (h, w, 3V) stacked Lab images, got shape {lab.shape}")
+    if chroma_radius < 1:
+        raise ValueError(f"chroma_radius {chroma_radius} is below 1 low-resolution pixel; use 1 or more")
+    lightness = list(range(0, lab.shape[-1], 3))
+    chroma = [c for c in range(lab.shape[-1]) if c % 3]
+    layers = [(lab[..., lightness], TENT_RADIUS, lightness), (lab[..., chroma], chroma_radius, chroma)]
+    return _upsample(layers, regions, progress)
 
-    Luminance keeps the default radius; chroma (RGB minus luma) is averaged over
-    ``chroma_radius`` low-resolution pixels, still only within each closed region. With
-    ``chroma_radius == TENT_RADIUS`` this is plain :func:`edge_aware_upsample`.
-    """
-    if colors.shape[-1] % 3:
-        raise ValueError(f"upsample_fills takes stacked RGB images, got {colors.shape[-1]} channels")
-    regions = Regions.of(ink, line_threshold)
-    if chroma_radius == TENT_RADIUS:
-        return edge_aware_upsample(colors, ink, line_threshold, regions=regions)
-    low_h, low_w, channels = colors.shape
-    rgb = colors.astype(np.float32).reshape(low_h, low_w, channels // 3, 3)
-    luma = rgb @ LUMA  # (h, w, V)
-    chroma = (rgb - luma[..., None]).reshape(low_h, low_w, channels)
-    luma_up = edge_aware_upsample(luma, ink, line_threshold, regions=regions)
-    chroma_up = edge_aware_upsample(chroma, ink, line_threshold, radius=chroma_radius, regions=regions)
-    height, width = ink.shape
-    out = chroma_up.reshape(height, width, channels // 3, 3) + luma_up[..., None]
-    return out.reshape(height, width, channels)
+
+def bands(height: int, width: int, band_pixels: int = BAND_PIXELS) -> Iterator[slice]:
+    """Row bands of about ``band_pixels`` pixels for per-pixel passes over an (H, W) image."""
+    step = max(1, band_pixels // max(1, width))
+    for top in range(0, height, step):
+        yield slice(top, min(height, top + step))

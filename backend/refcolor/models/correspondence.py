@@ -19,11 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.color import lab2rgb, rgb2lab
 
 from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE, Correspondence, LineFeatures, load_line_features
-from refcolor.imaging.upsample import upsample_fills
+from refcolor.imaging.upsample import Regions, upsample_lab
 from refcolor.models.classical import reference_foreground
 from refcolor.models.job import ColorizeJob, JobContext, LayerSet, ModelInfo
 from refcolor_protocol.messages import Mode
@@ -61,11 +60,11 @@ class CorrespondenceColorizer:
             flatten=FLATTEN,
         )
 
-    def upsample(self, field: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    def upsample(self, field: np.ndarray, ink: np.ndarray, regions: Regions) -> np.ndarray:
         """(h, w, 3) Lab field to the (H, W) line art's size, colours kept inside closed regions."""
         if not self.edge_aware:
             return upsample_field(field, (ink.shape[1], ink.shape[0]))
-        return rgb2lab(upsample_fills(lab2rgb(field).astype(np.float32), ink, CHROMA_RADIUS)).astype(np.float32)
+        return upsample_lab(field.astype(np.float32), regions, CHROMA_RADIUS)
 
     def colorize(self, job: ColorizeJob, ctx: JobContext) -> list[LayerSet]:
         params = job.params
@@ -82,9 +81,10 @@ class CorrespondenceColorizer:
         mask = job.sketch_mask
         alpha = np.full((height, width), 255, np.uint8) if mask is None else mask
         foreground = None if mask is None else mask >= threshold * 255
-        lab = self.upsample(fields.foreground, ink)
+        regions = Regions.of(ink, foreground)
+        lab = self.upsample(fields.foreground, ink, regions)
         if foreground is not None:
-            lab[~foreground] = self.upsample(fields.background, ink)[~foreground]
+            lab[~foreground] = self.upsample(fields.background, ink, regions)[~foreground]
         ctx.progress(2 * total // STAGES, total)
         color_match = COLOR_MATCH if params.color_match is None else float(params.color_match)
         flatten = FLATTEN if params.flatten is None else float(params.flatten)
@@ -97,8 +97,7 @@ class CorrespondenceColorizer:
                 background,
                 threshold,
             )
-        labels = finishing.closed_regions(ink, foreground) if flatten > 0 else None
-        fills = finishing.finish_lab(lab, labels, foreground, sides, color_match, flatten)
+        fills = finishing.finish_lab(lab, regions, foreground, sides, color_match, flatten)
         combined, fg_layer, bg_layer = pixels.layer_arrays(fills, ink, alpha)
         ctx.progress(total, total)
         return [

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from refcolor.diffusion.cache import EncodingCache, content_hash
+from refcolor.diffusion.cache import EncodingCache, MiB, content_hash
 from refcolor.diffusion.config import TINY
 from refcolor.diffusion.pipeline import ColorizationOutput, ReferenceColorizationPipeline
 from refcolor.imaging import finishing
@@ -24,8 +24,7 @@ from refcolor_protocol import Mode
 logger = logging.getLogger(__name__)
 
 MODES = tuple(m.value for m in Mode)
-CACHE_ENTRIES = 16  # a few references, sketches and background sets of recent jobs
-DENOISED_ENTRIES = 8  # denoised batches of recent jobs, for re-finishing them at once
+DENOISED_CACHE_BYTES = 32 * MiB  # denoised batches of recent jobs (model resolution), for re-finishing them
 # Job parameters that do not change what is denoised (the seeds are keyed per batch).
 NOT_DENOISING = (*finishing.PARAMS, "previews", "variations", "seed")
 
@@ -58,10 +57,10 @@ class DiffusionColorizer:
         self.pipe = pipe
         self.max_batch = max_batch  # variations per pipeline call: bounds memory for large requests
         self.pipe.set_progress_bar_config(disable=True)
-        self.cache = pipe.enable_encoding_cache(CACHE_ENTRIES)
+        self.cache = pipe.enable_encoding_cache()
         # A job that differs from a recent one only in finishing (color_match, flatten) reuses its
-        # denoised images: only upsampling and finishing run again.
-        self.denoised = EncodingCache(DENOISED_ENTRIES)
+        # denoised images: only upsampling and finishing run again. Both caches are bounded in bytes.
+        self.denoised = EncodingCache(DENOISED_CACHE_BYTES)
         self.info = ModelInfo(
             name=name,
             kind="diffusion",
@@ -74,9 +73,8 @@ class DiffusionColorizer:
         )
 
     def clear_caches(self, encodings: bool = True) -> None:
-        """Forget denoised images, upsampled fills and (``encodings``) encodings: the next job
-        denoises in full."""
-        for cache in (self.cache if encodings else None, self.denoised, self.pipe.upsample_cache):
+        """Forget denoised images and (``encodings``) encodings: the next job denoises in full."""
+        for cache in (self.cache if encodings else None, self.denoised):
             if cache is not None:
                 cache.clear()
 

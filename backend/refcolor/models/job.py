@@ -87,8 +87,10 @@ class JobContext(Protocol):
         """Raise :class:`JobCancelled` if the job was cancelled (for long steps)."""
         ...
 
-    def stage(self, stage: Stage) -> None:
-        """Report that the job enters ``stage`` (PROTOCOL.md, progress.stage).
+    def stage(self, stage: Stage, done: float = 0.0) -> None:
+        """Report that the job is in ``stage`` (PROTOCOL.md, progress.stage), with ``done`` of it
+        done (0 as it starts; a full-resolution stage reports its progress through this, and a
+        cancel takes effect here).
 
         Raises:
             JobCancelled: the job was cancelled; let it propagate.
@@ -106,7 +108,7 @@ class NullContext:
     def check_cancelled(self) -> None:
         return None
 
-    def stage(self, stage: Stage) -> None:
+    def stage(self, stage: Stage, done: float = 0.0) -> None:
         return None
 
 

@@ -94,14 +94,15 @@ def progress(
     variation: int,
     preview: np.ndarray | None,
     stage: Stage = Stage.DENOISING,
+    fraction: float | None = None,
 ) -> tuple[Progress, tuple[Buffer, ...]]:
     """A progress message, with its (H, W, 4) preview as buffer 0 if there is one."""
     if preview is None:
-        return Progress(job_id, step, total, variation, stage=stage), ()
+        return Progress(job_id, step, total, variation, stage=stage, fraction=fraction), ()
     buffer = encode_rgba(preview)
     height, width = preview.shape[:2]
     ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, 0)
-    return Progress(job_id, step, total, variation, ref, stage), (buffer,)
+    return Progress(job_id, step, total, variation, ref, stage, fraction), (buffer,)
 
 
 def result(job_id: str, model: str, layer_sets: list[LayerSet], elapsed_s: float) -> tuple[Result, tuple[Buffer, ...]]:

@@ -336,7 +336,7 @@ class Server:
             if job.cancel.is_set():
                 return
             content, buffers = replies.progress(
-                job.job_id, event.step, event.total, event.variation, event.preview, event.stage
+                job.job_id, event.step, event.total, event.variation, event.preview, event.stage, event.fraction
             )
             self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refcolor.models.job import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
+from refcolor.service import memory
 from refcolor.service.images import decode_image, decode_mask, thumbnail
 from refcolor_protocol.messages import Buffer, ColorizeRequest, Header, Stage
 
@@ -77,6 +78,7 @@ class Stepped:
     preview: np.ndarray | None
     variation: int = 0  # the first variation of the batch being computed
     stage: Stage = Stage.DENOISING
+    fraction: float | None = None  # of a full-resolution stage
 
 
 @dataclass(frozen=True)
@@ -183,11 +185,12 @@ class _Context:
         self.emit(Stepped(self.job, step, total, image, variation))
         self.check_cancelled()
 
-    def stage(self, stage: Stage) -> None:
+    def stage(self, stage: Stage, done: float = 0.0) -> None:
         self.check_cancelled()
         params = self.job.request.params
         total = self.job.total or params.steps * params.variations  # before the first step: the job's
-        self.emit(Stepped(self.job, self.job.step, total, None, 0, stage))
+        fraction = min(1.0, max(0.0, float(done))) if stage in (Stage.UPSAMPLING, Stage.FINISHING) else None
+        self.emit(Stepped(self.job, self.job.step, total, None, 0, stage, fraction))
 
 
 class Worker(threading.Thread):
@@ -212,6 +215,7 @@ class Worker(threading.Thread):
         while (job := self.queue.take()) is not None:
             self.emit(Started(job))
             final = self._run_one(job)
+            memory.release()  # the job's full-resolution buffers go back to the system
             # Done before the final event goes out, so a status asked after it never shows the job.
             self.queue.done(job)
             self.emit(final)

@@ -455,7 +455,7 @@ class Trainer:
                         params = ColorizeParams(mode=Mode(mode), steps=steps)
                         out = pipe(
                             sketch, reference, sketch_mask=mask, reference_mask=reference_mask, params=params,
-                            generator=torch.Generator("cpu").manual_seed(i),
+                            generator=torch.Generator("cpu").manual_seed(i), output_type="native",
                         )  # fmt: skip
                         cells.append((out.native[0] * 255).round().astype(np.uint8))
                 rows.append(np.concatenate(cells, axis=1))

@@ -14,7 +14,7 @@ from PIL import Image
 
 import refcolor.models
 from refcolor.diffusion import pipeline as pipeline_module
-from refcolor.imaging.upsample import upsample_fills
+from refcolor.imaging.upsample import upsample_lab
 from refcolor.models.diffusion import DiffusionColorizer, load_tiny
 from refcolor.models.job import ColorizeJob, JobCancelled, NullContext, PreviewFn
 from refcolor_protocol.messages import ColorizeParams, Mode, Scheduler
@@ -55,7 +55,7 @@ class RecordingContext:
     def check_cancelled(self) -> None:
         return None
 
-    def stage(self, stage: object) -> None:
+    def stage(self, stage: object, done: float = 0.0) -> None:
         return None
 
 
@@ -151,16 +151,16 @@ def test_a_new_finishing_reuses_the_denoised_images(
 
     def counted_upsample(*args, **kwargs) -> np.ndarray:
         upsampled.append(1)
-        return upsample_fills(*args, **kwargs)
+        return upsample_lab(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "upsample_fills", counted_upsample)
+    monkeypatch.setattr(pipeline_module, "upsample_lab", counted_upsample)
     with counting(tiny_pipe.unet) as calls:
         colorizer.colorize(job(), NullContext())
         denoised_once, upsampled_once = calls[0], len(upsampled)
         context = RecordingContext()
         reused = colorizer.colorize(job(color_match=1.0, flatten=1.0), context)
         assert calls[0] == denoised_once  # no denoising step ran again
-        assert len(upsampled) == upsampled_once  # nor the upsampling: only the finishing
+        assert len(upsampled) == 2 * upsampled_once  # the full-resolution stages run again (nothing there is cached)
         assert context.steps == [(3, 6), (6, 6)]  # each reused batch reports its steps as done
         colorizer.colorize(job(seed=6), NullContext())  # a new seed denoises again
         assert calls[0] > denoised_once
@@ -288,3 +288,45 @@ def test_cli_finishing_options_reach_the_model_and_are_range_checked(
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--color-match", "1.5", "-o", str(tmp_path / "out")])
     assert "color_match: 1.5 is out of range; use a number from 0 to 1 or 'auto'" in capsys.readouterr().err
+
+
+class StageRecorder(RecordingContext):
+    """Records every stage report; cancels once ``cancel_in`` has reported some of its progress."""
+
+    def __init__(self, cancel_in: str | None = None) -> None:
+        super().__init__()
+        self.reports: list[tuple[str, float]] = []
+        self.cancel_in = cancel_in
+
+    def stage(self, stage: object, done: float = 0.0) -> None:
+        name = str(getattr(stage, "value", stage))
+        self.reports.append((name, done))
+        if name == self.cancel_in and 0.0 < done < 1.0:
+            raise JobCancelled("cancelled inside the stage")
+
+
+def document(side: int) -> np.ndarray:
+    """A white page with dark rings: line art with many closed regions, at document size."""
+    yy, xx = np.mgrid[:side, :side]
+    rings = (np.abs(np.hypot(yy - side / 2, xx - side / 2) % (side / 8) - side / 16) < 2).astype(np.uint8)
+    rgb = 255 - 230 * rings
+    return np.dstack([rgb, rgb, rgb, np.full_like(rgb, 255)]).astype(np.uint8)
+
+
+def test_full_resolution_stages_report_progress_and_can_be_cancelled_inside(colorizer, reference) -> None:
+    # The scenario: a document-size canvas; during upsampling and finishing Krita's bar did not move,
+    # and Cancel waited for the stage's end. Now each stage reports its share done, band by band, and
+    # a cancel between bands ends the job there.
+    job = make_job(document(1600), reference, steps=2)
+    ctx = StageRecorder()
+    colorizer.colorize(job, ctx)
+    for stage in ("upsampling", "finishing"):
+        done = [d for name, d in ctx.reports if name == stage]
+        assert done[0] == 0.0 and done[-1] == pytest.approx(1.0) and done == sorted(done)
+        assert len(done) >= 4  # several bands of about 0.5 MP: the bar moves
+    for stage in ("upsampling", "finishing"):
+        cancelling = StageRecorder(cancel_in=stage)
+        with pytest.raises(JobCancelled):
+            colorizer.colorize(job, cancelling)
+        assert cancelling.reports[-1][0] == stage and cancelling.reports[-1][1] < 1.0
+        assert "finishing" not in [name for name, _ in cancelling.reports] or stage == "finishing"

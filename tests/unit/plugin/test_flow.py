@@ -206,9 +206,17 @@ def test_controller_names_every_stage_and_forgets_the_target_of_a_job_without_re
                      "Colorizing:", "Bringing", "Finishing", "Building", "Placing"]  # fmt: skip
     busy = dict(stages)
     assert busy["Colorizing: step 1 of 2…"] is False and busy["Bringing the colours to full resolution…"] is True
+    # a full-resolution stage that reports how far it is moves the bar and says so
+    controller.colorize(INPUTS, ColorizeParams(steps=2))
+    moving = Header("m2", "colorize_request", "s", "d", "1.0")
+    controller.handle(Message(Header("p", "progress", "s", "d", "1.0"),
+                              Progress("m2", 2, 2, stage=Stage.UPSAMPLING, fraction=0.4), moving))  # fmt: skip
+    assert stages[-1] == ("Bringing the colours to full resolution… 40%", False)
+    assert rec.events[-1] == ("progress", (40, 100))
+    controller.handle(result_message(moving))
     assert rec.events[-1] == ("done", ["Colorized 1 (seed 0)"]) and docs.discarded == []
     # a job that fails or is cancelled lets go of its target (a copy made for it is closed)
     controller.colorize(INPUTS, ColorizeParams())
-    failed = Header("m2", "colorize_request", "s", "d", "1.0")
+    failed = Header("m3", "colorize_request", "s", "d", "1.0")
     controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("job_failed", "boom"), failed))
     assert docs.discarded == ["target"] and rec.events[-1] == ("failed", "boom")

@@ -287,8 +287,8 @@ def test_bad_parent_header() -> None:
 
 
 def test_parent_header_is_kept() -> None:
-    msg = Session(KEY).deserialize(frames_of(parent=header(msg_type="cancel", version="1.3")))
-    assert msg.parent_header == Header("a" * 32, "cancel", "s", "2024-05-01T12:00:00.000+00:00", "1.3")
+    msg = Session(KEY).deserialize(frames_of(parent=header(msg_type="cancel", version="1.4")))
+    assert msg.parent_header == Header("a" * 32, "cancel", "s", "2024-05-01T12:00:00.000+00:00", "1.4")
     assert msg.parent_id == "a" * 32
 
 
