@@ -294,8 +294,12 @@ def persist_first(d: Driver) -> Steps:
     app = Krita.instance()
     lines = line_art_document("lines", 320, 240, layer="inks", cell=32)
     character_doc = character_document("character", 200, 160)
-    for doc, path in ((lines, CONFIG["lines_kra"]), (character_doc, CONFIG["character_kra"])):
+    saved = ((lines, CONFIG["lines_kra"]), (character_doc, CONFIG["character_kra"]))
+    for doc, _ in saved:
         app.activeWindow().addView(doc)  # Krita 5.1 crashes saving a document that has no view
+    # ... or one whose view the event loop has not set up yet (a segfault in about half the runs)
+    yield 1.0
+    for doc, path in saved:
         doc.setBatchmode(True)
         doc.saveAs(path)
         doc.waitForDone()
