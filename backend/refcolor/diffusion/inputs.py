@@ -51,11 +51,9 @@ def check_inputs(
         ("sketch_mask", sketch_mask, sketch_rgba),
         ("reference_mask", reference_mask, reference_rgba),
     ):
-        if mask is not None and pixels.to_mask(mask, name).shape != image.shape[:2]:
-            raise ValueError(
-                f"{name} is {pixels.to_mask(mask, name).shape} but its image is {image.shape[:2]}; "
-                "give a mask of the image's size"
-            )
+        shape = None if mask is None else pixels.to_mask(mask, name).shape
+        if shape is not None and shape != image.shape[:2]:
+            raise ValueError(f"{name} is {shape} but its image is {image.shape[:2]}; give a mask of the image's size")
     params = check_params(params)
     if isinstance(generator, Sequence) and len(generator) != params.variations:
         raise ValueError(
@@ -100,20 +98,21 @@ class PriorImages:
 
 
 def prior_images(
-    sketch_rgba: np.ndarray,
+    sketch_ink: np.ndarray,
     reference_rgba: np.ndarray,
     reference_mask: np.ndarray | None,
     background_rgba: np.ndarray | None,
     side: int,
 ) -> PriorImages:
-    """The colour prior's inputs at about ``side`` squared pixels each (aspect ratios kept, multiples of 16)."""
+    """The colour prior's inputs at about ``side`` squared pixels each (aspect ratios kept, multiples of 16);
+    ``sketch_ink`` is the sketch's (H, W) line darkness (:func:`refcolor.imaging.pixels.line_ink`)."""
 
     def size_of(image: np.ndarray) -> tuple[int, int]:
         return pixels.native_size(image.shape[1], image.shape[0], side, multiple=16)
 
     reference_size = size_of(reference_rgba)
     return PriorImages(
-        sketch_paper=np.clip(1.0 - pixels.resize_float(pixels.line_ink(sketch_rgba), size_of(sketch_rgba)), 0, 1),
+        sketch_paper=np.clip(1.0 - pixels.resize_float(sketch_ink, size_of(sketch_ink)), 0, 1),
         reference_rgb=np.clip(pixels.resize_float(pixels.flatten_on_white(reference_rgba), reference_size), 0, 1),
         reference_mask=None
         if reference_mask is None
@@ -161,7 +160,7 @@ def prepare_images(
         background_rgb = pixels.resize_float(pixels.flatten_on_white(background_rgba), square)
     prior = None
     if prior_side:
-        prior = prior_images(sketch_rgba, reference_rgba, ref_mask, background_rgba, prior_side)
+        prior = prior_images(full_ink, reference_rgba, ref_mask, background_rgba, prior_side)
     return PreparedImages(
         full_ink=full_ink,
         ink=pixels.resize_float(full_ink, size),

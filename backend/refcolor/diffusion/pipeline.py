@@ -52,6 +52,8 @@ from refcolor_protocol import ColorizeParams, Mode, Stage
 
 logger = logging.getLogger(__name__)
 
+REGIONS_SHARE = 0.15  # of the upsampling stage's progress: the closed regions of the line art
+
 StepCallback = Callable[["ReferenceColorizationPipeline", int, int, dict[str, torch.Tensor]], dict[str, Any]]
 # SD's approximate latent -> RGB map; only for cheap previews.
 LATENT_RGB = torch.tensor(
@@ -522,23 +524,32 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
             else finishing.Sides(None)  # colour matching off: no reference statistics needed
         )
         self._on_stage(Stage.UPSAMPLING, 0.0)
-        regions = Regions.of(images.full_ink, foreground)
+        regions = Regions.of(  # about a sixth of the stage's time
+            images.full_ink, foreground, progress=lambda done: self._on_stage(Stage.UPSAMPLING, REGIONS_SHARE * done)
+        )
         lab = upsample_lab(
             np.concatenate(list(finishing.to_lab(native)), axis=-1),  # (h, w, 3V): one upsampling for all
             regions,
             float(self.config.chroma_radius),
-            progress=lambda done: self._on_stage(Stage.UPSAMPLING, done),
+            progress=lambda done: self._on_stage(Stage.UPSAMPLING, REGIONS_SHARE + (1 - REGIONS_SHARE) * done),
         )
         self._on_stage(Stage.FINISHING, 0.0)
         variations = len(native)
         combined, foreground_layers, background_layers = [], [], []
         for v in range(variations):
-            finish = finishing.Finishing(lab[..., 3 * v : 3 * v + 3], regions, foreground, sides, color_match, flatten)
+            # A third of the stage for the statistics, the rest for the bands of layers.
+            def report(done: float, v: int = v) -> None:
+                self._on_stage(Stage.FINISHING, (v + done) / variations)
+
+            finish = finishing.Finishing(
+                lab[..., 3 * v : 3 * v + 3], regions, foreground, sides, color_match, flatten,
+                progress=lambda done: report(done / 3),
+            )  # fmt: skip
             layers = pixels.empty_layers(images.full_ink.shape)
             runs = list(bands(*images.full_ink.shape))
             for done, rows in enumerate(runs, start=1):
                 pixels.write_layers(finish.rgb(rows), images.full_ink[rows], alpha[rows], [x[rows] for x in layers])
-                self._on_stage(Stage.FINISHING, (v + done / len(runs)) / variations)
+                report(1 / 3 + 2 / 3 * done / len(runs))
             combined.append(layers[0])
             foreground_layers.append(layers[1])
             background_layers.append(layers[2])

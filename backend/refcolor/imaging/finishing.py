@@ -242,6 +242,8 @@ class _LocalMean:
 
     @classmethod
     def of(cls, lab: np.ndarray, labels: np.ndarray, region: int, box: tuple[slice, ...], sigma: float) -> _LocalMean:
+        import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+
         factor = max(1, int(sigma / COARSE_SIGMA))
         pad = int(3 * sigma)
         rows, cols = (
@@ -258,7 +260,9 @@ class _LocalMean:
             block[: inside.shape[0], :width, 0] = inside
             block[: inside.shape[0], :width, 1:] = lab[band, cols] * inside[..., None]
             n = block.shape[0] // factor
-            grid[top // factor : top // factor + n] = block.reshape(n, factor, cells[1], factor, 4).sum((1, 3))
+            # Block means over whole cells (OpenCV's area resize; a mean, not a sum: the weight and the
+            # colours are scaled alike, and only their ratio is used)
+            grid[top // factor : top // factor + n] = cv2.resize(block, (cells[1], n), interpolation=cv2.INTER_AREA)
         for c in range(4):
             grid[..., c] = ndimage.gaussian_filter(grid[..., c], sigma / factor, mode="constant")
         # The window's mean colour at each cell; cells the region does not reach take their nearest

@@ -44,7 +44,7 @@ def to_mask(mask: ImageInput, name: str) -> np.ndarray:
     if mask.ndim != 2:
         raise ValueError(f"{name} must be (H, W), got shape {mask.shape}")
     if mask.dtype == np.uint8:
-        return mask.astype(np.float32) / 255.0
+        return np.multiply(mask, np.float32(1 / 255), dtype=np.float32)  # one pass, no float64
     if np.issubdtype(mask.dtype, np.floating):
         if mask.size and (mask.min() < 0 or mask.max() > 1):
             raise ValueError(f"{name} is float but outside [0, 1]: [{mask.min()}, {mask.max()}]")

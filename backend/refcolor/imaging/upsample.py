@@ -55,39 +55,51 @@ class Regions:
     count: int
 
     @classmethod
-    def of(cls, ink: np.ndarray, foreground: np.ndarray | None = None, line_threshold: float = 0.5) -> Regions:
+    def of(
+        cls,
+        ink: np.ndarray,
+        foreground: np.ndarray | None = None,
+        line_threshold: float = 0.5,
+        progress: Progress | None = None,
+    ) -> Regions:
         """Regions of ``ink`` ((H, W) line darkness in [0, 1]; above ``line_threshold`` is line),
-        cut along ``foreground`` ((H, W) bool sketch mask; None: no cut)."""
+        cut along ``foreground`` ((H, W) bool sketch mask; None: no cut). ``progress(done)`` is
+        called after each side's components and each side's nearest-region pass."""
         import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
         free = ink <= line_threshold
         if not free.any():
             return cls(np.ones(ink.shape, np.int32), free, 1)
         sides = [None] if foreground is None else [foreground, ~foreground]
+        report = progress or (lambda done: None)
+        steps = 2 * len(sides)
         labels = np.zeros(ink.shape, np.int32)
         count = 0
-        for side in sides:
+        for done, side in enumerate(sides, start=1):
             pixels = free if side is None else free & side
             found, side_labels = cv2.connectedComponents(pixels.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-            labels[pixels] = side_labels[pixels] + count
+            np.add(labels, side_labels + count, out=labels, where=side_labels > 0)
             count += found - 1
+            report(done / steps)
         if not free.all():
-            for side in sides:
+            for done, side in enumerate(sides, start=len(sides) + 1):
                 lines = ~free if side is None else side & ~free
                 source = free if side is None else free & side
                 if lines.any():
-                    labels[lines] = _nearest(source if source.any() else free, labels, lines)
+                    np.copyto(labels, _nearest(source if source.any() else free, labels), where=lines)
+                report(done / steps)
         return cls(labels, free, count)
 
 
-def _nearest(source: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """``labels`` of the nearest ``source`` pixel of each pixel ``where`` (a Euclidean distance
-    transform that also gives, per pixel, which source pixel is nearest)."""
+def _nearest(source: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(H, W): for every pixel, ``labels`` of the nearest ``source`` pixel (a Euclidean distance
+    transform that also says which source pixel is nearest)."""
     import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+
     _, nearest = cv2.distanceTransformWithLabels(
         (~source).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
     # DIST_LABEL_PIXEL numbers the source pixels 1, 2, ... in raster order.
-    return labels[source][nearest[where] - 1]
+    return np.concatenate([np.zeros(1, np.int32), labels[source]])[nearest]
 
 
 def line_regions(ink: np.ndarray, line_threshold: float = 0.5) -> tuple[np.ndarray, int]:
@@ -311,52 +323,48 @@ def _upsample(
     samples = _Samples.of(regions, colors.shape[:2])
     tents = [(_RegionTent(c, regions, samples, radius), dest) for c, radius, dest in layers]
     runs = _bands(tents[0][0].rows, width, band_pixels)  # blocks are the same for every radius
-    unreached: list[np.ndarray] = []  # regions with pixels no usable sample of theirs reaches
+    # Pixels (and channels) that no usable sample of their region reaches: (rows, ys, xs, channels).
+    unreached: list[tuple[slice, np.ndarray, np.ndarray, np.ndarray]] = []
     first_tent = tents[0][0]
     for done, (first, end) in enumerate(runs, start=1):
         blocks = _Blocks.of(first_tent.rows, first_tent.cols, regions.labels, first, end)
         for tent, dest in tents:
             values = tent.band(blocks)
             out[blocks.span][..., dest] = values
-            missing = np.isnan(values).any(axis=-1)
-            if missing.any():
-                unreached.append(np.unique(regions.labels[blocks.span][missing]))
+            ys, xs, cs = np.nonzero(np.isnan(values))
+            if len(ys):
+                unreached.append((blocks.span, ys, xs, np.asarray(dest)[cs]))
         if progress is not None:
             progress(done / len(runs))
     if unreached:
-        _fill_unreached(out, colors, regions, np.unique(np.concatenate(unreached)), band_pixels)
+        _fill_unreached(out, colors, regions, samples, unreached)
     return out
 
 
 def _fill_unreached(
-    out: np.ndarray, colors: np.ndarray, regions: Regions, wanted: np.ndarray, band_pixels: int
+    out: np.ndarray,
+    colors: np.ndarray,
+    regions: Regions,
+    samples: _Samples,
+    unreached: list[tuple[slice, np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
-    """Pixels (channels) no usable sample of their region reaches (NaN in ``out``) take the mean of
-    their region's reached pixels; a region that no sample reaches at all (a tiny one) takes the
-    mean of its plain bilinear colours."""
-    height, width = regions.labels.shape
-    keep = np.zeros(regions.count + 1, bool)
-    keep[wanted] = True
-    sums = np.zeros((regions.count + 1, out.shape[-1]))
-    counts = np.zeros((regions.count + 1, out.shape[-1]))
-    for rows in bands(height, width, band_pixels):
-        chosen = keep[regions.labels[rows]]
-        if chosen.any():
-            labels, values = regions.labels[rows][chosen], out[rows][chosen]
-            for c in range(out.shape[-1]):
-                ok = ~np.isnan(values[:, c])
-                sums[:, c] += np.bincount(labels[ok], weights=values[ok, c], minlength=len(sums))
-                counts[:, c] += np.bincount(labels[ok], minlength=len(sums))
-    means = (sums / np.maximum(counts, 1)).astype(np.float32)
-    never = np.flatnonzero(keep & (counts == 0).any(axis=1))
+    """Pixels (channels) that no usable sample of their region reaches take the trust-weighted mean
+    of their region's samples; a region with no sample at all (a tiny one) takes the mean of its
+    plain bilinear colours. ``unreached``: (rows, ys, xs, channels) of those pixels, per band."""
+    count = regions.count + 1
+    label = samples.label.reshape(-1)
+    trust = samples.trust.reshape(-1).astype(np.float64)
+    weight = np.bincount(label, weights=trust, minlength=count)
+    flat = colors.reshape(-1, colors.shape[-1])
+    sums = np.stack([np.bincount(label, weights=trust * c, minlength=count) for c in flat.T], -1)
+    means = sums / np.maximum(weight, 1e-300)[:, None]
+    wanted = np.unique(np.concatenate([regions.labels[rows][ys, xs] for rows, ys, xs, _ in unreached]))
+    never = wanted[weight[wanted] <= 0]
     if len(never):
-        plain = _plain_region_means(colors, regions, never)
-        means[never] = np.where(counts[never] == 0, plain[never], means[never])
-    for rows in bands(height, width, band_pixels):
-        band = out[rows]
-        missing = np.isnan(band)
-        if missing.any():
-            band[missing] = means[regions.labels[rows]][missing]
+        means[never] = _plain_region_means(colors, regions, never)[never]
+    means = means.astype(np.float32)
+    for rows, ys, xs, cs in unreached:
+        out[rows][ys, xs, cs] = means[regions.labels[rows][ys, xs], cs]
 
 
 def edge_aware_upsample(
