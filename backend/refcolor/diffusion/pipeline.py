@@ -47,7 +47,7 @@ from refcolor.diffusion.unet import SketchUNet
 from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, SideFields, composite, load_line_features
-from refcolor.imaging.upsample import TENT_RADIUS, Regions, bands, upsample_lab
+from refcolor.imaging.upsample import TENT_RADIUS, Regions, bands, in_parallel, upsample_lab
 from refcolor_protocol import ColorizeParams, Mode, Stage
 
 logger = logging.getLogger(__name__)
@@ -546,10 +546,11 @@ class ReferenceColorizationPipeline(DiffusionPipeline):
                 progress=lambda done: report(done / 3),
             )  # fmt: skip
             layers = pixels.empty_layers(images.full_ink.shape)
-            runs = list(bands(*images.full_ink.shape))
-            for done, rows in enumerate(runs, start=1):
+
+            def band(rows: slice, finish: finishing.Finishing = finish, layers: tuple = layers) -> None:
                 pixels.write_layers(finish.rgb(rows), images.full_ink[rows], alpha[rows], [x[rows] for x in layers])
-                report(1 / 3 + 2 / 3 * done / len(runs))
+
+            in_parallel(band, list(bands(*images.full_ink.shape)), lambda done: report(1 / 3 + 2 / 3 * done))
             combined.append(layers[0])
             foreground_layers.append(layers[1])
             background_layers.append(layers[2])

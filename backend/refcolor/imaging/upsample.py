@@ -23,8 +23,11 @@ region a block holds: the cost grows linearly with the pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +36,9 @@ TENT_RADIUS = 2.0  # in low-resolution pixels: a little wider than bilinear, so 
 PURITY_POWER = 8.0  # how hard a sample straddling a line is discounted
 BAND_PIXELS = 1 << 19  # full-resolution pixels per band (about 0.5 MP): bounds the temporaries
 BLOCK_CHUNK = 1024  # blocks (one low-resolution cell each) computed together inside a band
+THREADS = min(4, os.cpu_count() or 1)  # bands computed at once (two cores: 1.3-1.5x faster than one)
+
+T = TypeVar("T")
 
 Progress = Callable[[float], None]
 """Called with the share of the work done, in [0, 1]; may raise to stop the work (cancel)."""
@@ -326,16 +332,17 @@ def _upsample(
     # Pixels (and channels) that no usable sample of their region reaches: (rows, ys, xs, channels).
     unreached: list[tuple[slice, np.ndarray, np.ndarray, np.ndarray]] = []
     first_tent = tents[0][0]
-    for done, (first, end) in enumerate(runs, start=1):
-        blocks = _Blocks.of(first_tent.rows, first_tent.cols, regions.labels, first, end)
+
+    def band(run: tuple[int, int]) -> None:
+        blocks = _Blocks.of(first_tent.rows, first_tent.cols, regions.labels, *run)
         for tent, dest in tents:
             values = tent.band(blocks)
             out[blocks.span][..., dest] = values
             ys, xs, cs = np.nonzero(np.isnan(values))
             if len(ys):
                 unreached.append((blocks.span, ys, xs, np.asarray(dest)[cs]))
-        if progress is not None:
-            progress(done / len(runs))
+
+    in_parallel(band, runs, progress)
     if unreached:
         _fill_unreached(out, colors, regions, samples, unreached)
     return out
@@ -411,6 +418,24 @@ def upsample_lab(
     chroma = [c for c in range(lab.shape[-1]) if c % 3]
     layers = [(lab[..., lightness], TENT_RADIUS, lightness), (lab[..., chroma], chroma_radius, chroma)]
     return _upsample(layers, regions, progress)
+
+
+def in_parallel(work: Callable[[T], None], items: Sequence[T], progress: Progress | None = None) -> None:
+    """``work(item)`` for every item, on :data:`THREADS` threads (the work is numpy, OpenCV and torch,
+    which release the GIL), with ``progress(share done)`` called on this thread as items finish, in
+    order. If ``progress`` or a ``work`` raises, the items not started are dropped and the error is
+    raised once the running ones end."""
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            for done, future in enumerate(futures, start=1):
+                future.result()
+                if progress is not None:
+                    progress(done / len(futures))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def bands(height: int, width: int, band_pixels: int = BAND_PIXELS) -> Iterator[slice]:
