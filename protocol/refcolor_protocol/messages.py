@@ -148,6 +148,8 @@ class Limits:
     max_variations: int
     preview_every: int  # a progress event carries a preview every this many steps
     preview_size: int  # longest side of a preview, in pixels
+    max_resolution: int = 4096  # the largest params.resolution accepted (a server of 1.3: the protocol's)
+    max_job_seconds: float = 0.0  # a running job longer than this ends with job_timed_out; 0 = no limit
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ class ColorizeParams:
         0.5, low=0.0, high=1.0, label="Mask threshold", help="where a resized mask counts as foreground"
     )
     resolution: int = param(
-        0, low=0, high=4096, unit="pixels", label="Resolution",
+        0, low=0, high=4096, limit="max_resolution", unit="pixels", label="Resolution",
         help="model working side length; 0 = the model's native one",
     )
     color_match: float | None = param(

@@ -23,6 +23,11 @@ MAX_JSON_FRAME_BYTES = 1 << 20
 MAX_BUFFERS = 64
 """Buffer frames one message may carry (ImageRef.buffer indexes them)."""
 
+MAX_ASPECT = 16
+"""A sketch's longer side may be at most this many times its shorter side: the model's working
+image keeps the aspect ratio with a shortest side of 64, so a thinner strip would make it many
+times larger than the resolution asks for."""
+
 
 class Layout(str, Enum):
     """How the pixels of an image buffer are laid out: rows top to bottom, tightly packed."""
@@ -48,12 +53,14 @@ class ErrorCode(str, Enum):
     INVALID_FIELD = "invalid_field"
     BUFFER_MISMATCH = "buffer_mismatch"
     IMAGE_TOO_LARGE = "image_too_large"
+    BAD_ASPECT_RATIO = "bad_aspect_ratio"
     SIZE_MISMATCH = "size_mismatch"
     UNSUPPORTED_LAYOUT = "unsupported_layout"
     QUEUE_FULL = "queue_full"
     UNKNOWN_MODEL = "unknown_model"
     CANCELLED = "cancelled"
     JOB_FAILED = "job_failed"
+    JOB_TIMED_OUT = "job_timed_out"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
     # Made by the client itself, never sent by a server:
@@ -71,12 +78,14 @@ DEFAULT_HINTS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_FIELD: "fix the named field; PROTOCOL.md lists every field with its type and range",
     ErrorCode.BUFFER_MISMATCH: "each image's buffer must hold exactly width * height * bytes-per-pixel bytes",
     ErrorCode.IMAGE_TOO_LARGE: "scale the image down or start the server with a larger --max-pixels",
+    ErrorCode.BAD_ASPECT_RATIO: "crop the canvas or split it into panels, each at most 16 times longer than wide",
     ErrorCode.SIZE_MISMATCH: "a mask must have the same width and height as the image it belongs to",
     ErrorCode.UNSUPPORTED_LAYOUT: "send images as RGBA8 or BGRA8 and masks as L8",
     ErrorCode.QUEUE_FULL: "wait for a running job to finish, or cancel one, then send again",
     ErrorCode.UNKNOWN_MODEL: "pick one of the models listed in the server's capabilities",
     ErrorCode.CANCELLED: "the job was cancelled; send it again to run it",
     ErrorCode.JOB_FAILED: "see the server's log for details; try other parameters or another model",
+    ErrorCode.JOB_TIMED_OUT: "try fewer steps or a lower resolution, or a server with a larger --max-job-seconds",
     ErrorCode.SHUTTING_DOWN: "the backend is stopping; start it again and resend",
     ErrorCode.INTERNAL_ERROR: "this is a bug in the backend; see its log and report it",
     ErrorCode.CONNECTION_LOST: "the backend stopped or restarted; start it again (refcolor serve) and resend",

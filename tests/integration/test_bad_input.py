@@ -284,3 +284,46 @@ def test_keyless_server_refuses_signed_messages() -> None:
         sock.close()
     finally:
         running.stop()
+
+
+def test_work_amplification_shapes_are_refused_before_they_run(server) -> None:
+    # The scenarios (issue 18, item 2): an 8x8 sketch with resolution=4096 ran for minutes without a
+    # step; a 1x1048576 (here 1x2000, within this server's max_pixels) strip made the model's
+    # working image thousands of times larger than its resolution. Both are refused on admission,
+    # with codes a client can act on, and the server serves on.
+    with server.client() as client:
+        request, buffers = build_request(grid_sketch(8, 8), solid(8, 8, (1, 2, 3)), resolution=4096)
+        with pytest.raises(RemoteError) as info:
+            client.colorize(request, buffers, timeout=30)
+        assert info.value.code == ErrorCode.INVALID_FIELD.value
+        assert "resolution: 4096 exceeds this server's max_resolution=1024" in info.value.message
+        for width, height in ((2000, 1), (1, 2000), (170, 10)):
+            request, buffers = build_request(grid_sketch(width, height), solid(8, 8, (1, 2, 3)), steps=2)
+            with pytest.raises(RemoteError) as info:
+                client.colorize(request, buffers, timeout=30)
+            assert info.value.code == ErrorCode.BAD_ASPECT_RATIO.value, (width, height)
+            assert f"{width}x{height}" in info.value.message and info.value.hint
+        request, buffers = build_request(grid_sketch(160, 10), solid(8, 8, (1, 2, 3)), steps=2)  # 16:1 is fine
+        assert client.colorize(request, buffers, timeout=30).msg_type == "result"
+
+
+def test_a_job_past_max_job_seconds_ends_with_job_timed_out() -> None:
+    # A job that never finishes a step (the gate stays shut) on a server with a 0.5 s limit: it is
+    # stopped with job_timed_out, not left running, and the server takes the next job.
+    models.register("gated", "broken_models:load_gated")
+    running = thread_server(key=KEY, max_job_seconds=0.5)
+    try:
+        GatedColorizer.gate.clear()
+        with running.client() as client:
+            assert client.hello().limits.max_job_seconds == 0.5
+            request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=3, model="gated")
+            start = time.monotonic()
+            with pytest.raises(RemoteError) as info:
+                client.colorize(request, buffers, timeout=30)
+            assert info.value.code == ErrorCode.JOB_TIMED_OUT.value and "--max-job-seconds" in info.value.message
+            assert time.monotonic() - start < 5
+            request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2)
+            assert client.colorize(request, buffers, timeout=30).msg_type == "result"
+    finally:
+        GatedColorizer.gate.set()
+        running.stop()

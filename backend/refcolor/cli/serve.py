@@ -43,6 +43,13 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:1, ... (default cpu)")
     serve.add_argument("--max-pixels", type=int, default=defaults.max_pixels, help="largest image accepted")
     serve.add_argument("--max-queue", type=int, default=defaults.max_queue, help="most jobs waiting at once")
+    serve.add_argument(
+        "--max-job-seconds",
+        type=float,
+        default=defaults.max_job_seconds,
+        help=f"stop a job that runs longer than this many seconds, with job_timed_out "
+        f"(default {defaults.max_job_seconds:g}; 0 = never)",
+    )
     for spec in LIMITED_PARAMS:  # the server limits that cap a colorization parameter
         serve.add_argument(
             "--" + spec.limit.replace("_", "-"),
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         max_pixels=args.max_pixels,
         max_queue=args.max_queue,
+        max_job_seconds=args.max_job_seconds,
         **{spec.limit: getattr(args, spec.limit) for spec in LIMITED_PARAMS},
         model_options=model_options(args),
     )

@@ -11,6 +11,7 @@ import torch
 from refcolor.imaging import pixels
 from refcolor_protocol import ColorizeParams, ProtocolError
 from refcolor_protocol.fields import from_dict, to_dict
+from refcolor_protocol.spec import MAX_ASPECT
 
 
 def check_params(params: ColorizeParams) -> ColorizeParams:
@@ -44,6 +45,12 @@ def check_inputs(
     """The checked parameters (:func:`check_params`); ``ValueError``/``TypeError`` naming the first bad
     argument and its value."""
     sketch_rgba = pixels.to_rgba(sketch, "sketch")
+    height, width = sketch_rgba.shape[:2]
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ValueError(
+            f"the sketch is {width}x{height}, more than {MAX_ASPECT} times longer than wide; crop it or split it "
+            "into panels (the model's working image would be many times larger than its resolution)"
+        )
     reference_rgba = pixels.to_rgba(reference, "reference")
     if background is not None:
         pixels.to_rgba(background, "background")

@@ -23,6 +23,8 @@ class ServerConfig:
     max_queue: int = 8  # waiting jobs hold their images in memory, so keep this modest
     max_steps: int = 200
     max_variations: int = 8
+    max_resolution: int = 1024  # the model's working side: its cost grows with the square
+    max_job_seconds: float = 1800.0  # a running job is stopped after this (job_timed_out); 0 = no limit
     preview_every: int = 2
     preview_size: int = 256
     heartbeat_ms: int = 1000

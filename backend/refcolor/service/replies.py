@@ -28,7 +28,7 @@ from refcolor_protocol.messages import (
     check_buffers,
     image_refs,
 )
-from refcolor_protocol.spec import PROTOCOL_VERSION, ErrorCode, Layout
+from refcolor_protocol.spec import MAX_ASPECT, PROTOCOL_VERSION, ErrorCode, Layout
 
 
 def capabilities(config: ServerConfig, info: ModelInfo, server_id: str, models: list[str]) -> Capabilities:
@@ -59,6 +59,8 @@ def capabilities(config: ServerConfig, info: ModelInfo, server_id: str, models: 
             max_variations=config.max_variations,
             preview_every=config.preview_every,
             preview_size=config.preview_size,
+            max_resolution=config.max_resolution,
+            max_job_seconds=config.max_job_seconds,
         ),
     )
 
@@ -71,6 +73,13 @@ def admit(request: ColorizeRequest, buffers: tuple[Buffer, ...], config: ServerC
             this server's limit, or a model not served here.
     """
     check_buffers(image_refs(request, "colorize_request"), buffers, config.max_pixels)
+    width, height = request.sketch.width, request.sketch.height
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ProtocolError(
+            ErrorCode.BAD_ASPECT_RATIO,
+            f"colorize_request.sketch is {width}x{height}, more than {MAX_ASPECT} times longer than wide: the "
+            "model's working image would be many times larger than its resolution",
+        )
     for spec in LIMITED_PARAMS:
         value, limit = getattr(request.params, spec.name), getattr(config, spec.limit)
         if value > limit:

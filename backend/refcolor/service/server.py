@@ -98,7 +98,9 @@ class Server:
         self.address = endpoint.replace("://0.0.0.0:", "://127.0.0.1:")
 
         self.queue = JobQueue(config.max_queue)
-        self.worker = Worker(self.queue, self.models.load, self._emit, config.preview_every, config.preview_size)
+        self.worker = Worker(
+            self.queue, self.models.load, self._emit, config.preview_every, config.preview_size, config.max_job_seconds
+        )
         self._connection_file: Path | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -344,6 +346,8 @@ class Server:
             self._send(job.identity, result, job.header, result_buffers)
         elif isinstance(event, Failed):
             code = ErrorCode.CANCELLED if event.cancelled else ErrorCode.JOB_FAILED
+            if event.timed_out:
+                code = ErrorCode.JOB_TIMED_OUT
             if event.cancelled and self._stopping.is_set():
                 code = ErrorCode.SHUTTING_DOWN
             self._send_error(job.identity, job.header, code, event.message, job)

@@ -93,6 +93,11 @@ class Failed:
     job: QueuedJob
     cancelled: bool
     message: str
+    timed_out: bool = False
+
+
+class JobTimedOut(Exception):
+    """Raised inside a running job that has run past the server's ``max_job_seconds``."""
 
 
 Event = Started | Stepped | Finished | Failed
@@ -163,15 +168,30 @@ class JobQueue:
 class _Context:
     """The :class:`refcolor.models.job.JobContext` a running job reports through."""
 
-    def __init__(self, job: QueuedJob, emit: Callable[[Event], None], preview_every: int, preview_size: int) -> None:
+    def __init__(
+        self,
+        job: QueuedJob,
+        emit: Callable[[Event], None],
+        preview_every: int,
+        preview_size: int,
+        max_seconds: float = 0.0,
+    ) -> None:
         self.job = job
         self.emit = emit
         self.preview_every = preview_every
         self.preview_size = preview_size
+        self.max_seconds = max_seconds
+        self.deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
 
     def check_cancelled(self) -> None:
+        """Raises JobCancelled on a cancel, JobTimedOut past the time limit (every report checks both)."""
         if self.job.cancel.is_set():
             raise JobCancelled(self.job.job_id)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise JobTimedOut(
+                f"job {self.job.job_id} ran longer than this server's limit of {self.max_seconds:g} s "
+                "(refcolor serve --max-job-seconds) and was stopped"
+            )
 
     def progress(self, step: int, total: int, preview: PreviewFn | None = None, variation: int = 0) -> None:
         self.check_cancelled()
@@ -203,6 +223,7 @@ class Worker(threading.Thread):
         emit: Callable[[Event], None],
         preview_every: int,
         preview_size: int,
+        max_job_seconds: float = 0.0,
     ) -> None:
         super().__init__(name="refcolor-worker", daemon=True)
         self.queue = queue
@@ -210,6 +231,7 @@ class Worker(threading.Thread):
         self.emit = emit
         self.preview_every = preview_every
         self.preview_size = preview_size
+        self.max_job_seconds = max_job_seconds
 
     def run(self) -> None:
         while (job := self.queue.take()) is not None:
@@ -226,7 +248,7 @@ class Worker(threading.Thread):
             if job.cancel.is_set():
                 raise JobCancelled(job.job_id)
             colorizer = self.load_model(job.model)
-            ctx = _Context(job, self.emit, self.preview_every, self.preview_size)
+            ctx = _Context(job, self.emit, self.preview_every, self.preview_size, self.max_job_seconds)
             layers = colorizer.colorize(job.decode(), ctx)
             if len(layers) != job.request.params.variations:
                 raise RuntimeError(
@@ -236,6 +258,9 @@ class Worker(threading.Thread):
         except JobCancelled:
             logger.info("job %s cancelled at step %d/%d", job.job_id, job.step, job.total)
             return Failed(job, cancelled=True, message=f"job {job.job_id} was cancelled")
+        except JobTimedOut as exc:
+            logger.warning("%s", exc)
+            return Failed(job, cancelled=False, message=str(exc), timed_out=True)
         except Exception as exc:  # a failing job must not take the service down
             logger.exception("job %s failed", job.job_id)
             return Failed(job, cancelled=False, message=f"the model failed: {type(exc).__name__}: {exc}")

@@ -65,7 +65,7 @@ def test_cross_field_checks_apply_as_on_the_wire() -> None:
 def test_serve_has_a_flag_per_limited_parameter_within_its_range(capsys: pytest.CaptureFixture[str]) -> None:
     parser = cli.build_parser(["serve"])
     defaults = ServerConfig()
-    assert {spec.limit for spec in LIMITED_PARAMS} == {"max_steps", "max_variations"}
+    assert {spec.limit for spec in LIMITED_PARAMS} == {"max_steps", "max_variations", "max_resolution"}
     for spec in LIMITED_PARAMS:
         assert spec.low <= getattr(defaults, spec.limit) <= spec.high
         assert spec.limit in {f.name for f in dataclasses.fields(ServerConfig)}

@@ -223,6 +223,9 @@ def test_one_generator_per_variation_and_any_resolution_rounds_to_the_model_grid
 def test_bad_image_types_name_the_argument(pipe, reference) -> None:
     with pytest.raises(TypeError, match="sketch must be a PIL image or a numpy array, got list"):
         pipe([[0]], reference)
+    # a strip: the model's working image would be thousands of times the resolution (refcolor colorize)
+    with pytest.raises(ValueError, match=r"the sketch is 2000x1, more than 16 times longer than wide"):
+        pipe(np.zeros((1, 2000, 3), np.uint8), reference)
     with pytest.raises(ValueError, match="reference must be uint8, got dtype float64"):
         pipe(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3)))
 
