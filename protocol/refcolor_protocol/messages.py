@@ -424,6 +424,8 @@ def content_from_dict(msg_type: str, data: dict[str, Any]) -> Any:
 
 def check_buffers(refs: Sequence[tuple[str, ImageRef]], buffers: Sequence[Buffer], max_pixels: int) -> None:
     """Check image references against the buffers that came with them, before any pixel is read.
+    Every buffer must be an image's: a message that carries others would have them held for nothing
+    (a queued job keeps its buffers).
 
     Raises:
         ProtocolError: ``image_too_large``, ``buffer_mismatch``.
@@ -445,6 +447,13 @@ def check_buffers(refs: Sequence[tuple[str, ImageRef]], buffers: Sequence[Buffer
                 ErrorCode.BUFFER_MISMATCH,
                 f"{path}: buffer {ref.buffer} holds {actual} bytes but the image declares {ref.nbytes}",
             )
+    unused = sorted(set(range(len(buffers))) - {ref.buffer for _, ref in refs})
+    if unused:
+        raise ProtocolError(
+            ErrorCode.BUFFER_MISMATCH,
+            f"buffer(s) {', '.join(map(str, unused))} of {len(buffers)} belong to no image of the message; "
+            "send only the images' buffers",
+        )
 
 
 def image_refs(content: object, path: str = "") -> list[tuple[str, ImageRef]]:

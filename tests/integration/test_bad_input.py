@@ -5,6 +5,7 @@ A raw DEALER socket sends hand-made frames, so the client library cannot tidy th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -327,3 +328,64 @@ def test_a_job_past_max_job_seconds_ends_with_job_timed_out() -> None:
     finally:
         GatedColorizer.gate.set()
         running.stop()
+
+
+def test_buffers_no_image_refers_to_are_refused_not_held(raw) -> None:
+    # The scenario (issue 18, item 3): a valid request plus buffers its content never mentions; the
+    # job kept every one of them while it waited (62 such frames could hold 15.6 GiB a job).
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2)
+    frames = request_frames(request, [*buffers, b"\0" * 1024, b"\1" * 1024])
+    reply = exchange(raw, frames)
+    assert_error(reply, ErrorCode.BUFFER_MISMATCH, "buffer(s) 2, 3 of 4 belong to no image")
+    still_serving(raw)
+
+
+def test_a_replayed_message_is_refused_and_a_replayed_request_runs_once(raw) -> None:
+    # The scenario (issue 18, item 6): an identical signed message was accepted again, 100 times out
+    # of 100, and a replayed colorize_request ran twice.
+    ping = [bytes(f) for f in SESSION.serialize(SESSION.msg(Ping("once")))]
+    assert exchange(raw, ping).msg_type == "pong"
+    assert_error(exchange(raw, ping), ErrorCode.BAD_SIGNATURE, "replay")
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2)
+    frames = request_frames(request, buffers)
+    assert exchange(raw, frames).msg_type == "job_accepted"
+    replies = []
+    raw.send_multipart(frames)
+    while not any(r.msg_type == "error" for r in replies):
+        replies.append(SESSION.deserialize(raw.recv_multipart()))
+    assert_error(replies[-1], ErrorCode.BAD_SIGNATURE, "replay")
+    while replies[-1].msg_type != "result":  # the first one's events, then its one result
+        replies.append(SESSION.deserialize(raw.recv_multipart()))
+    assert [r.msg_type for r in replies].count("result") == 1
+    raw.setsockopt(zmq.RCVTIMEO, 500)
+    with pytest.raises(zmq.Again):  # no second result follows
+        while True:
+            assert SESSION.deserialize(raw.recv_multipart()).msg_type != "result"
+    raw.setsockopt(zmq.RCVTIMEO, 10_000)
+    still_serving(raw)
+
+
+def test_only_the_client_that_sent_a_job_can_cancel_it_or_reuse_its_id(server) -> None:
+    # The scenario (issue 18, item 6): any key holder could cancel another client's job, or push a job
+    # with the same msg_id beside it.
+    GatedColorizer.gate.clear()
+    request, buffers = build_request(grid_sketch(16, 16), solid(8, 8, (1, 2, 3)), steps=2, model="gated")
+    try:
+        with server.client() as owner, server.client() as other:
+            job = owner.send(request, buffers)
+            started: list[Message] = []
+            while not started:
+                started = [m for m in owner.poll_events() if m.parent_id == job.msg_id and m.msg_type == "progress"]
+                time.sleep(0.005)
+            assert other.cancel(job.msg_id).outcome == "unknown"  # not theirs: as if there were none
+            fresh = other.session.msg(request, buffers=buffers)  # a new message that reuses the job's msg_id
+            copy = dataclasses.replace(fresh, header=dataclasses.replace(fresh.header, msg_id=job.msg_id))
+            other._sockets()[0].send_multipart(other.session.serialize(copy), copy=False)
+            other._pending[job.msg_id] = copy.header
+            with pytest.raises(RemoteError) as info:
+                other.wait(copy.header, timeout=30)
+            assert info.value.code == ErrorCode.INVALID_FIELD.value and "already a job's id" in info.value.message
+            GatedColorizer.gate.set()
+            assert owner.wait(job, timeout=30).msg_type == "result"  # untouched by the other client
+    finally:
+        GatedColorizer.gate.set()

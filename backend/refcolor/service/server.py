@@ -9,6 +9,7 @@ checked against its descriptor and the pixel limit before a pixel is read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -53,6 +54,8 @@ from refcolor_protocol.spec import DEFAULT_HINTS, PROTOCOL_VERSION, ErrorCode
 from refcolor_protocol.wire import Session
 
 logger = logging.getLogger(__name__)
+
+REPLAY_HISTORY = 1 << 16  # signatures of the most recent messages kept, to refuse a replay of one
 
 
 class Server:
@@ -102,6 +105,8 @@ class Server:
             self.queue, self.models.load, self._emit, config.preview_every, config.preview_size, config.max_job_seconds
         )
         self._connection_file: Path | None = None
+        self._seen: set[bytes] = set()  # signatures of recent messages: a replay is refused
+        self._seen_order: collections.deque[bytes] = collections.deque()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -168,6 +173,17 @@ class Server:
                 identity = self._identity_of(frames)
                 self._send_error(identity, None, ErrorCode.INTERNAL_ERROR, "the backend failed to handle a message")
 
+    def _first_time(self, frames: list[Any]) -> bool:
+        """Whether this (verified) message's signature is new; remembers the last REPLAY_HISTORY."""
+        signature = bytes(self.session.split_identities(frames)[1][0])
+        if signature in self._seen:
+            return False
+        self._seen.add(signature)
+        self._seen_order.append(signature)
+        if len(self._seen_order) > REPLAY_HISTORY:
+            self._seen.discard(self._seen_order.popleft())
+        return True
+
     def _identity_of(self, frames: list[Any]) -> tuple[bytes, ...]:
         try:
             identity, _ = self.session.split_identities(frames)
@@ -184,6 +200,13 @@ class Server:
             parent = self.session.peek_header(frames) if trusted else None
             logger.info("refused a message: %s", exc)
             self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint)
+            return
+        if self.config.key and not self._first_time(frames):
+            logger.warning("refused a replayed message (%s)", msg.msg_type)
+            self._send_error(
+                msg.identities, msg.header, ErrorCode.BAD_SIGNATURE,
+                "this signed message was received before (a replay); every message must be new",
+            )  # fmt: skip
             return
         content = msg.content
         try:
@@ -212,6 +235,11 @@ class Server:
         if self._stopping.is_set():
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
         model = replies.admit(request, msg.buffers, cfg, self.models.names())
+        if any(job.job_id == msg.header.msg_id for job in [*self.queue.waiting(), self.queue.running] if job):
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"header.msg_id {msg.header.msg_id!r} is already a job's id; every message needs a new msg_id",
+            )
         params = request.params
         seed = resolve_seed(params)
         job = QueuedJob(request, msg.header, msg.identities, msg.buffers, model, seed)
@@ -224,11 +252,12 @@ class Server:
         self._reply(msg, JobAccepted(job.job_id, position))
 
     def _cancel(self, msg: Message, job_id: str) -> None:
-        waiting = self.queue.remove(job_id)
+        # Only the client that sent a job may cancel it; to any other the job is unknown.
+        waiting = self.queue.remove(job_id, msg.identities)
         running = self.queue.running
         if waiting is not None:
             outcome = CancelOutcome.DROPPED
-        elif running is not None and running.job_id == job_id:
+        elif running is not None and running.job_id == job_id and running.identity == msg.identities:
             running.cancel.set()
             outcome = CancelOutcome.STOPPING
         else:

@@ -137,11 +137,12 @@ class JobQueue:
             if self._running is job:
                 self._running = None
 
-    def remove(self, job_id: str) -> QueuedJob | None:
-        """Take a waiting job out of the queue (None if it is not waiting)."""
+    def remove(self, job_id: str, identity: tuple[bytes, ...] | None = None) -> QueuedJob | None:
+        """Take a waiting job out of the queue (None if it is not waiting, or, with ``identity``, if
+        another client sent it)."""
         with self._cond:
             for job in self._waiting:
-                if job.job_id == job_id:
+                if job.job_id == job_id and (identity is None or job.identity == identity):
                     self._waiting.remove(job)
                     return job
             return None
