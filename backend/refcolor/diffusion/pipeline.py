@@ -47,7 +47,8 @@ from refcolor.diffusion.unet import SketchUNet
 from refcolor.imaging import finishing, pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, SideFields, composite, load_line_features
-from refcolor.imaging.upsample import TENT_RADIUS, Regions, bands, in_parallel, upsample_lab
+from refcolor.imaging.pixels import bands
+from refcolor.imaging.upsample import TENT_RADIUS, Regions, in_parallel, upsample_lab
 from refcolor_protocol import ColorizeParams, Mode, Stage
 
 logger = logging.getLogger(__name__)

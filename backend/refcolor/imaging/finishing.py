@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from refcolor.imaging.upsample import Regions, bands
+from refcolor.imaging.pixels import bands
+from refcolor.imaging.upsample import Regions, bilinear_rows
 from refcolor_protocol.messages import Mode
 
 PARAMS = ("color_match", "flatten")  # the job parameters (and config keys) of this pass
@@ -276,7 +277,6 @@ class _LocalMean:
 
     def sample(self, labels: np.ndarray, rows: slice, out: np.ndarray) -> None:
         """Writes the local mean into ``out`` ((rows, W, 3)) where ``labels`` (the rows' labels) is the region."""
-        import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
         top, bottom = max(rows.start, self.top), min(rows.stop, self.top + self.height)
         if top >= bottom:
             return
@@ -284,13 +284,8 @@ class _LocalMean:
         inside = labels[top - rows.start : bottom - rows.start, cols] == self.region
         if not inside.any():
             return
-        # Bilinear, pixel centres on the grid's (clamped at the edges): along y here, along x by a resize.
-        gy = self.grid.shape[0]
-        y = np.clip((np.arange(top, bottom) - self.top + 0.5) / self.factor - 0.5, 0, gy - 1)
-        y0 = np.floor(y).astype(int)
-        fy = (y - y0)[:, None, None].astype(np.float32)
-        lines = self.grid[y0] * (1 - fy) + self.grid[np.minimum(y0 + 1, gy - 1)] * fy
-        wide = cv2.resize(lines, (self.grid.shape[1] * self.factor, len(y)), interpolation=cv2.INTER_LINEAR)
+        y = (np.arange(top, bottom) - self.top + 0.5) / self.factor - 0.5  # in grid rows
+        wide = bilinear_rows(self.grid, y, self.grid.shape[1] * self.factor)
         target = out[top - rows.start : bottom - rows.start, cols]
         np.copyto(target, wide[:, : self.width], where=inside[..., None])
 
@@ -302,21 +297,16 @@ def closed_regions(ink: np.ndarray, foreground: np.ndarray | None, line_threshol
 
 def finish_lab(
     lab: np.ndarray,
-    regions: Regions | None,
+    regions: Regions,
     foreground: np.ndarray | None,
     sides: Sides,
     color_match: float,
     flatten: float,
-    ink: np.ndarray | None = None,
 ) -> np.ndarray:
     """Both passes on one (H, W, 3) CIELAB fill; (H, W, 3) float32 RGB in [0, 1] out.
 
-    ``regions``: of the line art, cut along ``foreground`` (or give ``ink`` to compute them).
+    ``regions``: of the line art, cut along ``foreground`` (:class:`Regions`).
     """
-    if regions is None:
-        if ink is None:
-            raise ValueError("finish_lab needs the line art's regions (or its ink to compute them)")
-        regions = Regions.of(ink, foreground)
     finishing = Finishing(lab, regions, foreground, sides, color_match, flatten)
     out = np.empty(lab.shape, np.float32)
     for rows in bands(*lab.shape[:2]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -10,6 +11,15 @@ from PIL import Image
 
 ImageInput = Image.Image | np.ndarray
 """RGB/RGBA/L images: a PIL image or a (H, W), (H, W, 3) or (H, W, 4) uint8 array."""
+
+BAND_PIXELS = 1 << 19  # pixels per band of rows (about 0.5 MP) in per-pixel passes: bounds the temporaries
+
+
+def bands(height: int, width: int, band_pixels: int = BAND_PIXELS) -> Iterator[slice]:
+    """Row bands of about ``band_pixels`` pixels for per-pixel passes over an (H, W) image."""
+    step = max(1, band_pixels // max(1, width))
+    for top in range(0, height, step):
+        yield slice(top, min(height, top + step))
 
 
 def to_rgba(image: ImageInput, name: str) -> np.ndarray:
@@ -64,11 +74,10 @@ def line_ink(sketch: np.ndarray) -> np.ndarray:
     (Rec. 601 luma; computed in bands, so a large sketch needs no float copy of its colours)."""
     ink = np.empty(sketch.shape[:2], np.float32)
     weights = np.array([0.299, 0.587, 0.114], np.float32) / 255.0
-    step = max(1, (1 << 19) // max(1, sketch.shape[1]))
-    for top in range(0, sketch.shape[0], step):
-        band = sketch[top : top + step]
+    for rows in bands(*sketch.shape[:2]):
+        band = sketch[rows]
         darkness = 1.0 - band[..., :3] @ weights  # over black; times alpha: over white paper
-        ink[top : top + step] = np.clip(darkness * (band[..., 3] * np.float32(1 / 255)), 0.0, 1.0)
+        ink[rows] = np.clip(darkness * (band[..., 3] * np.float32(1 / 255)), 0.0, 1.0)
     return ink
 
 
@@ -112,6 +121,7 @@ def empty_layers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.nda
 def write_layers(fills: np.ndarray, ink: np.ndarray, alpha: np.ndarray, out: list[np.ndarray]) -> None:
     """:func:`layer_arrays` of a band of rows, written into ``out`` (its three layers' rows)."""
     import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+
     combined, foreground, background = out
     # Rounded and saturated to uint8 by OpenCV, several times faster than numpy (values are >= 0).
     fills = np.clip(fills, 0.0, 1.0)
@@ -132,6 +142,6 @@ def layer_arrays(
     ``combined`` is opaque with the line art (``ink``, (H, W) in [0, 1]) multiplied over the
     fills; ``foreground`` has the (H, W) uint8 mask ``alpha`` as alpha, ``background`` its complement.
     """
-    rgb = to_uint8(fills)
-    combined = np.dstack([to_uint8(fills * (1.0 - ink)[..., None]), np.full_like(alpha, 255)])
-    return combined, np.dstack([rgb, alpha]), np.dstack([rgb, 255 - alpha])
+    layers = empty_layers(ink.shape)
+    write_layers(fills, ink, alpha, list(layers))
+    return layers

@@ -6,14 +6,15 @@ nearby low-resolution samples, counting only samples that lie in the *same close
 region* of the full-resolution line art (:class:`Regions`), and trusting a sample less
 the more of its footprint lies outside that region (a sample straddling a line has a
 mixed color). Line pixels belong to the nearest region on their side of the sketch mask,
-so fills run under the lines without halos. Regions too small to contain any sample take
-the mean of their plain bilinear colors.
+so fills run under the lines without halos. A pixel that no sample of its region reaches
+takes the region's sample mean; a region too small to contain any sample, the mean of its
+plain bilinear colors.
 
 :func:`upsample_lab` takes CIELAB colors and smooths chroma (a, b) over a wider radius than
 lightness (still inside each region): shading lives in lightness, while chroma speckle is
 what a small model leaves behind and what the eye forgives least in a flat fill.
 
-Cost and memory: the work runs in bands of about :data:`BAND_PIXELS` full-resolution
+Cost and memory: the work runs in bands of about ``pixels.BAND_PIXELS`` full-resolution
 pixels, so the temporaries stay small whatever the document's size, and a caller can
 report progress (and cancel) between bands. Inside a band, pixels are taken a block at a
 time (the pixels of one low-resolution cell share their taps), one separable product per
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,9 +33,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from refcolor.imaging.pixels import BAND_PIXELS, bands
+
 TENT_RADIUS = 2.0  # in low-resolution pixels: a little wider than bilinear, so fills are smooth
 PURITY_POWER = 8.0  # how hard a sample straddling a line is discounted
-BAND_PIXELS = 1 << 19  # full-resolution pixels per band (about 0.5 MP): bounds the temporaries
 BLOCK_CHUNK = 1024  # blocks (one low-resolution cell each) computed together inside a band
 THREADS = min(4, os.cpu_count() or 1)  # bands computed at once (two cores: 1.3-1.5x faster than one)
 
@@ -72,6 +74,7 @@ class Regions:
         cut along ``foreground`` ((H, W) bool sketch mask; None: no cut). ``progress(done)`` is
         called after each side's components and each side's nearest-region pass."""
         import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+
         free = ink <= line_threshold
         if not free.any():
             return cls(np.ones(ink.shape, np.int32), free, 1)
@@ -177,9 +180,7 @@ class _Samples:
         cy = np.minimum((np.arange(height) * low_h) // height, low_h - 1)
         cx = np.minimum((np.arange(width) * low_w) // width, low_w - 1)
         inside = np.zeros(low_h * low_w)
-        step = max(1, BAND_PIXELS // width)
-        for top in range(0, height, step):  # in bands: the (rows, W) temporaries stay small
-            rows = slice(top, min(height, top + step))
+        for rows in bands(height, width):  # in bands: the (rows, W) temporaries stay small
             cell = cy[rows, None] * low_w + cx[None, :]
             same = (regions.labels[rows] == label.reshape(-1)[cell]) & regions.free[rows]
             inside += np.bincount(cell.ravel(), weights=same.ravel(), minlength=low_h * low_w)
@@ -268,16 +269,22 @@ class _RegionTent:
             return np.where(weight > 1e-12, total[..., :-1] / weight, np.nan).astype(np.float32)
 
 
+def bilinear_rows(grid: np.ndarray, y: np.ndarray, width: int) -> np.ndarray:
+    """Rows of the bilinear resize of an (h, w, C) ``grid`` to ``width`` columns (pixel centres
+    aligned, edges clamped): at the grid rows ``y`` (float, one per output row), (len(y), width, C)."""
+    import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
+
+    y = np.clip(y, 0, grid.shape[0] - 1)
+    y0 = np.floor(y).astype(int)
+    fy = (y - y0)[:, None, None].astype(np.float32)
+    lines = grid[y0] * (1 - fy) + grid[np.minimum(y0 + 1, grid.shape[0] - 1)] * fy  # along y
+    return cv2.resize(lines, (width, len(y)), interpolation=cv2.INTER_LINEAR).reshape(len(y), width, -1)  # along x
+
+
 def _plain_rows(colors: np.ndarray, rows: slice, size: tuple[int, int]) -> np.ndarray:
     """Rows ``rows`` of the plain bilinear resize of (h, w, C) ``colors`` to ``size`` = (H, W)."""
-    import cv2  # on first use: training (its GPU image has no OpenCV) never comes here
     height, width = size
-    y = np.clip((np.arange(rows.start, rows.stop) + 0.5) * colors.shape[0] / height - 0.5, 0, colors.shape[0] - 1)
-    y0 = np.floor(y).astype(int)
-    y1 = np.minimum(y0 + 1, colors.shape[0] - 1)
-    fy = (y - y0)[:, None, None].astype(np.float32)
-    lines = colors[y0] * (1 - fy) + colors[y1] * fy  # (rows, w, C): along y, then a plain resize along x
-    return cv2.resize(lines, (width, len(y)), interpolation=cv2.INTER_LINEAR).reshape(len(y), width, -1)
+    return bilinear_rows(colors, (np.arange(rows.start, rows.stop) + 0.5) * colors.shape[0] / height - 0.5, width)
 
 
 def _plain_region_means(colors: np.ndarray, regions: Regions, wanted: np.ndarray) -> np.ndarray:
@@ -436,10 +443,3 @@ def in_parallel(work: Callable[[T], None], items: Sequence[T], progress: Progres
             for future in futures:
                 future.cancel()
             raise
-
-
-def bands(height: int, width: int, band_pixels: int = BAND_PIXELS) -> Iterator[slice]:
-    """Row bands of about ``band_pixels`` pixels for per-pixel passes over an (H, W) image."""
-    step = max(1, band_pixels // max(1, width))
-    for top in range(0, height, step):
-        yield slice(top, min(height, top + step))

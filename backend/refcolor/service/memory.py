@@ -11,10 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import logging
 from collections.abc import Callable
-
-logger = logging.getLogger(__name__)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

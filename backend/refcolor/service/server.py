@@ -173,9 +173,9 @@ class Server:
                 identity = self._identity_of(frames)
                 self._send_error(identity, None, ErrorCode.INTERNAL_ERROR, "the backend failed to handle a message")
 
-    def _first_time(self, frames: list[Any]) -> bool:
-        """Whether this (verified) message's signature is new; remembers the last REPLAY_HISTORY."""
-        signature = bytes(self.session.split_identities(frames)[1][0])
+    def _first_time(self, signature: bytes) -> bool:
+        """Whether a verified message's ``signature`` (the frame after its delimiter) is new; remembers
+        the last REPLAY_HISTORY."""
         if signature in self._seen:
             return False
         self._seen.add(signature)
@@ -201,7 +201,7 @@ class Server:
             logger.info("refused a message: %s", exc)
             self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint)
             return
-        if self.config.key and not self._first_time(frames):
+        if self.config.key and not self._first_time(bytes(frames[len(msg.identities) + 1])):
             logger.warning("refused a replayed message (%s)", msg.msg_type)
             self._send_error(
                 msg.identities, msg.header, ErrorCode.BAD_SIGNATURE,
@@ -374,9 +374,7 @@ class Server:
             result, result_buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)
             self._send(job.identity, result, job.header, result_buffers)
         elif isinstance(event, Failed):
-            code = ErrorCode.CANCELLED if event.cancelled else ErrorCode.JOB_FAILED
-            if event.timed_out:
-                code = ErrorCode.JOB_TIMED_OUT
-            if event.cancelled and self._stopping.is_set():
+            code = event.code
+            if code is ErrorCode.CANCELLED and self._stopping.is_set():
                 code = ErrorCode.SHUTTING_DOWN
             self._send_error(job.identity, job.header, code, event.message, job)

@@ -19,6 +19,7 @@ from refcolor.models.job import ColorizeJob, Colorizer, JobCancelled, LayerSet, 
 from refcolor.service import memory
 from refcolor.service.images import decode_image, decode_mask, thumbnail
 from refcolor_protocol.messages import Buffer, ColorizeRequest, Header, Stage
+from refcolor_protocol.spec import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,8 @@ class Finished:
 @dataclass(frozen=True)
 class Failed:
     job: QueuedJob
-    cancelled: bool
+    code: ErrorCode  # cancelled, job_timed_out or job_failed
     message: str
-    timed_out: bool = False
 
 
 class JobTimedOut(Exception):
@@ -258,13 +258,13 @@ class Worker(threading.Thread):
             ctx.stage(Stage.LAYERS)  # the server thread encodes them next
         except JobCancelled:
             logger.info("job %s cancelled at step %d/%d", job.job_id, job.step, job.total)
-            return Failed(job, cancelled=True, message=f"job {job.job_id} was cancelled")
+            return Failed(job, ErrorCode.CANCELLED, f"job {job.job_id} was cancelled")
         except JobTimedOut as exc:
             logger.warning("%s", exc)
-            return Failed(job, cancelled=False, message=str(exc), timed_out=True)
+            return Failed(job, ErrorCode.JOB_TIMED_OUT, str(exc))
         except Exception as exc:  # a failing job must not take the service down
             logger.exception("job %s failed", job.job_id)
-            return Failed(job, cancelled=False, message=f"the model failed: {type(exc).__name__}: {exc}")
+            return Failed(job, ErrorCode.JOB_FAILED, f"the model failed: {type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - start
         logger.info("job %s done in %.2f s", job.job_id, elapsed)
         return Finished(job, layers, elapsed)
