@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .connection import ConnectionInfo, read_connection_file
+from .connection import TRANSPORT_USERNAME, ConnectionInfo, read_connection_file, transport_password
 from .errors import ProtocolError, RemoteError
 from .messages import (
     Buffer,
@@ -77,6 +77,7 @@ class Client:
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.address = address
+        self.key = key
         self.session = Session(key)
         self.client_name = client_name
         self.client_version = client_version
@@ -108,7 +109,12 @@ class Client:
         sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * self.heartbeat_ms)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        if self.key:  # a keyed server admits only connections that know it (ZAP, PLAIN)
+            sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
+            sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(self.key))
+        self._monitor = sock.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
         sock.connect(self.address)
         self._socket = sock
 
@@ -196,6 +202,13 @@ class Client:
                 why = f"lost the connection to the backend at {self.address}"
                 # With nothing waiting, one unaddressed event still tells an event loop it happened.
                 events += self._lose_pending(why) or [self._local_error(ErrorCode.CONNECTION_LOST, why, None)]
+            elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                # The server's ZAP check refused us: our key is not its key.
+                self.connected = False
+                why = f"the backend at {self.address} refused this client's key"
+                events += self._lose_pending(why, ErrorCode.BAD_SIGNATURE) or [
+                    self._local_error(ErrorCode.BAD_SIGNATURE, why, None)
+                ]
         return events
 
     def _settle(self, msg: Message) -> None:
@@ -208,9 +221,9 @@ class Client:
         content = Error(code=code.value, message=message, hint=DEFAULT_HINTS[code])
         return Message(Header.new(Error.msg_type, _LOCAL_SESSION), content, parent)
 
-    def _lose_pending(self, why: str) -> list[Message]:
+    def _lose_pending(self, why: str, code: ErrorCode = ErrorCode.CONNECTION_LOST) -> list[Message]:
         lost = [
-            self._local_error(ErrorCode.CONNECTION_LOST, f"{why} while waiting for {h.msg_type} {h.msg_id}", h)
+            self._local_error(code, f"{why} while waiting for {h.msg_type} {h.msg_id}", h)
             for h in self._pending.values()
         ]
         self._pending.clear()

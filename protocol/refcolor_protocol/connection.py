@@ -4,11 +4,13 @@ Like Jupyter's kernel connection files: a small JSON file written by the server 
 0600 permissions (only its owner can read the key), removed when the server stops::
 
     {"transport": "tcp", "address": "tcp://127.0.0.1:5557", "key": "<hex>",
-     "signature_scheme": "hmac-sha256", "pid": 1234, "protocol_version": "1.4"}
+     "signature_scheme": "hmac-sha256", "pid": 1234, "protocol_version": "1.5"}
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -42,6 +44,19 @@ def default_connection_file() -> Path:
 
 def new_key() -> bytes:
     return secrets.token_hex(32).encode("ascii")
+
+
+TRANSPORT_USERNAME = b"refcolor"
+"""The ZeroMQ PLAIN user name a client of a keyed server connects with (see transport_password)."""
+
+
+def transport_password(key: bytes) -> bytes:
+    """The ZeroMQ PLAIN password for a keyed server: hex HMAC-SHA256(key, "refcolor transport").
+
+    A keyed server admits a connection only after this ZAP handshake, so a peer without the
+    key cannot make it buffer a single message. Derived, so the key itself never travels.
+    """
+    return hmac.new(key, b"refcolor transport", hashlib.sha256).hexdigest().encode("ascii")
 
 
 def is_local_address(address: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-PROTOCOL_VERSION = "1.4"
+PROTOCOL_VERSION = "1.5"
 """major.minor: a peer rejects messages of another major version, accepts any minor."""
 
 DELIMITER = b"<REFCOLOR|MSG>"

@@ -14,13 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 from refcolor.service.config import ServerConfig
 from refcolor.service.server import Server
 from refcolor_protocol import Attachments, Client, ColorizeParams, ColorizeRequest, Layout, Message
-from refcolor_protocol.connection import new_key, read_connection_file
+from refcolor_protocol.connection import TRANSPORT_USERNAME, new_key, read_connection_file, transport_password
 
 REFCOLOR = [sys.executable, "-m", "refcolor.cli"]
+
+
+def raw_dealer(address: str, key: bytes = b"", timeout_ms: int = 10_000) -> zmq.Socket:
+    """A bare DEALER connected to ``address`` (through the ZAP handshake when ``key`` is given), for
+    hand-made frames the client library would not send."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    if key:
+        sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
+        sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(key))
+    sock.connect(address)
+    return sock
 
 
 def grid_sketch(width: int, height: int, cell: int = 32) -> np.ndarray:

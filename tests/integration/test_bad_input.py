@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zmq
 from broken_models import GatedColorizer
-from support import build_request, grid_sketch, solid, thread_server
+from support import build_request, grid_sketch, raw_dealer, solid, thread_server
 
 from refcolor import models
 from refcolor_protocol import DELIMITER, Attachments, ColorizeRequest, ErrorCode, Layout, Ping, RemoteError, Session
@@ -34,10 +34,7 @@ def server() -> Iterator[object]:
 
 @pytest.fixture
 def raw(server) -> Iterator[zmq.Socket]:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)
-    sock.connect(server.address)
+    sock = raw_dealer(server.address, KEY)
     yield sock
     sock.close()
 
@@ -275,10 +272,7 @@ def test_internal_error_is_contained(server, raw, monkeypatch: pytest.MonkeyPatc
 def test_keyless_server_refuses_signed_messages() -> None:
     running = thread_server(key=b"")
     try:
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVTIMEO, 10_000)
-        sock.connect(running.address)
+        sock = raw_dealer(running.address)
         sock.send_multipart(signed(header(), {}, {}))
         reply = Session(b"").deserialize(sock.recv_multipart())
         assert reply.content.code == ErrorCode.BAD_SIGNATURE.value and "without a key" in reply.content.message

@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 import zmq
-from support import ServerProcess, build_request, grid_sketch
+from support import ServerProcess, build_request, grid_sketch, raw_dealer
 
 from refcolor_protocol import (
     DELIMITER,
@@ -135,9 +135,7 @@ def test_fuzzed_messages_leave_the_server_healthy(tmp_path) -> None:
     try:
         info = read_connection_file(server.connection_file)
         session = Session(info.key)
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(info.address)
+        sock = raw_dealer(info.address, info.key, timeout_ms=-1)
         rng = random.Random(20261124)
         templates = valid_templates(session)
         process = psutil.Process(server.pid)
@@ -172,9 +170,7 @@ def test_oversized_frame_is_dropped_by_the_transport(tmp_path) -> None:
         with server.client() as honest:
             limit = honest.hello().limits.max_message_bytes
             session = Session(info.key)
-            sock = zmq.Context.instance().socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(info.address)
+            sock = raw_dealer(info.address, info.key, timeout_ms=-1)
             huge = b"\0" * (limit + 1)
             sock.send_multipart(session.serialize(session.msg(Ping("big"), buffers=[huge])))
             assert not sock.poll(1000, zmq.POLLIN), "an oversized message must not be answered"

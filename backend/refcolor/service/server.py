@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from refcolor import __version__
 from refcolor.models.job import resolve_seed
@@ -29,7 +30,13 @@ from refcolor.service import replies
 from refcolor.service.config import ServerConfig
 from refcolor.service.model_cache import ModelCache
 from refcolor.service.worker import Event, Failed, Finished, JobQueue, QueuedJob, Started, Stepped, Worker
-from refcolor_protocol.connection import ConnectionInfo, is_local_address, write_connection_file
+from refcolor_protocol.connection import (
+    TRANSPORT_USERNAME,
+    ConnectionInfo,
+    is_local_address,
+    transport_password,
+    write_connection_file,
+)
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import (
     Buffer,
@@ -87,7 +94,14 @@ class Server:
         self.default_model = self.models.load(config.model)
 
         self._context: zmq.Context[Any] = zmq.Context()
+        self._authenticator = self._start_authenticator(config.key)
         self.socket = self._context.socket(zmq.ROUTER)
+        if config.key:
+            # Peers authenticate in the ZMTP handshake (ZAP, PLAIN with a password derived from
+            # the key), before they can send a byte of a message: libzmq buffers a whole
+            # multipart message before it is readable, so a check after receipt comes too late.
+            self.socket.setsockopt(zmq.PLAIN_SERVER, 1)
+            self.socket.setsockopt(zmq.ZAP_DOMAIN, b"refcolor")
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises
         self.socket.setsockopt(zmq.SNDTIMEO, 2000)  # never let one slow client stall the others for long
@@ -107,6 +121,17 @@ class Server:
         self._connection_file: Path | None = None
         self._seen: set[bytes] = set()  # signatures of recent messages: a replay is refused
         self._seen_order: collections.deque[bytes] = collections.deque()
+
+    def _start_authenticator(self, key: bytes) -> ThreadAuthenticator | None:
+        if not key:
+            return None
+        zap_log = logging.getLogger("refcolor.service.zap")
+        zap_log.setLevel(max(logging.INFO, zap_log.getEffectiveLevel()))  # its debug lines carry the password
+        authenticator = ThreadAuthenticator(self._context, log=zap_log)
+        authenticator.start()
+        passwords = {TRANSPORT_USERNAME.decode(): transport_password(key).decode()}
+        authenticator.configure_plain(domain="refcolor", passwords=passwords)
+        return authenticator
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -155,6 +180,8 @@ class Server:
         self.worker.join(timeout=60)
         self._drain_events()
         self.socket.close(linger=2000)  # let the last errors reach their clients
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._context.term()
         self._wake_recv.close()
         self._wake_send.close()

@@ -1,0 +1,89 @@
+"""Attacks and faults from a hostile local client (issue 18): the server stays up and bounded.
+
+Each test reproduces one attack as it was found, against a real server, and checks what the
+server holds afterwards and that honest clients are still served.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+from support import ServerProcess, raw_dealer
+
+from refcolor_protocol import ErrorCode, Ping, RemoteError, Session
+from refcolor_protocol.connection import read_connection_file
+
+MiB = 1 << 20
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def test_a_peer_without_the_key_cannot_make_the_server_hold_a_message(tmp_path: Path) -> None:
+    # The attack: a DEALER with no key sent [b"junk"] + 150 frames of 16 MiB; the server received
+    # the whole message before checking its signature, and its memory grew by 2.47 GB. Now a peer
+    # must pass the ZAP handshake with a password derived from the key before its first frame.
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+    try:
+        info = read_connection_file(server.connection_file)
+        with server.client() as honest:
+            honest.ping()
+        before = peak_rss(server.pid)
+        attackers = [raw_dealer(info.address, key) for key in (b"", b"not-the-key")]
+        flood = [b"junk"] + [b"\0" * (16 * MiB)] * 24  # 384 MiB per message
+        for sock in attackers:
+            sock.send_multipart(flood, copy=False)
+        time.sleep(3)  # time enough for the server to take in both messages if it would
+        growth = peak_rss(server.pid) - before
+        assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
+        assert not any(sock.poll(500, zmq.POLLIN) for sock in attackers), "an unauthenticated peer was answered"
+        for sock in attackers:
+            sock.close()
+        with server.client() as honest:
+            assert honest.ping().server_id
+    finally:
+        server.kill()
+
+
+def test_a_client_with_the_wrong_key_is_told_so(tmp_path: Path) -> None:
+    # Without the handshake's verdict a client with a stale key would only ever time out.
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+    try:
+        info = read_connection_file(server.connection_file)
+        from refcolor_protocol import Client
+
+        with Client(info.address, b"0" * 64) as client:
+            start = time.monotonic()
+            with pytest.raises(RemoteError) as caught:
+                client.ping(timeout=20)
+        assert caught.value.code == ErrorCode.BAD_SIGNATURE.value
+        assert "refused this client's key" in caught.value.message
+        assert time.monotonic() - start < 10
+    finally:
+        server.kill()
+
+
+def test_signed_messages_still_need_the_handshake(tmp_path: Path) -> None:
+    # Knowing the key is what the handshake proves; a peer that signs correctly but skips the
+    # handshake is not admitted either (libzmq's PLAIN server refuses a NULL-mechanism peer).
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+    try:
+        info = read_connection_file(server.connection_file)
+        session = Session(info.key)
+        sock = raw_dealer(info.address)
+        sock.send_multipart(session.serialize(session.msg(Ping("x"))))
+        assert not sock.poll(1500, zmq.POLLIN)
+        sock.close()
+        with raw_dealer(info.address, info.key) as sock:
+            sock.send_multipart(session.serialize(session.msg(Ping("y"))))
+            assert session.deserialize(sock.recv_multipart()).content.nonce == "y"
+    finally:
+        server.kill()
