@@ -129,10 +129,13 @@ class Client:
         self._pending.clear()
         self.connected = False
 
-    def reconnect(self) -> list[Message]:
-        """Start over with a fresh socket. Returns ``connection_lost`` errors for waiting requests."""
+    def reconnect(self, key: bytes | None = None) -> list[Message]:
+        """Start over with a fresh socket, with a new ``key`` if given (a restarted backend's).
+        Returns ``connection_lost`` errors for waiting requests."""
         lost = self._lose_pending("the client reconnected before the backend answered")
         self.close()
+        if key is not None:
+            self.key = self.session.key = key
         self._open()
         return lost
 

@@ -24,12 +24,14 @@ from refcolor_protocol.connection import TRANSPORT_USERNAME, new_key, read_conne
 REFCOLOR = [sys.executable, "-m", "refcolor.cli"]
 
 
-def raw_dealer(address: str, key: bytes = b"", timeout_ms: int = 10_000) -> zmq.Socket:
+def raw_dealer(address: str, key: bytes = b"", timeout_ms: int = 10_000, **options: int) -> zmq.Socket:
     """A bare DEALER connected to ``address`` (through the ZAP handshake when ``key`` is given), for
-    hand-made frames the client library would not send."""
+    hand-made frames the client library would not send. ``options``: more socket options by name."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    for name, value in options.items():
+        sock.setsockopt(getattr(zmq, name.upper()), value)
     if key:
         sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
         sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(key))

@@ -13,7 +13,7 @@ import pytest
 import zmq
 from support import ServerProcess, raw_dealer
 
-from refcolor_protocol import ErrorCode, Ping, RemoteError, Session
+from refcolor_protocol import ErrorCode, Hello, Ping, RemoteError, Session
 from refcolor_protocol.connection import read_connection_file
 
 MiB = 1 << 20
@@ -85,5 +85,34 @@ def test_signed_messages_still_need_the_handshake(tmp_path: Path) -> None:
         with raw_dealer(info.address, info.key) as sock:
             sock.send_multipart(session.serialize(session.msg(Ping("y"))))
             assert session.deserialize(sock.recv_multipart()).content.nonce == "y"
+    finally:
+        server.kill()
+
+
+def test_a_client_that_never_reads_neither_stalls_the_server_nor_fills_its_memory(tmp_path: Path) -> None:
+    # The attack: a client that never reads held 1.39 GB in the server's send queue, and every send
+    # to it blocked the server's thread for 2 s, so honest pings took seconds. Here it asks for
+    # thousands of capabilities and never reads one.
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+    try:
+        info = read_connection_file(server.connection_file)
+        session = Session(info.key)
+        with server.client() as honest:
+            honest.ping()
+            before = peak_rss(server.pid)
+            slow = raw_dealer(info.address, info.key, rcvhwm=1, rcvbuf=4096)
+            hello = Hello("slow reader")
+            for _ in range(6000):
+                slow.send_multipart(session.serialize(session.msg(hello)))
+            time.sleep(1)
+            latencies = []
+            for _ in range(10):
+                start = time.monotonic()
+                honest.ping(timeout=30)
+                latencies.append(time.monotonic() - start)
+            assert max(latencies) < 1.0, f"honest pings took up to {max(latencies):.2f} s"
+            growth = peak_rss(server.pid) - before
+            assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
+            slow.close()
     finally:
         server.kill()

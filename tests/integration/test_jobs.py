@@ -124,7 +124,6 @@ def test_server_killed_while_client_waits_then_restarted(tmp_path) -> None:
     bind = f"tcp://127.0.0.1:{port}"
     first = ServerProcess.start(tmp_path / "srv", "--model", "classical", bind=bind)
     info = read_connection_file(first.connection_file)
-    # Both servers share a key here so the client can go on with the same connection info.
     second = None
     try:
         with Client(info.address, info.key) as client:
@@ -141,7 +140,7 @@ def test_server_killed_while_client_waits_then_restarted(tmp_path) -> None:
             assert client.waiting == []
             second = ServerProcess.start(tmp_path / "srv", "--model", "classical", bind=bind)
             new_info = read_connection_file(second.connection_file)
-            client.session.key = new_info.key
+            client.reconnect(new_info.key)  # the new server has a new key
             caps = client.hello(timeout=30)
             assert caps.server_id != old_id
             request, buffers = build_request(grid_sketch(64, 64), np.full((8, 8, 4), 90, np.uint8), steps=2)

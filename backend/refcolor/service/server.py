@@ -28,6 +28,7 @@ from refcolor import __version__
 from refcolor.models.job import resolve_seed
 from refcolor.service import replies
 from refcolor.service.config import ServerConfig
+from refcolor.service.logs import Throttle
 from refcolor.service.model_cache import ModelCache
 from refcolor.service.worker import Event, Failed, Finished, JobQueue, QueuedJob, Started, Stepped, Worker
 from refcolor_protocol.connection import (
@@ -63,6 +64,8 @@ from refcolor_protocol.wire import Session
 logger = logging.getLogger(__name__)
 
 REPLAY_HISTORY = 1 << 16  # signatures of the most recent messages kept, to refuse a replay of one
+SEND_HWM = 64  # messages ZeroMQ queues for one peer; past that the peer is "not reading"
+OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is not reading
 
 
 class Server:
@@ -104,7 +107,10 @@ class Server:
             self.socket.setsockopt(zmq.ZAP_DOMAIN, b"refcolor")
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises
-        self.socket.setsockopt(zmq.SNDTIMEO, 2000)  # never let one slow client stall the others for long
+        # A send never blocks: a peer whose queue is full is not reading. Then only the final answer
+        # of its job is kept (the outbox) and previews, pongs and the like are dropped.
+        self.socket.setsockopt(zmq.SNDTIMEO, 0)
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self.socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_bytes)
         self.socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
         self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * config.heartbeat_ms)
@@ -121,6 +127,9 @@ class Server:
         self._connection_file: Path | None = None
         self._seen: set[bytes] = set()  # signatures of recent messages: a replay is refused
         self._seen_order: collections.deque[bytes] = collections.deque()
+        # identity -> (give-up time, frames) of job answers waiting for a peer that is not reading
+        self._outbox: dict[tuple[bytes, ...], collections.deque[tuple[float, list[Any]]]] = {}
+        self._throttle = Throttle(logger)
 
     def _start_authenticator(self, key: bytes) -> ThreadAuthenticator | None:
         if not key:
@@ -154,9 +163,10 @@ class Server:
         poller.register(self._wake_recv, zmq.POLLIN)
         try:
             while not self._stopping.is_set():
-                poller.poll(500)
+                poller.poll(50 if self._outbox else 500)
                 self._drain_socket()
                 self._drain_events()
+                self._flush_outbox()
         finally:
             self._shutdown()
 
@@ -322,19 +332,50 @@ class Server:
         content: Any,
         parent: Header | None,
         buffers: tuple[Buffer, ...] = (),
+        keep: bool = False,
     ) -> bool:
+        """Send without blocking. For a peer that is not reading, a message with ``keep`` (a job's
+        final answer) waits in the outbox; any other is dropped. Returns whether it went out."""
         msg = self.session.msg(content, parent, buffers, identity)
+        frames = self.session.serialize(msg)
+        sent = False if identity in self._outbox else self._send_now(identity, frames)
+        if sent is None:  # the peer is gone
+            return False
+        if sent:
+            return True
+        if keep:
+            self._outbox.setdefault(identity, collections.deque()).append((time.monotonic() + OUTBOX_SECONDS, frames))
+        else:
+            self._throttle.warn("not reading", "dropped a %s message: its client is not reading", msg.msg_type)
+        return False
+
+    def _send_now(self, identity: tuple[bytes, ...], frames: list[Any]) -> bool | None:
+        """True: sent; False: the peer's queue is full; None: the peer is gone (and forgotten)."""
         try:
-            self.socket.send_multipart(self.session.serialize(msg), copy=False)
+            self.socket.send_multipart(frames, copy=False)
             return True
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
                 self._client_gone(identity)
-            elif exc.errno == zmq.EAGAIN:
-                logger.warning("dropped a %s message: the client is not reading", msg.msg_type)
-            else:
-                raise
-            return False
+                return None
+            if exc.errno == zmq.EAGAIN:
+                return False
+            raise
+
+    def _flush_outbox(self) -> None:
+        """Send what waits for peers that were not reading, oldest first, as far as each now takes."""
+        now = time.monotonic()
+        for identity in list(self._outbox):
+            waiting = self._outbox.get(identity)
+            while waiting and self._send_now(identity, waiting[0][1]):
+                waiting.popleft()
+            if identity not in self._outbox:  # gone while sending
+                continue
+            while waiting and waiting[0][0] < now:
+                waiting.popleft()
+                logger.warning("dropped a job's answer: its client read nothing for %.0f s", OUTBOX_SECONDS)
+            if not waiting:
+                self._outbox.pop(identity, None)
 
     def _send_error(
         self,
@@ -346,10 +387,11 @@ class Server:
         hint: str | None = None,
     ) -> None:
         content = Error(code.value, message, DEFAULT_HINTS[code] if hint is None else hint, job.job_id if job else "")
-        self._send(identity, content, parent)
+        self._send(identity, content, parent, keep=job is not None)
 
     def _client_gone(self, identity: tuple[bytes, ...]) -> None:
-        """A client disconnected: drop its waiting jobs and stop its running one."""
+        """A client disconnected: drop its waiting jobs and answers and stop its running one."""
+        self._outbox.pop(identity, None)
         for job in self.queue.waiting():
             if job.identity == identity and self.queue.remove(job.job_id) is not None:
                 logger.info("job %s dropped: its client disconnected", job.job_id)
@@ -399,7 +441,7 @@ class Server:
             self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):
             result, result_buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)
-            self._send(job.identity, result, job.header, result_buffers)
+            self._send(job.identity, result, job.header, result_buffers, keep=True)
         elif isinstance(event, Failed):
             code = event.code
             if code is ErrorCode.CANCELLED and self._stopping.is_set():
