@@ -308,3 +308,13 @@ class Client:
             RemoteError: the job failed, was refused, was cancelled, or the backend went away.
         """
         return self.wait(self.send(request, buffers), timeout, on_event)
+
+
+def backend_answers(info: ConnectionInfo, timeout: float = 2.0) -> bool:
+    """Whether the backend a connection file names answers a ping within ``timeout`` seconds."""
+    with Client.from_info(info, client_name="refcolor-probe") as client:
+        try:
+            client.ping(timeout=timeout)
+        except RemoteError:
+            return False
+        return True

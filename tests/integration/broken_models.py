@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -40,3 +41,24 @@ class GatedColorizer:
 
 def load_gated(device: str) -> GatedColorizer:
     return GatedColorizer()
+
+
+class StuckColorizer:
+    """Reports one step, then computes in torch for minutes without looking at cancel: a model
+    step at a huge working size, as a shutdown finds it."""
+
+    info = ModelInfo("stuck", "classical", "cpu", ("plain",), 0, "one step, then a very long one")
+
+    def colorize(self, job: ColorizeJob, ctx: JobContext) -> list[LayerSet]:
+        import torch
+
+        ctx.progress(1, job.params.steps)
+        matrix = torch.randn(512, 512)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            matrix = torch.tanh(matrix @ matrix)
+        raise RuntimeError("the stuck step ended")
+
+
+def load_stuck(device: str) -> StuckColorizer:
+    return StuckColorizer()

@@ -18,10 +18,11 @@ import zmq
 
 from refcolor.service.config import ServerConfig
 from refcolor.service.server import Server
-from refcolor_protocol import Attachments, Client, ColorizeParams, ColorizeRequest, Layout, Message
+from refcolor_protocol import Attachments, Client, ColorizeParams, ColorizeRequest, Layout, Message, Progress
 from refcolor_protocol.connection import TRANSPORT_USERNAME, new_key, read_connection_file, transport_password
 
 REFCOLOR = [sys.executable, "-m", "refcolor.cli"]
+REFCOLOR_WITH_TEST_MODELS = [sys.executable, str(Path(__file__).with_name("serve_test_models.py"))]
 
 
 def raw_dealer(address: str, key: bytes = b"", timeout_ms: int = 10_000, **options: int) -> zmq.Socket:
@@ -143,20 +144,33 @@ class ServerProcess:
     log: Path
 
     @classmethod
-    def start(cls, folder: Path, *args: str, bind: str = "tcp://127.0.0.1:0", timeout: float = 60) -> ServerProcess:
+    def start(
+        cls,
+        folder: Path,
+        *args: str,
+        bind: str = "tcp://127.0.0.1:0",
+        timeout: float = 60,
+        command: list[str] = REFCOLOR,
+        keep_connection_file: bool = False,
+    ) -> ServerProcess:
+        """``command serve --bind ... --connection-file folder/backend.json *args``, once its
+        connection file is there (``command``: REFCOLOR_WITH_TEST_MODELS for broken_models'). A
+        connection file already there is removed first unless ``keep_connection_file``."""
         folder.mkdir(parents=True, exist_ok=True)
         connection_file = folder / "backend.json"
-        connection_file.unlink(missing_ok=True)
+        left = connection_file.read_bytes() if keep_connection_file and connection_file.exists() else None
+        if not keep_connection_file:
+            connection_file.unlink(missing_ok=True)
         log = folder / f"serve-{time.monotonic_ns()}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [*REFCOLOR, "serve", "--bind", bind, "--connection-file", str(connection_file), *args],
+                [*command, "serve", "--bind", bind, "--connection-file", str(connection_file), *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         server = cls(process, connection_file, log)
         deadline = time.monotonic() + timeout
-        while not connection_file.exists():
+        while not connection_file.exists() or (left is not None and connection_file.read_bytes() == left):
             if process.poll() is not None:
                 raise RuntimeError(f"refcolor serve exited with {process.returncode}:\n{log.read_text()}")
             if time.monotonic() > deadline:
@@ -216,3 +230,17 @@ def submit_and_vanish(address: str, key: bytes) -> None:
 def thread_server(**overrides: object) -> ThreadServer:
     config = {"bind": "tcp://127.0.0.1:0", "key": new_key(), "model": "classical", **overrides}
     return ThreadServer(ServerConfig(**config))  # type: ignore[arg-type]
+
+
+def wait_for_step(client: Client, job_id: str, step: int, timeout: float = 60) -> list[int]:
+    """Poll until the job reports ``step``; returns the steps seen."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for msg in client.poll_events():
+            if msg.parent_id == job_id and isinstance(msg.content, Progress):
+                seen.append(msg.content.step)
+                if msg.content.step >= step:
+                    return seen
+        time.sleep(0.005)
+    raise AssertionError(f"job {job_id} did not reach step {step} in {timeout} s (saw {seen})")

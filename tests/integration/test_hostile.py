@@ -6,15 +6,27 @@ server holds afterwards and that honest clients are still served.
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import zmq
-from support import ServerProcess, raw_dealer
+from support import (
+    REFCOLOR,
+    REFCOLOR_WITH_TEST_MODELS,
+    ServerProcess,
+    build_request,
+    grid_sketch,
+    raw_dealer,
+    short_ipc_address,
+    solid,
+    wait_for_step,
+)
 
 from refcolor_protocol import ErrorCode, Hello, Ping, RemoteError, Session
-from refcolor_protocol.connection import read_connection_file
+from refcolor_protocol.connection import ConnectionInfo, read_connection_file, write_connection_file
 
 MiB = 1 << 20
 
@@ -114,5 +126,77 @@ def test_a_client_that_never_reads_neither_stalls_the_server_nor_fills_its_memor
             growth = peak_rss(server.pid) - before
             assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
             slow.close()
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_sigterm_during_a_long_step_answers_and_exits_cleanly(tmp_path: Path, transport: str) -> None:
+    # The fault: SIGTERM while a model step ran for minutes ended in SIGABRT after 62 s
+    # ("terminate called without an active exception"); the client got connection_lost, not
+    # shutting_down, and the ipc socket file stayed behind.
+    bind = "tcp://127.0.0.1:0" if transport == "tcp" else short_ipc_address()
+    server = ServerProcess.start(tmp_path / "srv", "--model", "stuck", bind=bind, command=REFCOLOR_WITH_TEST_MODELS)
+    try:
+        with server.client() as client:
+            request, buffers = build_request(grid_sketch(64, 64), solid(8, 8, (9, 9, 9)), steps=5)
+            running = client.send(request, buffers)
+            queued = client.send(request, buffers)
+            wait_for_step(client, running.msg_id, 1)
+            time.sleep(0.5)  # well inside the long step now
+            start = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            for header in (running, queued):
+                with pytest.raises(RemoteError) as info:
+                    client.wait(header, timeout=15)
+                assert info.value.code == ErrorCode.SHUTTING_DOWN.value, info.value
+            assert server.process.wait(timeout=15) == 0, server.output()
+            assert time.monotonic() - start < 10
+        assert not server.connection_file.exists()
+        if transport == "ipc":
+            assert not Path(bind.removeprefix("ipc://")).exists(), "the ipc socket file was left behind"
+    finally:
+        server.kill()
+
+
+def serve_once(tmp_path: Path, connection_file: Path, bind: str) -> subprocess.CompletedProcess[str]:
+    """``refcolor serve`` that is expected to refuse to start: its exit status and words."""
+    args = ["serve", "--model", "classical", "--bind", bind, "--connection-file", str(connection_file)]
+    return subprocess.run([*REFCOLOR, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_server_refuses_a_live_connection_file_and_ipc_path(tmp_path: Path) -> None:
+    # The faults: a second server on the same ipc:// path silently took the socket, and stopping
+    # one server deleted another's connection file.
+    bind = short_ipc_address()
+    first = ServerProcess.start(tmp_path / "srv", "--model", "classical", bind=bind)
+    try:
+        before = first.connection_file.read_bytes()
+        refused = serve_once(tmp_path, first.connection_file, "tcp://127.0.0.1:0")
+        assert refused.returncode == 2 and "belongs to a backend that is running" in refused.stderr, refused
+        refused = serve_once(tmp_path, tmp_path / "other.json", bind)
+        assert refused.returncode == 2 and "is in use: another backend listens there" in refused.stderr, refused
+        assert first.connection_file.read_bytes() == before
+        with first.client() as client:
+            assert client.ping().server_id
+    finally:
+        first.kill()
+
+
+def test_a_server_takes_over_what_a_dead_one_left_and_removes_only_its_own(tmp_path: Path) -> None:
+    bind = short_ipc_address()
+    dead = ServerProcess.start(tmp_path / "srv", "--model", "classical", bind=bind)
+    dead.kill()  # SIGKILL: its connection file and socket file stay behind
+    assert dead.connection_file.exists() and Path(bind.removeprefix("ipc://")).exists()
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical", bind=bind, keep_connection_file=True)
+    try:
+        with server.client() as client:
+            assert client.ping().server_id
+        # Someone else's file now sits where this server wrote its own: stopping must not delete it.
+        theirs = ConnectionInfo(address="tcp://127.0.0.1:1", key=b"k", pid=1)
+        write_connection_file(theirs, server.connection_file)
+        assert server.terminate() == 0
+        assert read_connection_file(server.connection_file) == theirs
+        assert not Path(bind.removeprefix("ipc://")).exists()
     finally:
         server.kill()

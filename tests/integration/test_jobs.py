@@ -8,9 +8,17 @@ import time
 
 import numpy as np
 import pytest
-from support import ServerProcess, build_request, free_tcp_port, grid_sketch, run_client_job, submit_and_vanish
+from support import (
+    ServerProcess,
+    build_request,
+    free_tcp_port,
+    grid_sketch,
+    run_client_job,
+    submit_and_vanish,
+    wait_for_step,
+)
 
-from refcolor_protocol import Cancel, CancelOutcome, Client, ErrorCode, Progress, RemoteError
+from refcolor_protocol import Cancel, CancelOutcome, Client, ErrorCode, RemoteError
 from refcolor_protocol.connection import read_connection_file
 
 pytestmark = pytest.mark.timeout(240)
@@ -20,20 +28,6 @@ def slow_request(steps: int = 200) -> tuple[object, list[object]]:
     """A job of the classical model that takes many seconds: k-means over a 1-megapixel reference."""
     reference = np.random.default_rng(0).integers(0, 256, (1024, 1024, 4), dtype=np.uint8)
     return build_request(grid_sketch(256, 256), reference, steps=steps, seed=1)
-
-
-def wait_for_step(client: Client, job_id: str, step: int, timeout: float = 60) -> list[int]:
-    """Poll until the job reports ``step``; returns the steps seen."""
-    seen: list[int] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for msg in client.poll_events():
-            if msg.parent_id == job_id and isinstance(msg.content, Progress):
-                seen.append(msg.content.step)
-                if msg.content.step >= step:
-                    return seen
-        time.sleep(0.005)
-    raise AssertionError(f"job {job_id} did not reach step {step} in {timeout} s (saw {seen})")
 
 
 def test_concurrent_clients_in_separate_processes_get_their_own_results(server_process) -> None:

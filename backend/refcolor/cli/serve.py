@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -111,4 +113,11 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     server.serve_forever()
+    if server.abandoned_job:
+        # The worker thread is still inside a model step (native code that cannot be interrupted).
+        # Everything is answered, closed and removed; end now rather than let the interpreter's
+        # exit wait for it or tear its threads down under it (that ended in SIGABRT).
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0

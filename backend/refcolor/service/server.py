@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -27,6 +26,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from refcolor import __version__
 from refcolor.models.job import resolve_seed
 from refcolor.service import replies
+from refcolor.service.claim import Claimed, claim_address, claim_connection_file
 from refcolor.service.config import ServerConfig
 from refcolor.service.logs import Throttle
 from refcolor.service.model_cache import ModelCache
@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 REPLAY_HISTORY = 1 << 16  # signatures of the most recent messages kept, to refuse a replay of one
 SEND_HWM = 64  # messages ZeroMQ queues for one peer; past that the peer is "not reading"
 OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is not reading
+SHUTDOWN_GRACE_S = 5.0  # how long a stop waits for the running job to notice its cancel
+SHUTDOWN_LINGER_S = 2.0  # then how long the last answers may take to leave
 
 
 class Server:
@@ -84,6 +86,9 @@ class Server:
                 "Drop --no-key (a key is then generated and written to the connection file), or bind 127.0.0.1."
             )
         self.config = config
+        claim_address(config.bind)
+        if config.connection_file is not None:
+            claim_connection_file(config.connection_file)
         self.session = Session(config.key)
         self.server_id = uuid.uuid4().hex
         self.started = time.monotonic()
@@ -119,12 +124,14 @@ class Server:
         self.socket.bind(bind)
         endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.address = endpoint.replace("://0.0.0.0:", "://127.0.0.1:")
+        self._claimed = Claimed(self.address)
+        self._claimed.bound()
 
         self.queue = JobQueue(config.max_queue)
         self.worker = Worker(
             self.queue, self.models.load, self._emit, config.preview_every, config.preview_size, config.max_job_seconds
         )
-        self._connection_file: Path | None = None
+        self.abandoned_job = False  # set at shutdown: the worker was still inside a job
         self._seen: set[bytes] = set()  # signatures of recent messages: a replay is refused
         self._seen_order: collections.deque[bytes] = collections.deque()
         # identity -> (give-up time, frames) of job answers waiting for a peer that is not reading
@@ -148,7 +155,7 @@ class Server:
         """Run until :meth:`stop`; then cancel what is left, close, and remove the connection file."""
         if self.config.connection_file is not None:
             info = ConnectionInfo(address=self.address, key=self.config.key, pid=os.getpid())
-            self._connection_file = write_connection_file(info, self.config.connection_file)
+            self._claimed.connection_file = write_connection_file(info, self.config.connection_file)
         self.worker.start()
         logger.info(
             "refcolor %s serving %s on %s (model %s on %s)",
@@ -181,22 +188,34 @@ class Server:
             self._wake_send.send(b"\0")
 
     def _shutdown(self) -> None:
+        """Answer every job with ``shutting_down`` at once, give the worker SHUTDOWN_GRACE_S to stop,
+        then close. A job stuck in a long model step is abandoned (:attr:`abandoned_job`)."""
         logger.info("shutting down")
         for job in self.queue.close():
             self._send_error(job.identity, job.header, ErrorCode.SHUTTING_DOWN, "the backend is shutting down", job)
         running = self.queue.running
         if running is not None:
             running.cancel.set()
-        self.worker.join(timeout=60)
+            self._send_error(
+                running.identity, running.header, ErrorCode.SHUTTING_DOWN, "the backend is shutting down", running
+            )
+            running.answered = True  # whatever the worker reports for it now is not sent
+        self.worker.join(timeout=SHUTDOWN_GRACE_S)
+        self.abandoned_job = self.worker.is_alive()
+        if self.abandoned_job:
+            logger.warning("the running job did not stop within %.0f s; abandoning it", SHUTDOWN_GRACE_S)
         self._drain_events()
-        self.socket.close(linger=2000)  # let the last errors reach their clients
+        deadline = time.monotonic() + SHUTDOWN_LINGER_S
+        while self._outbox and time.monotonic() < deadline:  # answers to peers that were slow to read
+            self._flush_outbox()
+            time.sleep(0.02)
+        self.socket.close(linger=int(SHUTDOWN_LINGER_S * 1000))  # let the last answers reach their clients
         if self._authenticator is not None:
             self._authenticator.stop()
         self._context.term()
         self._wake_recv.close()
         self._wake_send.close()
-        if self._connection_file is not None:
-            self._connection_file.unlink(missing_ok=True)
+        self._claimed.release()  # the ipc socket file and connection file, if they are still ours
 
     # --- incoming -----------------------------------------------------------------------------
 
@@ -428,6 +447,8 @@ class Server:
 
     def _on_event(self, event: Event) -> None:
         job = event.job
+        if job.answered:
+            return
         if isinstance(event, Started):
             total = job.request.params.steps * job.request.params.variations
             self._send(job.identity, Progress(job.job_id, 0, total), job.header)

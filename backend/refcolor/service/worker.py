@@ -37,6 +37,7 @@ class QueuedJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     step: int = 0
     total: int = 0
+    answered: bool = False  # its final answer has been sent (at shutdown, before the worker stopped)
 
     @property
     def job_id(self) -> str:
