@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_MS = 5000
 RETRY_MS = 2000
+MAX_STARTS = 3  # backends started within START_WINDOW_S: a backend that dies at once is not restarted forever
+START_WINDOW_S = 300.0
 PARENT_ENV = "REFCOLOR_PARENT_PID"  # `refcolor serve` stops by itself when this process ends
 
 
@@ -35,11 +38,14 @@ def resolve_backend(settings: Settings) -> tuple[ConnectionInfo | None, str]:
         return ConnectionInfo(settings.address, settings.key.encode("ascii")), ""
     path = Path(settings.connection_file) if settings.connection_file else default_connection_file()
     try:
-        return read_connection_file(path), ""
+        info = read_connection_file(path)
     except FileNotFoundError:
         return None, f"No backend running (no connection file at {path})."
     except (OSError, ValueError) as exc:
         return None, f"Cannot use the connection file: {exc}"
+    if info.backend_gone:  # left by a backend that crashed or was killed: start a new one
+        return None, f"No backend running (the one that wrote {path}, pid {info.pid}, has ended)."
+    return info, ""
 
 
 class BackendLauncher:
@@ -120,7 +126,7 @@ class BackendConnection(QObject):
         self._hello_timer = QTimer(self)
         self._hello_timer.setSingleShot(True)
         self._hello_timer.timeout.connect(self._hello_timed_out)
-        self._tried_start = False
+        self._starts: list[float] = []  # when this connection started a backend (monotonic)
         self._problem = ""  # why there is no connection; shown until one is made
         self._launch_failed = False  # starting a backend failed: that message stays
         # ZeroMQ's fds are edge-triggered; should an edge ever be missed, this low-rate pump
@@ -136,8 +142,8 @@ class BackendConnection(QObject):
         self._close_client()
         info, why = resolve_backend(self.settings)
         if info is None:
-            if self.settings.start_backend and not self._tried_start and not self.launcher.running:
-                self._tried_start = True
+            if self.settings.start_backend and self._may_start() and not self.launcher.running:
+                self._starts.append(time.monotonic())
                 path = (
                     Path(self.settings.connection_file) if self.settings.connection_file else default_connection_file()
                 )
@@ -163,6 +169,12 @@ class BackendConnection(QObject):
             self.status.emit(f"Connecting to {info.address}…", False)
         QTimer.singleShot(0, self.pump)
 
+    def _may_start(self) -> bool:
+        """Whether starting a backend now stays within MAX_STARTS per START_WINDOW_S."""
+        now = time.monotonic()
+        self._starts = [t for t in self._starts if now - t < START_WINDOW_S]
+        return len(self._starts) < MAX_STARTS
+
     def _report(self, problem: str) -> None:
         """Say why there is no connection; the text stays until a connection is made."""
         self._problem = problem
@@ -173,7 +185,7 @@ class BackendConnection(QObject):
         self.close()
         self.settings = settings
         self.launcher = BackendLauncher(settings)
-        self._tried_start = False
+        self._starts = []
         self._problem = ""
         self._launch_failed = False
         self.connect_backend()

@@ -92,3 +92,20 @@ def test_serve_on_ipc_with_and_without_key(tmp_path, extra: list[str]) -> None:
         assert done.returncode == 0, done.stderr
     finally:
         server.kill()
+
+
+def test_ping_refuses_a_fifo_at_the_connection_file_instead_of_hanging(tmp_path) -> None:
+    fifo = tmp_path / "backend.json"
+    os.mkfifo(fifo, 0o600)
+    done = run("ping", "--connection-file", str(fifo), timeout=20)
+    assert done.returncode != 0 and "not a regular file" in done.stderr, done
+
+
+def test_serve_refuses_a_connection_file_folder_others_can_write(tmp_path) -> None:
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o777)
+    args = ["--model", "classical", "--bind", "tcp://127.0.0.1:0", "--connection-file", str(folder / "c.json")]
+    done = run("serve", *args)
+    assert done.returncode == 2 and "others can write to it (mode 0777)" in done.stderr, done
+    assert "Traceback" not in done.stderr and list(folder.iterdir()) == []

@@ -84,7 +84,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
 
     observed: dict[str, Any] = {"events": [], "statuses": [], "stages": []}
     loop = QEventLoop()
-    settings = Settings(connection_file=config["connection_file"], start_backend=False)
+    settings = Settings(
+        connection_file=config["connection_file"],
+        start_backend=bool(config.get("backend_python")),
+        backend_python=config.get("backend_python", ""),
+        model=config.get("model", ""),
+    )
     connection = BackendConnection(settings)
     documents = KritaDocuments()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from kritatest import run_flow
+from support import ServerProcess
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -58,3 +61,26 @@ def test_no_backend_gives_a_status_not_an_exception(krita_env, tmp_path) -> None
     assert not any(ok for _, ok in observed["statuses"])
     assert any("No backend running" in t and "none.json" in t for t in texts), texts
     assert observed["groups"] == [] and observed["originals_unchanged"]
+
+
+def test_a_stale_connection_file_starts_a_new_backend(krita_env, tmp_path) -> None:
+    # The fault: a backend that crashed left its connection file behind, and the plugin kept
+    # connecting to the dead address forever. A file whose backend process has ended is stale:
+    # the plugin starts a new backend (it may: a Python is set), connects, and colorizes.
+    dead = ServerProcess.start(tmp_path / "backend", "--model", "classical")
+    dead.kill()  # SIGKILL: no cleanup, the file stays
+    assert dead.connection_file.exists()
+    observed = run_flow(
+        krita_env,
+        tmp_path,
+        scenario="colorize",
+        connection_file=str(dead.connection_file),
+        backend_python=sys.executable,
+        model="classical",
+        size=[160, 120],
+    )
+    texts = [text for text, ok in observed["statuses"]]
+    assert "Starting the backend…" in texts, texts
+    assert observed["events"][-1] == ["done", ["Colorized 1 (seed 3)"]], observed["events"]
+    assert observed["statuses"][-1][1] is True and "model classical" in observed["statuses"][-1][0]
+    assert observed["originals_unchanged"]

@@ -112,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
         f"refcolor backend listening on {server.address}; connection file {config.connection_file}",
         flush=True,
     )
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    except OSError as exc:  # the connection file could not be written; the message says why
+        print(f"refcolor serve: {exc}", file=sys.stderr)
+        return 2
     if server.abandoned_job:
         # The worker thread is still inside a model step (native code that cannot be interrupted).
         # Everything is answered, closed and removed; end now rather than let the interpreter's

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
+
+from refcolor_protocol.connection import is_alive
+
+__all__ = ["PARENT_ENV", "is_alive", "parent_from_env", "watch_parent"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,33 +26,6 @@ def parent_from_env() -> int | None:
     """The pid in ``REFCOLOR_PARENT_PID``, or None when unset or not a positive integer."""
     text = os.environ.get(PARENT_ENV, "").strip()
     return int(text) if text.isdigit() and int(text) > 0 else None
-
-
-def is_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie counts as gone on Linux)."""
-    if sys.platform == "win32":
-        import ctypes
-
-        synchronize, wait_timeout = 0x00100000, 0x102
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]  # Windows only
-        handle = kernel32.OpenProcess(synchronize, False, pid)
-        if not handle:
-            return False
-        try:
-            return bool(kernel32.WaitForSingleObject(handle, 0) == wait_timeout)
-        finally:
-            kernel32.CloseHandle(handle)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:  # a parent that died but was not reaped yet is a zombie: gone for our purposes
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def watch_parent(pid: int, on_gone: Callable[[], None], interval_s: float = 0.5) -> threading.Thread:

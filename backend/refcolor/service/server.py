@@ -152,11 +152,20 @@ class Server:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
-        """Run until :meth:`stop`; then cancel what is left, close, and remove the connection file."""
-        if self.config.connection_file is not None:
-            info = ConnectionInfo(address=self.address, key=self.config.key, pid=os.getpid())
-            self._claimed.connection_file = write_connection_file(info, self.config.connection_file)
+        """Run until :meth:`stop`; then cancel what is left, close, and remove the connection file.
+
+        Raises:
+            OSError: the connection file cannot be written (its folder is not private, the disk is
+                full...); everything is closed again first.
+        """
         self.worker.start()
+        try:
+            if self.config.connection_file is not None:
+                info = ConnectionInfo(address=self.address, key=self.config.key, pid=os.getpid())
+                self._claimed.connection_file = write_connection_file(info, self.config.connection_file)
+        except OSError:
+            self._shutdown()
+            raise
         logger.info(
             "refcolor %s serving %s on %s (model %s on %s)",
             __version__,

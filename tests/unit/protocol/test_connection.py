@@ -61,9 +61,10 @@ def test_existing_0644_file_is_replaced_with_0600(tmp_path: Path) -> None:
 
 @posix_only
 def test_leftover_temporary_file_with_0644_does_not_leak_the_key(tmp_path: Path) -> None:
-    """A crashed writer may leave its temporary file behind with wide permissions."""
+    """A crashed writer may leave its temporary file behind with wide permissions: it is removed,
+    and the key is written only to a new file made 0600."""
     path = tmp_path / "backend.json"
-    leftover = tmp_path / f".backend.json.{os.getpid()}.tmp"
+    leftover = tmp_path / ".backend.json.0123456789abcdef.tmp"
     leftover.write_text("old")
     leftover.chmod(0o644)
     write_connection_file(info(), path)
@@ -206,3 +207,118 @@ def test_runtime_dir_falls_back_to_xdg_then_home(tmp_path: Path, monkeypatch: py
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert runtime_dir() == tmp_path / "home" / ".local" / "share" / "refcolor" / "runtime"
+
+
+# --- issue 18, item 8: the connection file's folder, and what may sit at its path ---------------
+
+
+@posix_only
+def test_new_folders_are_0700_even_under_umask_000(tmp_path: Path) -> None:
+    # The fault: parents were made with the umask (0777 under umask 000), so another local user
+    # could plant a backend.json in them.
+    old = os.umask(0)
+    try:
+        path = write_connection_file(info(), tmp_path / "a" / "b" / "backend.json")
+    finally:
+        os.umask(old)
+    assert mode_of(tmp_path / "a") == 0o700 and mode_of(tmp_path / "a" / "b") == 0o700
+    assert mode_of(path) == 0o600
+
+
+@posix_only
+def test_a_folder_others_can_write_is_refused_for_writing_and_reading(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = write_connection_file(info(), folder / "backend.json")
+    folder.chmod(0o777)
+    with pytest.raises(PermissionError, match=r"others can write to it \(mode 0777\).*chmod go-w"):
+        write_connection_file(info(), folder / "backend.json")
+    with pytest.raises(PermissionError, match="others can write to it"):
+        read_connection_file(path)
+
+
+@posix_only
+def test_a_file_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = write_connection_file(info(), tmp_path / "backend.json")
+    path.chmod(0o622)
+    with pytest.raises(PermissionError, match=r"the connection file .* others can write to it"):
+        read_connection_file(path)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() != 0, reason="needs root to give a file away")
+def test_a_file_or_folder_of_another_user_is_refused(tmp_path: Path) -> None:
+    path = write_connection_file(info(), tmp_path / "backend.json")
+    os.chown(path, 65534, 65534)
+    with pytest.raises(PermissionError, match="belongs to user id 65534"):
+        read_connection_file(path)
+    os.chown(path, 0, 0)
+    os.chown(tmp_path, 65534, 65534)
+    try:
+        with pytest.raises(PermissionError, match="belongs to user id 65534"):
+            write_connection_file(info(), tmp_path / "backend.json")
+    finally:
+        os.chown(tmp_path, 0, 0)
+
+
+@posix_only
+def test_the_temporary_file_is_never_followed_through_a_link(tmp_path: Path, monkeypatch) -> None:
+    # The fault: the temp file was opened without O_EXCL|O_NOFOLLOW, so a link planted at its
+    # (predictable) name made the server truncate and write the file the link points to.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    monkeypatch.setattr("refcolor_protocol.connection.secrets.token_hex", lambda n: "fixed")
+    # Planted after the sweep of leftovers would run: the open itself must refuse it.
+    real_glob = Path.glob
+
+    def plant_then_glob(self: Path, pattern: str):  # type: ignore[no-untyped-def]
+        found = list(real_glob(self, pattern))
+        (tmp_path / ".backend.json.fixed.tmp").symlink_to(victim)
+        return found
+
+    monkeypatch.setattr(Path, "glob", plant_then_glob)
+    with pytest.raises(FileExistsError):
+        write_connection_file(info(), tmp_path / "backend.json")
+    assert victim.read_text() == "precious"
+
+
+@posix_only
+def test_a_fifo_at_the_path_is_refused_without_hanging(tmp_path: Path) -> None:
+    # The fault: a FIFO there made `refcolor ping` (and the plugin, on Krita's UI thread) hang.
+    import threading
+
+    fifo = tmp_path / "backend.json"
+    os.mkfifo(fifo, 0o600)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_connection_file(fifo)
+        except BaseException as exc:  # whatever it is, the test reports it
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "reading a FIFO hung"
+    assert isinstance(outcome[0], ValueError) and "not a regular file" in str(outcome[0])
+
+
+@posix_only
+def test_a_link_at_the_path_is_refused(tmp_path: Path) -> None:
+    real = write_connection_file(info(), tmp_path / "real.json")
+    (tmp_path / "backend.json").symlink_to(real)
+    with pytest.raises(ValueError, match="symbolic link"):
+        read_connection_file(tmp_path / "backend.json")
+
+
+def test_a_full_disk_gives_a_clear_error_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    # The fault: a full disk gave a raw traceback and left a 0-byte temp file.
+    import errno
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("refcolor_protocol.connection.json.dump", full)
+    with pytest.raises(OSError, match=r"cannot write the connection file .*backend.json: No space left on device"):
+        write_connection_file(info(), tmp_path / "backend.json")
+    assert list(tmp_path.iterdir()) == []
