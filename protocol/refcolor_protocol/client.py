@@ -47,6 +47,9 @@ from .wire import Session
 logger = logging.getLogger(__name__)
 
 _LOCAL_SESSION = "local"  # the session id of messages the client makes itself
+CONNECT_TIMEOUT_S = 5.0  # a blocking call gives up when no connection was made in this time
+ANSWER_TIMEOUT_S = 10.0  # ... and a job when the backend did not even accept it in this time
+JOB_TIMEOUT_S = 3600.0  # the default bound on a whole job (the server's own default limit is 1800 s)
 
 
 def is_final(request_type: str, reply_type: str) -> bool:
@@ -64,6 +67,9 @@ class Client:
         key: the HMAC key from the server's connection file; empty if the server runs without one.
         client_name: sent in ``hello``, shown in the server's log.
         heartbeat_ms: ZMTP heartbeat interval; a silent backend counts as gone after 3 intervals.
+        connect_timeout: a blocking call fails (``timeout``) when no connection could be made in
+            this many seconds: nothing listens at the address (a closed port, a missing ipc path,
+            a backend that was just killed).
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class Client:
         client_name: str = "refcolor-client",
         client_version: str = "",
         heartbeat_ms: int = 1000,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.address = address
@@ -82,6 +89,7 @@ class Client:
         self.client_name = client_name
         self.client_version = client_version
         self.heartbeat_ms = heartbeat_ms
+        self.connect_timeout = connect_timeout
         self.connected = False
         self._context = context or zmq.Context.instance()
         self._pending: dict[str, Header] = {}  # msg_id -> header of requests still waiting
@@ -239,26 +247,38 @@ class Client:
         request: Header,
         timeout: float | None,
         on_event: Callable[[Message], None] | None = None,
+        answer_timeout: float | None = None,
     ) -> Message:
         """Block until the final answer to ``request`` (a result, an error, or a plain reply).
 
         Other replies to it go to ``on_event``; events for other requests are kept for the
-        next :meth:`poll_events`.
+        next :meth:`poll_events`. Gives up (``timeout``) after ``timeout`` seconds in all; after
+        ``connect_timeout`` if no connection was made; after ``answer_timeout`` (if given) when
+        connected but nothing at all about the request came back.
 
         Raises:
             RemoteError: the answer was an ``error`` (``timeout`` if none came in time).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        limits = [(timeout, f"no answer to {request.msg_type} from {self.address} within {timeout or 0:g} s")]
+        limits.append((self.connect_timeout, f"nothing accepts connections at {self.address}"))
+        if answer_timeout is not None:
+            limits.append(
+                (answer_timeout, f"the backend at {self.address} did not answer {request.msg_type} at all")
+            )
         sock, monitor = self._sockets()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
+        heard = False  # anything about this request came back
         while True:
             events = self.poll_events()
             for index, msg in enumerate(events):
                 if msg.parent_id != request.msg_id:
                     self._backlog.append(msg)
-                elif not is_final(request.msg_type, msg.msg_type):
+                    continue
+                heard = True
+                if not is_final(request.msg_type, msg.msg_type):
                     if on_event is not None:
                         on_event(msg)
                 else:
@@ -267,15 +287,22 @@ class Client:
                         content = msg.content
                         raise RemoteError(content.code, content.message, content.hint, content.job_id)
                     return msg
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            # Which limits still apply: the total always; the connect one until connected; the
+            # answer one until anything about the request came back.
+            live = [limits[0]]
+            if not heard:
+                live += [limits[2]] if len(limits) > 2 else []
+                live += [] if self.connected else [limits[1]]
+            elapsed = time.monotonic() - started
+            remaining = [(limit - elapsed, why) for limit, why in live if limit is not None]
+            expired = [why for left, why in remaining if left <= 0]
+            if expired:
                 self._pending.pop(request.msg_id, None)
                 raise RemoteError(
-                    ErrorCode.TIMEOUT.value,
-                    f"no answer to {request.msg_type} from {self.address} within {timeout:g} s",
-                    DEFAULT_HINTS[ErrorCode.TIMEOUT],
+                    ErrorCode.TIMEOUT.value, f"{expired[0]} (waited {elapsed:.1f} s)", DEFAULT_HINTS[ErrorCode.TIMEOUT]
                 )
-            poller.poll(None if remaining is None else max(1, int(remaining * 1000)))
+            wake = min((left for left, _ in remaining), default=None)
+            poller.poll(None if wake is None else max(1, int(wake * 1000)))
 
     def request(self, content: Any, buffers: Sequence[Buffer] = (), timeout: float | None = 10.0) -> Message:
         return self.wait(self.send(content, buffers), timeout)
@@ -298,16 +325,21 @@ class Client:
         request: ColorizeRequest,
         buffers: Sequence[Buffer],
         on_event: Callable[[Message], None] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = JOB_TIMEOUT_S,
+        answer_timeout: float | None = ANSWER_TIMEOUT_S,
     ) -> Message:
         """Run a job and wait for its ``result`` message (whose buffers hold the layers).
 
         ``on_event`` sees ``job_accepted``, ``progress`` and ``status`` messages as they come.
+        Gives up after ``timeout`` seconds in all (None: never), or when the backend did not
+        even accept the job within ``answer_timeout`` seconds, or when nothing accepts the
+        connection within the client's ``connect_timeout``; a backend that goes away
+        mid-job is noticed by its missing heartbeats within a few seconds (``connection_lost``).
 
         Raises:
             RemoteError: the job failed, was refused, was cancelled, or the backend went away.
         """
-        return self.wait(self.send(request, buffers), timeout, on_event)
+        return self.wait(self.send(request, buffers), timeout, on_event, answer_timeout)
 
 
 def backend_answers(info: ConnectionInfo, timeout: float = 2.0) -> bool:

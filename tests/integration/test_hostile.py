@@ -18,6 +18,7 @@ from support import (
     REFCOLOR_WITH_TEST_MODELS,
     ServerProcess,
     build_request,
+    free_tcp_port,
     grid_sketch,
     raw_dealer,
     short_ipc_address,
@@ -25,7 +26,7 @@ from support import (
     wait_for_step,
 )
 
-from refcolor_protocol import ErrorCode, Hello, Ping, RemoteError, Session
+from refcolor_protocol import Client, ErrorCode, Hello, Ping, RemoteError, Session
 from refcolor_protocol.connection import ConnectionInfo, read_connection_file, write_connection_file
 
 MiB = 1 << 20
@@ -70,8 +71,6 @@ def test_a_client_with_the_wrong_key_is_told_so(tmp_path: Path) -> None:
     server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
     try:
         info = read_connection_file(server.connection_file)
-        from refcolor_protocol import Client
-
         with Client(info.address, b"0" * 64) as client:
             start = time.monotonic()
             with pytest.raises(RemoteError) as caught:
@@ -200,3 +199,48 @@ def test_a_server_takes_over_what_a_dead_one_left_and_removes_only_its_own(tmp_p
         assert not Path(bind.removeprefix("ipc://")).exists()
     finally:
         server.kill()
+
+
+def free_ipc_path(tmp_path: Path) -> str:
+    return f"ipc://{tmp_path}/nobody.sock"
+
+
+@pytest.mark.parametrize("where", ["closed port", "missing ipc path", "just-killed server"])
+def test_a_blocking_colorize_gives_up_when_nothing_listens(tmp_path: Path, where: str) -> None:
+    # The fault: Client.colorize had no timeout by default, and against a closed port, a missing
+    # ipc path or a just-killed server it blocked forever.
+    if where == "closed port":
+        address, key = f"tcp://127.0.0.1:{free_tcp_port()}", b""
+    elif where == "missing ipc path":
+        address, key = free_ipc_path(tmp_path), b""
+    else:
+        server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+        info = read_connection_file(server.connection_file)
+        server.kill()
+        address, key = info.address, info.key
+    request, buffers = build_request(grid_sketch(32, 32), solid(8, 8, (1, 2, 3)), steps=1)
+    start = time.monotonic()
+    with Client(address, key) as client, pytest.raises(RemoteError) as caught:
+        client.colorize(request, buffers)  # no timeout given: the defaults must bound it
+    assert caught.value.code == ErrorCode.TIMEOUT.value
+    assert f"nothing accepts connections at {address}" in caught.value.message
+    assert time.monotonic() - start < 15
+
+
+def test_a_blocking_colorize_gives_up_on_a_peer_that_never_answers(tmp_path: Path) -> None:
+    # A peer that accepts the connection and reads, but never says a word (a hung backend, or
+    # something else on the port).
+    mute = zmq.Context.instance().socket(zmq.ROUTER)
+    mute.setsockopt(zmq.LINGER, 0)
+    port = mute.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        request, buffers = build_request(grid_sketch(32, 32), solid(8, 8, (1, 2, 3)), steps=1)
+        start = time.monotonic()
+        with Client(f"tcp://127.0.0.1:{port}") as client, pytest.raises(RemoteError) as caught:
+            client.colorize(request, buffers, answer_timeout=2)
+        assert caught.value.code == ErrorCode.TIMEOUT.value
+        assert "did not answer colorize_request" in caught.value.message
+        assert time.monotonic() - start < 6
+        assert mute.poll(0, zmq.POLLIN), "the request did reach the peer"
+    finally:
+        mute.close()
