@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -383,3 +385,35 @@ def test_only_the_client_that_sent_a_job_can_cancel_it_or_reuse_its_id(server) -
             assert owner.wait(job, timeout=30).msg_type == "result"  # untouched by the other client
     finally:
         GatedColorizer.gate.set()
+
+
+def test_wire_values_cannot_forge_or_flood_log_lines(raw, caplog: pytest.LogCaptureFixture) -> None:
+    # The faults (issue 18, item 11): a newline in client_name forged a log line; msg_type,
+    # version and client_name were logged in full, up to 1 MiB a message; every refusal was a line.
+    caplog.set_level(logging.INFO, logger="refcolor")
+    evil = "krita\n2026-12-01 12:00:00 INFO refcolor.service.server: job forged done" + "x" * 500_000
+    reply = exchange(raw, signed(header("hello", msg_id="h-evil"), {}, {"client_name": evil, "client_version": evil}))
+    assert reply.msg_type == "capabilities"
+    for _ in range(300):
+        exchange(raw, signed(header("no_such_type\n" + "y" * 100_000, msg_id=uuid.uuid4().hex), {}, {}))
+    bad = signed(header(), {}, {})
+    bad[1] = b"0" * 64
+    for _ in range(300):
+        exchange(raw, bad)
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("refcolor")]
+    assert lines, "nothing was logged at all"
+    assert not any("\n" in line for line in lines), [line[:200] for line in lines if "\n" in line]
+    assert max(len(line) for line in lines) < 600
+    refusals = [line for line in lines if line.startswith("refused")]
+    assert 2 <= len(refusals) <= 6, refusals  # one per kind per 10 s, not one per message
+    still_serving(raw)
+
+
+def test_a_job_id_that_could_not_be_logged_safely_is_refused(server) -> None:
+    request, buffers = build_request(grid_sketch(32, 32), solid(8, 8, (1, 2, 3)), steps=1)
+    session = Session(KEY)
+    msg = session.msg(request, buffers=buffers)
+    msg = dataclasses.replace(msg, header=dataclasses.replace(msg.header, msg_id="job\nforged"))
+    with raw_dealer(server.address, KEY) as sock:
+        reply = exchange(sock, [bytes(f) for f in session.serialize(msg)])
+    assert_error(reply, ErrorCode.INVALID_FIELD, "header.msg_id", "letters, digits")

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -28,7 +29,7 @@ from refcolor.models.job import resolve_seed
 from refcolor.service import replies
 from refcolor.service.claim import Claimed, claim_address, claim_connection_file
 from refcolor.service.config import ServerConfig
-from refcolor.service.logs import Throttle
+from refcolor.service.logs import Throttle, wire_text
 from refcolor.service.model_cache import ModelCache
 from refcolor.service.worker import Event, Failed, Finished, JobQueue, QueuedJob, Started, Stepped, Worker
 from refcolor_protocol.connection import (
@@ -64,6 +65,7 @@ from refcolor_protocol.wire import Session
 logger = logging.getLogger(__name__)
 
 REPLAY_HISTORY = 1 << 16  # signatures of the most recent messages kept, to refuse a replay of one
+JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # a colorize_request's msg_id, which names the job
 SEND_HWM = 64  # messages ZeroMQ queues for one peer; past that the peer is "not reading"
 OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is not reading
 SHUTDOWN_GRACE_S = 5.0  # how long a stop waits for the running job to notice its cancel
@@ -263,11 +265,13 @@ class Server:
             # Only read the header of a message whose signature checked out.
             trusted = exc.code not in (ErrorCode.BAD_FRAMES, ErrorCode.BAD_SIGNATURE)
             parent = self.session.peek_header(frames) if trusted else None
-            logger.info("refused a message: %s", exc)
+            self._throttle.warn(
+                f"refused {exc.code.value}", "refused a message: %s", wire_text(exc.message, 200), level=logging.INFO
+            )
             self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint)
             return
         if self.config.key and not self._first_time(bytes(frames[len(msg.identities) + 1])):
-            logger.warning("refused a replayed message (%s)", msg.msg_type)
+            self._throttle.warn("replay", "refused a replayed message (%s)", wire_text(msg.msg_type))
             self._send_error(
                 msg.identities, msg.header, ErrorCode.BAD_SIGNATURE,
                 "this signed message was received before (a replay); every message must be new",
@@ -276,7 +280,8 @@ class Server:
         content = msg.content
         try:
             if isinstance(content, Hello):
-                logger.info("hello from %s %s", content.client_name or "a client", content.client_version)
+                name, version = wire_text(content.client_name or "a client"), wire_text(content.client_version)
+                self._throttle.warn(f"hello {name}", "hello from %s %s", name, version, level=logging.INFO)
                 caps = replies.capabilities(self.config, self.default_model.info, self.server_id, self.models.names())
                 self._reply(msg, caps)
             elif isinstance(content, Ping):
@@ -292,7 +297,14 @@ class Server:
                     ErrorCode.UNKNOWN_MESSAGE_TYPE, f"{msg.msg_type!r} is sent by the server, not to it"
                 )
         except ProtocolError as exc:
-            logger.info("refused %s %s: %s", msg.msg_type, msg.header.msg_id, exc)
+            self._throttle.warn(
+                f"refused {exc.code.value}",
+                "refused %s %s: %s",
+                wire_text(msg.msg_type),
+                wire_text(msg.header.msg_id),
+                wire_text(exc.message, 200),
+                level=logging.INFO,
+            )
             self._send_error(msg.identities, msg.header, exc.code, exc.message, hint=exc.hint)
 
     def _submit(self, msg: Message, request: ColorizeRequest) -> None:
@@ -300,6 +312,12 @@ class Server:
         if self._stopping.is_set():
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
         model = replies.admit(request, msg.buffers, cfg, self.models.names())
+        if not JOB_ID.fullmatch(msg.header.msg_id):  # it becomes the job's id, in logs and replies
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                "header.msg_id of a colorize_request must be 1 to 128 letters, digits and -_.: "
+                f"(got {wire_text(msg.header.msg_id, 40)})",
+            )
         if any(job.job_id == msg.header.msg_id for job in [*self.queue.waiting(), self.queue.running] if job):
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD,
