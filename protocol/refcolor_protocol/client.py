@@ -16,6 +16,7 @@ is back.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ _LOCAL_SESSION = "local"  # the session id of messages the client makes itself
 CONNECT_TIMEOUT_S = 5.0  # a blocking call gives up when no connection was made in this time
 ANSWER_TIMEOUT_S = 10.0  # ... and a job when the backend did not even accept it in this time
 JOB_TIMEOUT_S = 3600.0  # the default bound on a whole job (the server's own default limit is 1800 s)
+RECONNECT_GRACE_S = 60.0  # requests survive a lost connection this long if the backend still listens
 
 
 def is_final(request_type: str, reply_type: str) -> bool:
@@ -91,6 +93,8 @@ class Client:
         self.heartbeat_ms = heartbeat_ms
         self.connect_timeout = connect_timeout
         self.connected = False
+        self._lost_at: float | None = None  # when the connection dropped with requests waiting
+        self._routing_id = b"rc-" + secrets.token_hex(16).encode("ascii")
         self._context = context or zmq.Context.instance()
         self._pending: dict[str, Header] = {}  # msg_id -> header of requests still waiting
         self._backlog: deque[Message] = deque()  # events read by a blocking call for someone else
@@ -117,11 +121,15 @@ class Client:
         sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * self.heartbeat_ms)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        # One routing id for the client's life, across reconnects: a backend that was paused
+        # (a suspended laptop, a debugger) and resumes sends the job's answers to the new
+        # connection (the server hands the id over), so the job is not lost.
+        sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         if self.key:  # a keyed server admits only connections that know it (ZAP, PLAIN)
             sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
             sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(self.key))
         self._monitor = sock.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
         )
         sock.connect(self.address)
         self._socket = sock
@@ -202,6 +210,8 @@ class Client:
                 events += [self._local_error(exc.code, why, header) for header in waiting]
                 self._pending.clear()
                 continue
+            if msg.parent_id in self._pending:
+                self._lost_at = None  # the backend still knows our requests
             self._settle(msg)
             events.append(msg)
         while int(monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
@@ -210,9 +220,14 @@ class Client:
                 self.connected = True
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected = False
-                why = f"lost the connection to the backend at {self.address}"
-                # With nothing waiting, one unaddressed event still tells an event loop it happened.
-                events += self._lose_pending(why) or [self._local_error(ErrorCode.CONNECTION_LOST, why, None)]
+                if self._pending:  # wait: a backend that was only paused answers on the new connection
+                    self._lost_at = self._lost_at or time.monotonic()
+                else:  # one unaddressed event still tells an event loop it happened
+                    why = f"lost the connection to the backend at {self.address}"
+                    events.append(self._local_error(ErrorCode.CONNECTION_LOST, why, None))
+            elif event["event"] == zmq.EVENT_CLOSED and self._lost_at is not None and not self.connected:
+                # A reconnect was refused: nothing listens there any more (the backend ended).
+                events += self._lose_pending(f"lost the connection to the backend at {self.address}")
             elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 # The server's ZAP check refused us: our key is not its key.
                 self.connected = False
@@ -220,6 +235,11 @@ class Client:
                 events += self._lose_pending(why, ErrorCode.BAD_SIGNATURE) or [
                     self._local_error(ErrorCode.BAD_SIGNATURE, why, None)
                 ]
+        if self._lost_at is not None and time.monotonic() - self._lost_at > RECONNECT_GRACE_S:
+            events += self._lose_pending(
+                f"lost the connection to the backend at {self.address} and it did not come back "
+                f"within {RECONNECT_GRACE_S:g} s"
+            )
         return events
 
     def _settle(self, msg: Message) -> None:
@@ -233,6 +253,7 @@ class Client:
         return Message(Header.new(Error.msg_type, _LOCAL_SESSION), content, parent)
 
     def _lose_pending(self, why: str, code: ErrorCode = ErrorCode.CONNECTION_LOST) -> list[Message]:
+        self._lost_at = None
         lost = [
             self._local_error(code, f"{why} while waiting for {h.msg_type} {h.msg_id}", h)
             for h in self._pending.values()
@@ -301,6 +322,8 @@ class Client:
                 raise RemoteError(
                     ErrorCode.TIMEOUT.value, f"{expired[0]} (waited {elapsed:.1f} s)", DEFAULT_HINTS[ErrorCode.TIMEOUT]
                 )
+            if self._lost_at is not None:  # wake up to end the reconnect grace
+                remaining.append((self._lost_at + RECONNECT_GRACE_S - time.monotonic() + 0.01, ""))
             wake = min((left for left, _ in remaining), default=None)
             poller.poll(None if wake is None else max(1, int(wake * 1000)))
 

@@ -25,14 +25,14 @@ REFCOLOR = [sys.executable, "-m", "refcolor.cli"]
 REFCOLOR_WITH_TEST_MODELS = [sys.executable, str(Path(__file__).with_name("serve_test_models.py"))]
 
 
-def raw_dealer(address: str, key: bytes = b"", timeout_ms: int = 10_000, **options: int) -> zmq.Socket:
+def raw_dealer(address: str, key: bytes = b"", timeout_ms: int = 10_000, **options: int | bytes) -> zmq.Socket:
     """A bare DEALER connected to ``address`` (through the ZAP handshake when ``key`` is given), for
     hand-made frames the client library would not send. ``options``: more socket options by name."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
     for name, value in options.items():
-        sock.setsockopt(getattr(zmq, name.upper()), value)
+        sock.setsockopt(getattr(zmq, name.upper()), value)  # type: ignore[arg-type]
     if key:
         sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
         sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(key))

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
 from support import (
@@ -244,3 +245,44 @@ def test_a_blocking_colorize_gives_up_on_a_peer_that_never_answers(tmp_path: Pat
         assert mute.poll(0, zmq.POLLIN), "the request did reach the peer"
     finally:
         mute.close()
+
+
+def test_a_backend_paused_for_seconds_still_delivers_the_running_job(tmp_path: Path) -> None:
+    # The fault (issue 18, item 12): a server paused for more than 3 s (SIGSTOP, a suspended
+    # laptop, a debugger) lost the running job: heartbeats timed out, the client failed its
+    # request with connection_lost, and the server's answer went to a connection that was gone.
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+    try:
+        with server.client() as client:
+            reference = np.random.default_rng(0).integers(0, 256, (512, 512, 4), dtype=np.uint8)
+            request, buffers = build_request(grid_sketch(128, 128), reference, steps=12, seed=1)
+            header = client.send(request, buffers)
+            wait_for_step(client, header.msg_id, 1)
+            server.process.send_signal(signal.SIGSTOP)
+            time.sleep(6)  # twice the heartbeat timeout
+            server.process.send_signal(signal.SIGCONT)
+            result = client.wait(header, timeout=120)
+            assert result.msg_type == "result"
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        server.kill()
+
+
+def test_a_second_peer_with_the_same_routing_id_is_not_silently_ignored(tmp_path: Path) -> None:
+    # The fault: a second connection with a routing id already in use was silently ignored (its
+    # messages vanished). Now the newer connection takes the id over and is answered; the older
+    # one is disconnected, which its client sees.
+    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
+    try:
+        info = read_connection_file(server.connection_file)
+        session = Session(info.key)
+        first = raw_dealer(info.address, info.key, routing_id=b"same-id")
+        first.send_multipart(session.serialize(session.msg(Ping("first"))))
+        assert session.deserialize(first.recv_multipart()).content.nonce == "first"
+        second = raw_dealer(info.address, info.key, routing_id=b"same-id")
+        second.send_multipart(session.serialize(session.msg(Ping("second"))))
+        assert session.deserialize(second.recv_multipart()).content.nonce == "second"
+        first.close()
+        second.close()
+    finally:
+        server.kill()

@@ -68,6 +68,7 @@ REPLAY_HISTORY = 1 << 16  # signatures of the most recent messages kept, to refu
 JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # a colorize_request's msg_id, which names the job
 SEND_HWM = 64  # messages ZeroMQ queues for one peer; past that the peer is "not reading"
 OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is not reading
+CLIENT_GRACE_S = 10.0  # a client away (disconnected) this long has its jobs dropped; one back sooner keeps them
 SHUTDOWN_GRACE_S = 5.0  # how long a stop waits for the running job to notice its cancel
 SHUTDOWN_LINGER_S = 2.0  # then how long the last answers may take to leave
 
@@ -114,6 +115,9 @@ class Server:
             self.socket.setsockopt(zmq.ZAP_DOMAIN, b"refcolor")
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client raises
+        # A client keeps its routing id across reconnects; its new connection takes the id over
+        # from a stale one (which a paused backend only notices late), so its jobs' answers follow it.
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
         # A send never blocks: a peer whose queue is full is not reading. Then only the final answer
         # of its job is kept (the outbox) and previews, pongs and the like are dropped.
         self.socket.setsockopt(zmq.SNDTIMEO, 0)
@@ -138,6 +142,7 @@ class Server:
         self._seen_order: collections.deque[bytes] = collections.deque()
         # identity -> (give-up time, frames) of job answers waiting for a peer that is not reading
         self._outbox: dict[tuple[bytes, ...], collections.deque[tuple[float, list[Any]]]] = {}
+        self._away: dict[tuple[bytes, ...], float] = {}  # identity -> when a send found it disconnected
         self._throttle = Throttle(logger)
 
     def _start_authenticator(self, key: bytes) -> ThreadAuthenticator | None:
@@ -181,7 +186,7 @@ class Server:
         poller.register(self._wake_recv, zmq.POLLIN)
         try:
             while not self._stopping.is_set():
-                poller.poll(50 if self._outbox else 500)
+                poller.poll(50 if self._outbox or self._away else 500)
                 self._drain_socket()
                 self._drain_events()
                 self._flush_outbox()
@@ -277,6 +282,7 @@ class Server:
                 "this signed message was received before (a replay); every message must be new",
             )  # fmt: skip
             return
+        self._away.pop(msg.identities, None)  # it is back (or never left)
         content = msg.content
         try:
             if isinstance(content, Hello):
@@ -380,48 +386,50 @@ class Server:
         buffers: tuple[Buffer, ...] = (),
         keep: bool = False,
     ) -> bool:
-        """Send without blocking. For a peer that is not reading, a message with ``keep`` (a job's
-        final answer) waits in the outbox; any other is dropped. Returns whether it went out."""
+        """Send without blocking. For a peer that is not reading or is away, a message with ``keep``
+        (a job's final answer) waits in the outbox; any other is dropped. Returns whether it went out."""
         msg = self.session.msg(content, parent, buffers, identity)
         frames = self.session.serialize(msg)
         sent = False if identity in self._outbox else self._send_now(identity, frames)
-        if sent is None:  # the peer is gone
-            return False
         if sent:
             return True
         if keep:
             self._outbox.setdefault(identity, collections.deque()).append((time.monotonic() + OUTBOX_SECONDS, frames))
-        else:
+        elif sent is False:
             self._throttle.warn("not reading", "dropped a %s message: its client is not reading", msg.msg_type)
         return False
 
     def _send_now(self, identity: tuple[bytes, ...], frames: list[Any]) -> bool | None:
-        """True: sent; False: the peer's queue is full; None: the peer is gone (and forgotten)."""
+        """True: sent; False: the peer's queue is full; None: the peer is not connected (away)."""
         try:
             self.socket.send_multipart(frames, copy=False)
-            return True
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
-                self._client_gone(identity)
+                self._away.setdefault(identity, time.monotonic())
                 return None
             if exc.errno == zmq.EAGAIN:
                 return False
             raise
+        self._away.pop(identity, None)
+        return True
 
     def _flush_outbox(self) -> None:
-        """Send what waits for peers that were not reading, oldest first, as far as each now takes."""
+        """Send what waits for peers that were not reading or away, oldest first, as far as each now
+        takes; forget the jobs of peers away longer than CLIENT_GRACE_S."""
         now = time.monotonic()
         for identity in list(self._outbox):
-            waiting = self._outbox.get(identity)
+            waiting = self._outbox[identity]
             while waiting and self._send_now(identity, waiting[0][1]):
                 waiting.popleft()
-            if identity not in self._outbox:  # gone while sending
-                continue
             while waiting and waiting[0][0] < now:
                 waiting.popleft()
                 logger.warning("dropped a job's answer: its client read nothing for %.0f s", OUTBOX_SECONDS)
             if not waiting:
-                self._outbox.pop(identity, None)
+                del self._outbox[identity]
+        for identity, since in list(self._away.items()):
+            if now - since > CLIENT_GRACE_S:
+                del self._away[identity]
+                self._client_gone(identity)
 
     def _send_error(
         self,
