@@ -41,6 +41,7 @@ from refcolor_protocol.connection import (
 )
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import (
+    MESSAGE_TYPES,
     Buffer,
     Cancel,
     CancelOutcome,
@@ -71,6 +72,14 @@ OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is
 CLIENT_GRACE_S = 10.0  # a client away (disconnected) this long has its jobs dropped; one back sooner keeps them
 SHUTDOWN_GRACE_S = 5.0  # how long a stop waits for the running job to notice its cancel
 SHUTDOWN_LINGER_S = 2.0  # then how long the last answers may take to leave
+
+
+REQUEST_TYPES = frozenset(t.msg_type for t in (Hello, Ping, StatusRequest, ColorizeRequest, Cancel))
+"""The message types a client sends; the rest of MESSAGE_TYPES only a server sends."""
+
+
+def _server_only(msg_type: str) -> str:
+    return f"'{wire_text(msg_type)}' is sent by the server, not to it; send one of {', '.join(sorted(REQUEST_TYPES))}"
 
 
 class Server:
@@ -270,6 +279,9 @@ class Server:
             # Only read the header of a message whose signature checked out.
             trusted = exc.code not in (ErrorCode.BAD_FRAMES, ErrorCode.BAD_SIGNATURE)
             parent = self.session.peek_header(frames) if trusted else None
+            if parent is not None and parent.msg_type in MESSAGE_TYPES and parent.msg_type not in REQUEST_TYPES:
+                # A type only a server sends: say so, rather than how its content is malformed.
+                exc = ProtocolError(ErrorCode.UNKNOWN_MESSAGE_TYPE, _server_only(parent.msg_type))
             self._throttle.warn(
                 f"refused {exc.code.value}", "refused a message: %s", wire_text(exc.message, 200), level=logging.INFO
             )
@@ -299,9 +311,7 @@ class Server:
             elif isinstance(content, Cancel):
                 self._cancel(msg, content.job_id)
             else:
-                raise ProtocolError(
-                    ErrorCode.UNKNOWN_MESSAGE_TYPE, f"{msg.msg_type!r} is sent by the server, not to it"
-                )
+                raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE_TYPE, _server_only(msg.msg_type))
         except ProtocolError as exc:
             self._throttle.warn(
                 f"refused {exc.code.value}",
