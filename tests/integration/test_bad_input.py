@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -66,7 +67,8 @@ def signed(header: dict, parent: dict, content: dict, buffers: list[bytes] = ())
 
 
 def header(msg_type: str = "ping", **changes: object) -> dict:
-    base = {"msg_id": "m1", "msg_type": msg_type, "session": "s", "date": "2026-01-01T00:00:00Z", "version": "1.0"}
+    now = datetime.now(timezone.utc).isoformat()
+    base = {"msg_id": "m1", "msg_type": msg_type, "session": "s", "date": now, "version": "1.0"}
     base.update(changes)
     return base
 
@@ -430,3 +432,24 @@ def test_server_only_message_types_are_unknown_to_the_server(raw, msg_type: str,
     reply = exchange(raw, signed(header(msg_type, msg_id=uuid.uuid4().hex), {}, content))
     assert_error(reply, ErrorCode.UNKNOWN_MESSAGE_TYPE, f"'{msg_type}' is sent by the server, not to it")
     still_serving(raw)
+
+
+@pytest.mark.parametrize(
+    ("date", "words"),
+    [
+        (lambda now: (now - timedelta(minutes=10)).isoformat(), "s old"),
+        (lambda now: (now + timedelta(minutes=10)).isoformat(), "s in the future"),
+        (lambda now: now.replace(tzinfo=None).isoformat(), "has no time zone"),
+        (lambda now: "yesterday", "is not an ISO 8601 time"),
+    ],
+    ids=["old", "future", "naive", "garbage"],
+)
+def test_a_signed_message_outside_the_freshness_window_is_refused(raw, date, words: str) -> None:
+    # Replay protection (issue 18, item 6): the signature history is bounded, so a message older
+    # than the window must be refused by its date, or a capture could be replayed once it left
+    # the history.
+    frames = signed(header(msg_id=uuid.uuid4().hex, date=date(datetime.now(timezone.utc))), {}, {"nonce": "x"})
+    error = assert_error(exchange(raw, frames), ErrorCode.BAD_HEADER, "header.date", words)
+    assert "clock" in error.hint
+    fresh = signed(header(msg_id=uuid.uuid4().hex, date=datetime.now(timezone.utc).isoformat()), {}, {"nonce": "y"})
+    assert exchange(raw, fresh).content.nonce == "y"

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import zmq
@@ -66,6 +67,8 @@ from refcolor_protocol.wire import Session
 logger = logging.getLogger(__name__)
 
 REPLAY_HISTORY = 1 << 16  # signatures of the most recent messages kept, to refuse a replay of one
+REPLAY_WINDOW_S = 300.0  # a signed message's header.date must be this close to the server's clock
+CLOCK_HINT = "send a new message; if this keeps happening, set the clocks of both machines right"
 JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # a colorize_request's msg_id, which names the job
 SEND_HWM = 64  # messages ZeroMQ queues for one peer; past that the peer is "not reading"
 OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is not reading
@@ -148,7 +151,7 @@ class Server:
         )
         self.abandoned_job = False  # set at shutdown: the worker was still inside a job
         self._seen: set[bytes] = set()  # signatures of recent messages: a replay is refused
-        self._seen_order: collections.deque[bytes] = collections.deque()
+        self._seen_order: collections.deque[tuple[float, bytes]] = collections.deque()
         # identity -> (give-up time, frames) of job answers waiting for a peer that is not reading
         self._outbox: dict[tuple[bytes, ...], collections.deque[tuple[float, list[Any]]]] = {}
         self._away: dict[tuple[bytes, ...], float] = {}  # identity -> when a send found it disconnected
@@ -255,15 +258,37 @@ class Server:
                 self._send_error(identity, None, ErrorCode.INTERNAL_ERROR, "the backend failed to handle a message")
 
     def _first_time(self, signature: bytes) -> bool:
-        """Whether a verified message's ``signature`` (the frame after its delimiter) is new; remembers
-        the last REPLAY_HISTORY."""
+        """Whether a verified message's ``signature`` (the frame after its delimiter) is new. Kept:
+        the signatures of the last REPLAY_WINDOW_S (older messages are refused by their date), at
+        most REPLAY_HISTORY."""
         if signature in self._seen:
             return False
+        now = time.monotonic()
         self._seen.add(signature)
-        self._seen_order.append(signature)
-        if len(self._seen_order) > REPLAY_HISTORY:
-            self._seen.discard(self._seen_order.popleft())
+        self._seen_order.append((now, signature))
+        while self._seen_order and (
+            len(self._seen_order) > REPLAY_HISTORY or self._seen_order[0][0] < now - 2 * REPLAY_WINDOW_S
+        ):
+            self._seen.discard(self._seen_order.popleft()[1])
         return True
+
+    @staticmethod
+    def _stale(header: Header) -> str | None:
+        """Why a keyed message's ``date`` is outside the replay window (None when it is inside)."""
+        try:
+            sent = datetime.fromisoformat(header.date.replace("Z", "+00:00"))
+        except ValueError:
+            return f"header.date {wire_text(header.date, 40)} is not an ISO 8601 time"
+        if sent.tzinfo is None:
+            return f"header.date {wire_text(header.date, 40)} has no time zone; send UTC (…+00:00)"
+        skew = (datetime.now(timezone.utc) - sent).total_seconds()
+        if abs(skew) <= REPLAY_WINDOW_S:
+            return None
+        when = "old" if skew > 0 else "in the future"
+        return (
+            f"header.date is {abs(skew):.0f} s {when}; a signed message is accepted within {REPLAY_WINDOW_S:.0f} s "
+            "of the server's clock (a replay, or a clock that is wrong)"
+        )
 
     def _identity_of(self, frames: list[Any]) -> tuple[bytes, ...]:
         try:
@@ -286,6 +311,11 @@ class Server:
                 f"refused {exc.code.value}", "refused a message: %s", wire_text(exc.message, 200), level=logging.INFO
             )
             self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint)
+            return
+        stale = self._stale(msg.header) if self.config.key else None
+        if stale is not None:
+            self._throttle.warn("stale", "refused a message: %s", stale)
+            self._send_error(msg.identities, msg.header, ErrorCode.BAD_HEADER, stale, hint=CLOCK_HINT)
             return
         if self.config.key and not self._first_time(bytes(frames[len(msg.identities) + 1])):
             self._throttle.warn("replay", "refused a replayed message (%s)", wire_text(msg.msg_type))
