@@ -22,6 +22,7 @@ from refcolor_protocol import (
     ColorizeParams,
     Hello,
     Ping,
+    RemoteError,
     Session,
     StatusRequest,
 )
@@ -179,5 +180,73 @@ def test_oversized_frame_is_dropped_by_the_transport(tmp_path) -> None:
             params = ColorizeParams(steps=1)
             request, buffers = build_request(grid_sketch(32, 32), np.full((8, 8, 4), 1, np.uint8), steps=params.steps)
             assert honest.colorize(request, buffers, timeout=60).msg_type == "result"
+    finally:
+        server.kill()
+
+
+def test_attack_shapes_leave_the_server_bounded(tmp_path) -> None:
+    """The attacks of issue 18 in one run against one server: floods of frames without the key and
+    with it, work-amplification shapes and replays. Every one is refused or bounded; afterwards an
+    honest job runs, and the server's memory is within 1.5 x its idle size plus one maximal job."""
+    max_pixels = 256 * 256
+    server = ServerProcess.start(
+        tmp_path / "srv", "--model", "classical", "--max-pixels", str(max_pixels), "--max-queue", "4"
+    )
+    try:
+        info = read_connection_file(server.connection_file)
+        session = Session(info.key)
+        process = psutil.Process(server.pid)
+        with server.client() as honest:
+            request, buffers = build_request(grid_sketch(64, 64), np.full((8, 8, 4), 60, np.uint8), steps=2)
+            assert honest.colorize(request, buffers, timeout=60).msg_type == "result"  # warm: model, caches
+            idle = process.memory_info().rss
+            max_job = 4 * max_pixels * 4 + max_pixels  # sketch, reference, background, RGBA; one L8 mask
+
+            # Multi-frame floods without the key: refused in the handshake, never buffered.
+            for key in (b"", b"wrong"):
+                for _ in range(3):
+                    with raw_dealer(info.address, key, timeout_ms=-1) as sock:
+                        sock.send_multipart([b"junk"] + [b"\0" * (8 << 20)] * 16, copy=False)
+                        assert not sock.poll(300, zmq.POLLIN)
+            # With the key: more buffers than allowed, and frames over the size limit.
+            with raw_dealer(info.address, info.key, timeout_ms=-1) as sock:
+                limit = honest.hello().limits.max_message_bytes
+                frames = session.serialize(session.msg(Ping("many"), buffers=[b"\0" * limit] * 80))
+                sock.send_multipart(frames, copy=False)
+                reply = session.deserialize(sock.recv_multipart())
+                assert reply.content.code == "bad_frames"
+                sock.send_multipart(session.serialize(session.msg(Ping("huge"), buffers=[b"\0" * (limit + 1)] * 4)))
+                assert not sock.poll(500, zmq.POLLIN)  # the transport drops the connection
+            # Work amplification: refused on admission.
+            for sketch, resolution, code in [
+                (grid_sketch(8, 8), 4096, "invalid_field"),
+                (grid_sketch(2000, 1), 512, "bad_aspect_ratio"),
+            ]:
+                request, buffers = build_request(sketch, np.full((8, 8, 4), 1, np.uint8), resolution=resolution)
+                with pytest.raises(RemoteError) as refused:
+                    honest.colorize(request, buffers, timeout=30)
+                assert refused.value.code == code
+            # Replays: a ping answered once, a colorize_request run once.
+            with raw_dealer(info.address, info.key, timeout_ms=10_000) as sock:
+                ping = [bytes(f) for f in session.serialize(session.msg(Ping("once")))]
+                request, buffers = build_request(grid_sketch(32, 32), np.full((8, 8, 4), 9, np.uint8), steps=1)
+                job = [bytes(f) for f in session.serialize(session.msg(request, buffers=buffers))]
+                for _ in range(50):
+                    sock.send_multipart(ping)
+                    sock.send_multipart(job)
+                kinds: dict[str, int] = {}
+                while sock.poll(3000, zmq.POLLIN):
+                    msg = session.deserialize(sock.recv_multipart())
+                    name = msg.content.code if msg.msg_type == "error" else msg.msg_type
+                    kinds[name] = kinds.get(name, 0) + 1
+                assert kinds.get("pong") == 1 and kinds.get("job_accepted") == 1 and kinds.get("result") == 1, kinds
+                assert kinds.get("bad_signature") == 98, kinds
+
+            request, buffers = build_request(grid_sketch(64, 64), np.full((8, 8, 4), 60, np.uint8), steps=2)
+            assert honest.colorize(request, buffers, timeout=60).msg_type == "result"
+            after = process.memory_info().rss
+            bound = 1.5 * idle + max_job
+            assert after < bound, f"RSS {after / 2**20:.0f} MiB after the attacks; bound {bound / 2**20:.0f} MiB"
+        assert server.process.poll() is None
     finally:
         server.kill()
