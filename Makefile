@@ -21,8 +21,8 @@ $(STAMP): protocol/pyproject.toml backend/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e protocol -e 'backend[test]'
-	# pyzmq for Krita's embedded Python (3.11, the same ABI as this venv's) for the Krita tests
-	$(PY) -m pip install --quiet --target $(VENV)/krita-site pyzmq
+	# pyzmq and blake3 for Krita's embedded Python (3.11, the same ABI as this venv's) for the Krita tests
+	$(PY) -m pip install --quiet --target $(VENV)/krita-site pyzmq blake3
 	touch $(STAMP)
 
 system-deps:

@@ -1,10 +1,15 @@
 """Round trip of a 4096x4096 RGBA8 image plus an L8 mask: refcolor protocol vs bare pyzmq.
 
 Client -> server -> client on tcp loopback. The protocol path is the real one: the client
-builds and signs a colorize_request, the server checks frames, signature, JSON, fields and
-buffer sizes exactly as `refcolor serve` does, then echoes the two buffers back in a signed
-`result`, which the client verifies and matches to its request. The bare path sends the same
-bytes through a plain DEALER/ROUTER pair. Prints MB/s for each and the ratios of their times.
+builds and signs a colorize_request, the server (a ZAP/PLAIN-authenticated ROUTER, as a keyed
+`refcolor serve` binds) checks frames, signature, JSON, fields and buffer sizes as the server
+does, then echoes the two buffers back in a `result` signed in the request's scheme, which the
+client verifies and matches to its request. Signed runs: `blake3` (the default scheme) and
+`hmac-sha256` (legacy, and what a client without the blake3 package sends); unsigned: no key.
+The bare path sends the same bytes through a plain DEALER/ROUTER pair. Every round trip hashes
+the images four times when signed: the client signs, the server verifies and signs its reply,
+the client verifies. Prints MB/s for each path, the time ratios to the bare path, and how fast
+one signature of the request's frames is made alone (`*_sign_mb_per_s`).
 
 Run: .venv/bin/python benchmarks/bench_roundtrip.py [--size 4096] [--repeats 7]
 """
@@ -16,8 +21,10 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from refcolor_protocol import (
     Attachments,
@@ -29,7 +36,9 @@ from refcolor_protocol import (
     ResultLayer,
     Session,
 )
+from refcolor_protocol.connection import TRANSPORT_USERNAME, transport_password
 from refcolor_protocol.messages import check_buffers, image_refs
+from refcolor_protocol.spec import LEGACY_SIGNATURE_SCHEME, SIGNATURE_SCHEME
 
 
 def serve_bare(router: zmq.Socket, rounds: int) -> None:
@@ -47,10 +56,10 @@ def serve_protocol(router: zmq.Socket, session: Session, rounds: int, max_pixels
             ResultLayer(LayerName.FOREGROUND, 0, content.sketch_mask),
         )
         reply = session.msg(Result("bench", "echo", layers, (0,)), request.header, request.buffers, request.identities)
-        router.send_multipart(session.serialize(reply), copy=False)
+        router.send_multipart(session.serialize(reply, request.scheme or None), copy=False)
 
 
-def timed(rounds: int, once: Callable[[], None]) -> list[float]:
+def timed(rounds: int, once: Callable[[], object]) -> list[float]:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -60,7 +69,7 @@ def timed(rounds: int, once: Callable[[], None]) -> list[float]:
 
 
 def bench_bare(image: bytes, mask: bytes, rounds: int) -> list[float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context()
     router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     dealer.connect(f"tcp://127.0.0.1:{port}")
@@ -75,16 +84,26 @@ def bench_bare(image: bytes, mask: bytes, rounds: int) -> list[float]:
     thread.join()
     router.close(0)
     dealer.close(0)
+    ctx.term()
     return times
 
 
-def bench_protocol(image: bytes, mask: bytes, size: int, rounds: int, key: bytes) -> list[float]:
-    ctx = zmq.Context.instance()
+def bench_protocol(image: bytes, mask: bytes, size: int, rounds: int, key: bytes, scheme: str) -> list[float]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    authenticator = None
     router = ctx.socket(zmq.ROUTER)
+    if key:  # as the server binds with a key: the client must pass the ZAP handshake first
+        authenticator = ThreadAuthenticator(ctx)
+        authenticator.start()
+        passwords = {TRANSPORT_USERNAME.decode(): transport_password(key).decode()}
+        authenticator.configure_plain(domain="refcolor", passwords=passwords)
+        router.setsockopt(zmq.PLAIN_SERVER, 1)
+        router.setsockopt(zmq.ZAP_DOMAIN, b"refcolor")
     port = router.bind_to_random_port("tcp://127.0.0.1")
     thread = threading.Thread(target=serve_protocol, args=(router, Session(key), rounds, size * size))
     thread.start()
-    client = Client(f"tcp://127.0.0.1:{port}", key)
+    client = Client(f"tcp://127.0.0.1:{port}", key, context=ctx)
+    client.session.scheme = scheme
     # The reference names the sketch's buffer, so both paths move exactly the same bytes:
     # the image and the mask, each way.
     att = Attachments()
@@ -101,7 +120,20 @@ def bench_protocol(image: bytes, mask: bytes, size: int, rounds: int, key: bytes
     thread.join()
     client.close()
     router.close(0)
+    if authenticator is not None:
+        authenticator.stop()
+    ctx.term()
     return times
+
+
+def sign_speed(image: bytes, mask: bytes, size: int, key: bytes, scheme: str, rounds: int) -> float:
+    """Seconds (best of rounds) to sign the request's frames once, alone."""
+    session = Session(key, scheme=scheme)
+    att = Attachments()
+    sketch = att.add(image, size, size, Layout.RGBA8)
+    request = ColorizeRequest(sketch=sketch, reference=sketch, sketch_mask=att.add(mask, size, size, Layout.L8))
+    frames = session.serialize(session.msg(request, buffers=att.buffers))[2:]
+    return min(timed(rounds, lambda: session.sign(frames)))
 
 
 def main() -> None:
@@ -114,20 +146,32 @@ def main() -> None:
     mask = bytes(size * size)
     mb = 2 * (len(image) + len(mask)) / 1e6  # both directions
 
+    key = b"0" * 64
     results = {
         "bare": bench_bare(image, mask, rounds)[1:],
-        "unsigned": bench_protocol(image, mask, size, rounds, b"")[1:],
-        "signed": bench_protocol(image, mask, size, rounds, b"0" * 64)[1:],
+        "unsigned": bench_protocol(image, mask, size, rounds, b"", SIGNATURE_SCHEME)[1:],
+        "signed": bench_protocol(image, mask, size, rounds, key, SIGNATURE_SCHEME)[1:],
+        "hmac": bench_protocol(image, mask, size, rounds, key, LEGACY_SIGNATURE_SCHEME)[1:],
     }
     medians = {name: statistics.median(times) for name, times in results.items()}
-    print(f"# {size}x{size} RGBA8 + L8 mask, {mb / 2:.1f} MB each way, median of {args.repeats} round trips")
+    one_way = mb / 2
+    signing = {
+        scheme: one_way / sign_speed(image, mask, size, key, scheme, rounds)
+        for scheme in (SIGNATURE_SCHEME, LEGACY_SIGNATURE_SCHEME)
+    }
+    print(f"# {size}x{size} RGBA8 + L8 mask, {one_way:.1f} MB each way, median of {args.repeats} round trips")
+    print(f"# signed = {SIGNATURE_SCHEME}, hmac = {LEGACY_SIGNATURE_SCHEME} (legacy)")
     for name, median in medians.items():
         print(f"# {name:9s} {median * 1000:8.1f} ms  (min {min(results[name]) * 1000:.1f} ms)")
+    print(f"blake3_sign_mb_per_s: {signing[SIGNATURE_SCHEME]:.0f}")
+    print(f"hmac_sign_mb_per_s: {signing[LEGACY_SIGNATURE_SCHEME]:.0f}")
     print(f"bare_mb_per_s: {mb / medians['bare']:.0f}")
-    print(f"protocol_signed_mb_per_s: {mb / medians['signed']:.0f}")
-    print(f"protocol_unsigned_mb_per_s: {mb / medians['unsigned']:.0f}")
-    print(f"ratio_signed: {medians['signed'] / medians['bare']:.2f}")
-    print(f"ratio_unsigned: {medians['unsigned'] / medians['bare']:.2f}")
+    print(f"signed_mb_per_s: {mb / medians['signed']:.0f}")
+    print(f"hmac_mb_per_s: {mb / medians['hmac']:.0f}")
+    print(f"unsigned_mb_per_s: {mb / medians['unsigned']:.0f}")
+    print(f"unsigned_ratio: {medians['unsigned'] / medians['bare']:.2f}")
+    print(f"hmac_ratio: {medians['hmac'] / medians['bare']:.2f}")
+    print(f"signed_ratio: {medians['signed'] / medians['bare']:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ Krita's Tools ▸ Scripts ▸ Import Python Plugin from File reads it as it is: 
 ``refcolor_krita/vendor/`` (see ``plugin/refcolor_krita/vendor.py``):
 
 - ``vendor/common/refcolor_protocol/``: pure Python, from ``protocol/``;
-- ``vendor/<tag>/``: the contents of one pyzmq wheel per interpreter and platform, ``<tag>``
-  spelt as ``vendor.interpreter_tag()`` spells it (``cp311-linux_x86_64``, ``cp310-win_x86_64``,
-  ``cp311-macos_arm64``, ...). A macOS universal2 wheel fills both macOS tags.
+- ``vendor/<tag>/``: the contents of one pyzmq wheel and one blake3 wheel per interpreter and
+  platform, ``<tag>`` spelt as ``vendor.interpreter_tag()`` spells it (``cp311-linux_x86_64``,
+  ``cp310-win_x86_64``, ``cp311-macos_arm64``, ...). A macOS universal2 wheel fills both macOS tags.
 
-Wheels come from PyPI through ``pip download``; a target pip cannot fetch is logged and skipped.
+Wheels come from PyPI through ``pip download``. A target pip cannot fetch a pyzmq wheel for is
+logged and skipped; one without a blake3 wheel is bundled without it (the plugin then signs with
+the legacy hmac-sha256, which servers of protocol 1.5 still verify) and named in a warning.
 
 Usage: ``python packaging/build_plugin.py [--out DIR] [--wheels-dir DIR] [--only TAG ...]``;
 prints the zip's path.
@@ -112,15 +114,24 @@ def _version_key(filename: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", filename.split("-")[1]))
 
 
-def find_wheel(wheels_dir: Path, tag: str) -> Path | None:
-    """The newest pyzmq wheel in wheels_dir that serves tag."""
-    candidates = [path for path in wheels_dir.glob("pyzmq-*.whl") if tag in wheel_tags(path.name)]
+def project_name(requirement: str) -> str:
+    """The distribution a requirement names, as wheel file names spell it (``pyzmq>=25`` -> ``pyzmq``)."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip())
+    if match is None:
+        raise SystemExit(f"cannot read a project name from requirement {requirement!r}; expected e.g. 'pyzmq>=25'")
+    return re.sub(r"[-_.]+", "_", match.group(0)).lower()
+
+
+def find_wheel(wheels_dir: Path, tag: str, project: str = "pyzmq") -> Path | None:
+    """The newest wheel of project in wheels_dir that serves tag."""
+    candidates = [path for path in wheels_dir.glob(f"{project}-*.whl") if tag in wheel_tags(path.name)]
     return max(candidates, key=lambda path: _version_key(path.name), default=None)
 
 
 def fetch_wheel(target: Target, wheels_dir: Path, requirement: str) -> Path | None:
-    """A pyzmq wheel for target: one already in wheels_dir, or one pip downloads there."""
-    wheel = find_wheel(wheels_dir, target.tag)
+    """A wheel of requirement's project for target: one already in wheels_dir, or one pip downloads there."""
+    project = project_name(requirement)
+    wheel = find_wheel(wheels_dir, target.tag, project)
     if wheel is not None:
         log.info("%s: using %s", target.tag, wheel.name)
         return wheel
@@ -129,16 +140,16 @@ def fetch_wheel(target: Target, wheels_dir: Path, requirement: str) -> Path | No
     for platform_tag in target.platforms:
         command += ["--platform", platform_tag]
     done = subprocess.run(command, capture_output=True, text=True)
-    wheel = find_wheel(wheels_dir, target.tag)
+    wheel = find_wheel(wheels_dir, target.tag, project)
     if wheel is None:
         reason = done.stderr.strip().splitlines()[-1:] or [f"pip exited {done.returncode}"]
-        log.warning("%s: skipped, pip could not fetch a wheel (%s)", target.tag, reason[0])
+        log.warning("%s: pip could not fetch a %s wheel (%s)", target.tag, project, reason[0])
         return None
     log.info("%s: downloaded %s", target.tag, wheel.name)
     return wheel
 
 
-def stage(folder: Path, wheels: dict[str, Path]) -> Path:
+def stage(folder: Path, wheels: dict[str, list[Path]]) -> Path:
     """Lay the plugin out in folder as the zip will hold it; returns the package folder."""
     shutil.copy(PLUGIN / f"{PLUGIN_NAME}.desktop", folder)
     package = folder / PLUGIN_NAME
@@ -146,9 +157,10 @@ def stage(folder: Path, wheels: dict[str, Path]) -> Path:
     vendor = package / "vendor"
     no_cache = shutil.ignore_patterns("__pycache__")
     shutil.copytree(PROTOCOL_PACKAGE, vendor / "common" / "refcolor_protocol", ignore=no_cache)
-    for tag, wheel in sorted(wheels.items()):
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(vendor / tag)
+    for tag, tag_wheels in sorted(wheels.items()):
+        for wheel in tag_wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(vendor / tag)
     return package
 
 
@@ -171,14 +183,22 @@ def write_zip(folder: Path, destination: Path) -> None:
     partial.replace(destination)
 
 
-def build(out: Path, wheels_dir: Path, only: list[str] | None = None, requirement: str = "pyzmq>=25") -> Path:
+def build(
+    out: Path,
+    wheels_dir: Path,
+    only: list[str] | None = None,
+    requirement: str = "pyzmq>=25",
+    blake3_requirement: str = "blake3>=1.0",
+) -> Path:
     """Build the zip in out; returns its path.
 
     Args:
         out: folder for the zip (created if missing).
-        wheels_dir: where pyzmq wheels are looked for first and downloaded to.
+        wheels_dir: where wheels are looked for first and downloaded to.
         only: interpreter tags to bundle (default: every tag in TARGETS).
-        requirement: what pip downloads, e.g. ``pyzmq==27.1.0``.
+        requirement: the pyzmq pip downloads, e.g. ``pyzmq==27.1.0``; a tag without one is skipped.
+        blake3_requirement: the blake3 pip downloads, e.g. ``blake3==1.0.11``; a tag without one
+            is bundled without it (the plugin signs with hmac-sha256 there).
     """
     known = {target.tag: target for target in TARGETS}
     unknown = sorted(set(only or []) - set(known))
@@ -186,11 +206,24 @@ def build(out: Path, wheels_dir: Path, only: list[str] | None = None, requiremen
         raise SystemExit(f"unknown --only tag(s) {', '.join(unknown)}; expected some of: {', '.join(known)}")
     targets = [known[tag] for tag in only] if only else list(TARGETS)
     wheels_dir.mkdir(parents=True, exist_ok=True)
-    wheels = {target.tag: wheel for target in targets if (wheel := fetch_wheel(target, wheels_dir, requirement))}
+    wheels: dict[str, list[Path]] = {}
+    no_blake3 = []
+    for target in targets:
+        pyzmq_wheel = fetch_wheel(target, wheels_dir, requirement)
+        if pyzmq_wheel is None:
+            continue  # no use for the plugin there: it cannot connect without pyzmq
+        wheels[target.tag] = [pyzmq_wheel]
+        blake3_wheel = fetch_wheel(target, wheels_dir, blake3_requirement)
+        if blake3_wheel is None:
+            no_blake3.append(target.tag)
+        else:
+            wheels[target.tag].append(blake3_wheel)
     if not wheels:
         raise SystemExit("no pyzmq wheel could be fetched for any target; is PyPI reachable?")
     skipped = [target.tag for target in targets if target.tag not in wheels]
     log.info("bundled: %s%s", ", ".join(sorted(wheels)), f"; skipped: {', '.join(skipped)}" if skipped else "")
+    if no_blake3:
+        log.warning("no blake3 wheel for %s: the plugin signs with hmac-sha256 there", ", ".join(no_blake3))
     destination = out / f"{PLUGIN_NAME}-{read_version()}.zip"
     with tempfile.TemporaryDirectory(prefix="refcolor-plugin-") as staging:
         stage(Path(staging), wheels)
@@ -206,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "--wheels-dir",
         type=Path,
         default=None,
-        help="pyzmq wheels: used from here when present, downloaded here otherwise (default: a temporary folder)",
+        help="pyzmq and blake3 wheels: used from here when present, downloaded here otherwise "
+        "(default: a temporary folder)",
     )
     parser.add_argument(
         "--only",
@@ -215,13 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"bundle only this interpreter tag (repeatable; default all: {', '.join(t.tag for t in TARGETS)})",
     )
     parser.add_argument("--pyzmq", default="pyzmq>=25", help="requirement pip downloads (default pyzmq>=25)")
+    parser.add_argument("--blake3", default="blake3>=1.0", help="requirement pip downloads (default blake3>=1.0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.wheels_dir is not None:
-        print(build(args.out, args.wheels_dir, args.only, args.pyzmq))
+        print(build(args.out, args.wheels_dir, args.only, args.pyzmq, args.blake3))
         return 0
     with tempfile.TemporaryDirectory(prefix="refcolor-wheels-") as wheels_dir:
-        print(build(args.out, Path(wheels_dir), args.only, args.pyzmq))
+        print(build(args.out, Path(wheels_dir), args.only, args.pyzmq, args.blake3))
     return 0
 
 

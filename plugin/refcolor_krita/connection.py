@@ -157,7 +157,7 @@ class BackendConnection(QObject):
                 self._report(f"{why} Start one with `refcolor serve`, or say how to start it in the settings (⚙).")
             self._retry.start(500 if self.launcher.running else RETRY_MS)
             return
-        self.client = Client(info.address, info.key, client_name="refcolor-krita", client_version="0.1.0")
+        self.client = Client.from_info(info, client_name="refcolor-krita", client_version="0.1.0")
         for fd in self.client.fds:
             notifier = QSocketNotifier(fd, QSocketNotifier.Read, self)
             notifier.activated.connect(self.pump)

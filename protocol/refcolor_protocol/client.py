@@ -43,7 +43,7 @@ from .messages import (
     StatusRequest,
 )
 from .spec import DEFAULT_HINTS, ErrorCode
-from .wire import Session
+from .wire import Session, usable_scheme
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class Client:
 
     Args:
         address: a ZeroMQ endpoint, e.g. ``tcp://127.0.0.1:5557`` or ``ipc:///run/refcolor.sock``.
-        key: the HMAC key from the server's connection file; empty if the server runs without one.
+        key: the key from the server's connection file; empty if the server runs without one.
+        signature_scheme: the scheme the server prefers (its connection file's); signed with if
+            this side can, else the best this side has (see ``wire.usable_scheme``).
         client_name: sent in ``hello``, shown in the server's log.
         heartbeat_ms: ZMTP heartbeat interval; a silent backend counts as gone after 3 intervals.
         connect_timeout: a blocking call fails (``timeout``) when no connection could be made in
@@ -83,17 +85,19 @@ class Client:
         client_version: str = "",
         heartbeat_ms: int = 1000,
         connect_timeout: float = CONNECT_TIMEOUT_S,
+        signature_scheme: str | None = None,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.address = address
         self.key = key
-        self.session = Session(key)
+        self.session = Session(key, scheme=usable_scheme(signature_scheme) if signature_scheme else None)
         self.client_name = client_name
         self.client_version = client_version
         self.heartbeat_ms = heartbeat_ms
         self.connect_timeout = connect_timeout
         self.connected = False
         self._lost_at: float | None = None  # when the connection dropped with requests waiting
+        self._key_refused = False  # the last handshake was refused (a wrong key)
         self._routing_id = b"rc-" + secrets.token_hex(16).encode("ascii")
         self._context = context or zmq.Context.instance()
         self._pending: dict[str, Header] = {}  # msg_id -> header of requests still waiting
@@ -105,11 +109,11 @@ class Client:
     @classmethod
     def from_connection_file(cls, path: str, **kwargs: Any) -> Client:
         info = read_connection_file(path)
-        return cls(info.address, info.key, **kwargs)
+        return cls.from_info(info, **kwargs)
 
     @classmethod
     def from_info(cls, info: ConnectionInfo, **kwargs: Any) -> Client:
-        return cls(info.address, info.key, **kwargs)
+        return cls(info.address, info.key, signature_scheme=info.signature_scheme, **kwargs)
 
     # --- socket lifecycle --------------------------------------------------------------------
 
@@ -129,7 +133,11 @@ class Client:
             sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
             sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(self.key))
         self._monitor = sock.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            zmq.EVENT_CONNECTED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_CLOSED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_SUCCEEDED
         )
         sock.connect(self.address)
         self._socket = sock
@@ -184,10 +192,22 @@ class Client:
     # --- non-blocking interface --------------------------------------------------------------
 
     def send(self, content: Any, buffers: Sequence[Buffer] = ()) -> Header:
-        """Send a request without waiting; returns its header (replies carry it as parent)."""
+        """Send a request without waiting; returns its header (replies carry it as parent).
+
+        Never blocks: when the socket cannot take the message (its handshake was refused, so it
+        has no connection to queue on), the next :meth:`poll_events` has an ``error`` for it.
+        """
         sock, _ = self._sockets()
         msg = self.session.msg(content, buffers=buffers)
-        sock.send_multipart(self.session.serialize(msg), copy=False)
+        try:
+            sock.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            if self._key_refused:
+                code, why = ErrorCode.BAD_SIGNATURE, f"the backend at {self.address} refused this client's key"
+            else:
+                code, why = ErrorCode.CONNECTION_LOST, f"no connection to the backend at {self.address} to send on"
+            self._backlog.append(self._local_error(code, f"{why}; {msg.msg_type} was not sent", msg.header))
+            return msg.header
         self._pending[msg.header.msg_id] = msg.header
         return msg.header
 
@@ -218,6 +238,8 @@ class Client:
             event = recv_monitor_message(monitor, zmq.NOBLOCK)
             if event["event"] == zmq.EVENT_CONNECTED:
                 self.connected = True
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._key_refused = False
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected = False
                 if self._pending:  # wait: a backend that was only paused answers on the new connection
@@ -231,6 +253,7 @@ class Client:
             elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 # The server's ZAP check refused us: our key is not its key.
                 self.connected = False
+                self._key_refused = True
                 why = f"the backend at {self.address} refused this client's key"
                 events += self._lose_pending(why, ErrorCode.BAD_SIGNATURE) or [
                     self._local_error(ErrorCode.BAD_SIGNATURE, why, None)

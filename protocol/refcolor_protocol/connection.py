@@ -4,7 +4,7 @@ Like Jupyter's kernel connection files: a small JSON file written by the server 
 0600 permissions (only its owner can read the key), removed when the server stops::
 
     {"transport": "tcp", "address": "tcp://127.0.0.1:5557", "key": "<hex>",
-     "signature_scheme": "hmac-sha256", "pid": 1234, "protocol_version": "1.5"}
+     "signature_scheme": "blake3", "pid": 1234, "protocol_version": "1.5"}
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .spec import PROTOCOL_VERSION, SIGNATURE_SCHEME
+from .spec import PROTOCOL_VERSION, SIGNATURE_SCHEME, SIGNATURE_SCHEMES
 
 
 def runtime_dir() -> Path:
@@ -142,8 +142,11 @@ class ConnectionInfo:
         if not isinstance(key, str) or not key.isascii():
             raise ValueError(f"{source}: 'key' must be an ASCII string, got {key!r:.20}")
         scheme = data.get("signature_scheme", SIGNATURE_SCHEME)
-        if scheme != SIGNATURE_SCHEME:
-            raise ValueError(f"{source}: signature_scheme {scheme!r} is not supported; expected {SIGNATURE_SCHEME!r}")
+        if scheme not in SIGNATURE_SCHEMES:
+            raise ValueError(
+                f"{source}: signature_scheme {scheme!r} is not supported; "
+                f"expected one of {', '.join(SIGNATURE_SCHEMES)}"
+            )
         pid = data.get("pid", 0)
         version = data.get("protocol_version", PROTOCOL_VERSION)
         return cls(

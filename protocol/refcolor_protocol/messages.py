@@ -407,6 +407,9 @@ class Message:
     parent_header: Header | None = None
     buffers: tuple[Buffer, ...] = ()
     identities: tuple[bytes, ...] = ()
+    # The signature scheme a received message was signed with ("" when unsigned, or made here):
+    # how it travelled, not what it says, so two messages that differ only in it are equal.
+    scheme: str = field(default="", compare=False)
 
     @property
     def msg_type(self) -> str:

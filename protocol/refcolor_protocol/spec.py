@@ -15,7 +15,18 @@ PROTOCOL_VERSION = "1.5"
 DELIMITER = b"<REFCOLOR|MSG>"
 """Separates the routing identities from the signed part of a message."""
 
-SIGNATURE_SCHEME = "hmac-sha256"
+SIGNATURE_SCHEME = "blake3"
+"""The preferred signature scheme: keyed BLAKE3, written in connection files."""
+
+LEGACY_SIGNATURE_SCHEME = "hmac-sha256"
+"""The signature scheme of protocol 1.4 and before: still verified by 1.5, removed in 1.6.
+Also what a side without the blake3 package signs with."""
+
+SIGNATURE_SCHEMES = (SIGNATURE_SCHEME, LEGACY_SIGNATURE_SCHEME)
+
+BLAKE3_KEY_CONTEXT = "refcolor 2026-12 message signature v1"
+"""BLAKE3's key derivation context: the blake3 scheme's 32-byte key is
+BLAKE3-derive_key(BLAKE3_KEY_CONTEXT, connection key)."""
 
 MAX_JSON_FRAME_BYTES = 1 << 20
 """Header, parent header and content are small; anything bigger is refused unparsed."""

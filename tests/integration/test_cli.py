@@ -23,7 +23,7 @@ def test_serve_writes_a_private_connection_file_and_ping_reads_it(server_process
     mode = stat.S_IMODE(os.stat(server_process.connection_file).st_mode)
     assert mode == 0o600
     info = json.loads(server_process.connection_file.read_text())
-    assert info["transport"] == "tcp" and info["signature_scheme"] == "hmac-sha256" and len(info["key"]) == 64
+    assert info["transport"] == "tcp" and info["signature_scheme"] == "blake3" and len(info["key"]) == 64
     done = run("ping", "--connection-file", str(server_process.connection_file))
     assert done.returncode == 0, done.stderr
     assert f"protocol {PROTOCOL_VERSION}" in done.stdout and "model         classical (classical) on cpu" in done.stdout

@@ -140,6 +140,12 @@ def install(profile: Path, kritarc: Path, plugin_source: Path | None = None) -> 
     libs = zmq_dir.parent / "pyzmq.libs"  # auditwheel/delvewheel put libzmq here
     if libs.is_dir():
         _copy_tree(libs, vendor / tag / "pyzmq.libs")
+    try:  # fast message signing; the plugin signs with HMAC-SHA256 without it
+        import blake3
+    except ImportError:
+        pass
+    else:
+        _copy_tree(Path(blake3.__file__).parent, vendor / tag / "blake3")
     enable_in_kritarc(kritarc)
     return Installed(pykrita=pykrita, kritarc=kritarc, tag=tag)
 

@@ -72,7 +72,8 @@ CLOCK_HINT = "send a new message; if this keeps happening, set the clocks of bot
 JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # a colorize_request's msg_id, which names the job
 SEND_HWM = 64  # messages ZeroMQ queues for one peer; past that the peer is "not reading"
 OUTBOX_SECONDS = 600.0  # how long a job's final answer waits for a peer that is not reading
-CLIENT_GRACE_S = 10.0  # a client away (disconnected) this long has its jobs dropped; one back sooner keeps them
+SCHEME_MEMORY = 4096  # peers whose signature scheme is remembered (the least recent is forgotten first)
+CLIENT_GRACE_S = 3.0  # a client away (disconnected) this long has its jobs dropped; one back sooner keeps them
 SHUTDOWN_GRACE_S = 5.0  # how long a stop waits for the running job to notice its cancel
 SHUTDOWN_LINGER_S = 2.0  # then how long the last answers may take to leave
 
@@ -155,6 +156,9 @@ class Server:
         # identity -> (give-up time, frames) of job answers waiting for a peer that is not reading
         self._outbox: dict[tuple[bytes, ...], collections.deque[tuple[float, list[Any]]]] = {}
         self._away: dict[tuple[bytes, ...], float] = {}  # identity -> when a send found it disconnected
+        # identity -> the signature scheme of its last verified message: answers are signed alike
+        # (a 1.4 client verifies only hmac-sha256)
+        self._schemes: dict[tuple[bytes, ...], str] = {}
         self._throttle = Throttle(logger)
 
     def _start_authenticator(self, key: bytes) -> ThreadAuthenticator | None:
@@ -180,7 +184,9 @@ class Server:
         self.worker.start()
         try:
             if self.config.connection_file is not None:
-                info = ConnectionInfo(address=self.address, key=self.config.key, pid=os.getpid())
+                info = ConnectionInfo(
+                    address=self.address, key=self.config.key, signature_scheme=self.session.scheme, pid=os.getpid()
+                )
                 self._claimed.connection_file = write_connection_file(info, self.config.connection_file)
         except OSError:
             self._shutdown()
@@ -310,7 +316,9 @@ class Server:
             self._throttle.warn(
                 f"refused {exc.code.value}", "refused a message: %s", wire_text(exc.message, 200), level=logging.INFO
             )
-            self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint)
+            # Signed in the scheme the message claims, so that its sender can read the answer.
+            scheme = self.session.claimed_scheme(frames)
+            self._send_error(self._identity_of(frames), parent, exc.code, exc.message, hint=exc.hint, scheme=scheme)
             return
         stale = self._stale(msg.header) if self.config.key else None
         if stale is not None:
@@ -325,6 +333,7 @@ class Server:
             )  # fmt: skip
             return
         self._away.pop(msg.identities, None)  # it is back (or never left)
+        self._remember_scheme(msg.identities, msg.scheme)
         content = msg.content
         try:
             if isinstance(content, Hello):
@@ -425,11 +434,14 @@ class Server:
         parent: Header | None,
         buffers: tuple[Buffer, ...] = (),
         keep: bool = False,
+        scheme: str | None = None,
     ) -> bool:
-        """Send without blocking. For a peer that is not reading or is away, a message with ``keep``
-        (a job's final answer) waits in the outbox; any other is dropped. Returns whether it went out."""
+        """Send without blocking, signed in ``scheme``, else in the scheme the peer last signed with.
+
+        For a peer that is not reading or is away, a message with ``keep`` (a job's final answer)
+        waits in the outbox; any other is dropped. Returns whether it went out."""
         msg = self.session.msg(content, parent, buffers, identity)
-        frames = self.session.serialize(msg)
+        frames = self.session.serialize(msg, scheme or self._schemes.get(identity))
         sent = False if identity in self._outbox else self._send_now(identity, frames)
         if sent:
             return True
@@ -479,9 +491,18 @@ class Server:
         message: str,
         job: QueuedJob | None = None,
         hint: str | None = None,
+        scheme: str | None = None,
     ) -> None:
         content = Error(code.value, message, DEFAULT_HINTS[code] if hint is None else hint, job.job_id if job else "")
-        self._send(identity, content, parent, keep=job is not None)
+        self._send(identity, content, parent, keep=job is not None, scheme=scheme)
+
+    def _remember_scheme(self, identity: tuple[bytes, ...], scheme: str) -> None:
+        if not scheme:
+            return
+        self._schemes.pop(identity, None)
+        self._schemes[identity] = scheme  # the most recent last
+        if len(self._schemes) > SCHEME_MEMORY:
+            del self._schemes[next(iter(self._schemes))]
 
     def _client_gone(self, identity: tuple[bytes, ...]) -> None:
         """A client disconnected: drop its waiting jobs and answers and stop its running one."""

@@ -136,7 +136,7 @@ class Driver(Extension):
         self.facts["ok"] = ok
         self.facts["statuses"] = self.statuses
         self.facts["modules"] = {
-            name: getattr(sys.modules.get(name), "__file__", None) for name in ("zmq", "refcolor_protocol")
+            name: getattr(sys.modules.get(name), "__file__", None) for name in ("zmq", "blake3", "refcolor_protocol")
         }
         (OUT / "facts.json").write_text(json.dumps(self.facts, indent=1, default=str))
 
