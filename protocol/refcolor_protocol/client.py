@@ -16,6 +16,7 @@ is back.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -54,6 +55,12 @@ JOB_TIMEOUT_S = 3600.0  # the default bound on a whole job (the server's own def
 RECONNECT_GRACE_S = 60.0  # requests survive a lost connection this long if the backend still listens
 
 
+def _has_transport_auth(version: str) -> bool:
+    """Whether a server of protocol ``version`` authenticates connections (1.5 and later)."""
+    match = re.fullmatch(r"([0-9]+)\.([0-9]+)", version)
+    return match is None or (int(match.group(1)), int(match.group(2))) >= (1, 5)
+
+
 def is_final(request_type: str, reply_type: str) -> bool:
     """Whether ``reply_type`` is the last message a request of ``request_type`` gets."""
     if request_type == ColorizeRequest.msg_type:
@@ -69,6 +76,8 @@ class Client:
         key: the key from the server's connection file; empty if the server runs without one.
         signature_scheme: the scheme the server prefers (its connection file's); signed with if
             this side can, else the best this side has (see ``wire.usable_scheme``).
+        transport_auth: pass the keyed server's handshake (ZAP, PLAIN; protocol 1.5). Off only
+            for servers of 1.4 and before, which have none (``from_info`` decides from the file).
         client_name: sent in ``hello``, shown in the server's log.
         heartbeat_ms: ZMTP heartbeat interval; a silent backend counts as gone after 3 intervals.
         connect_timeout: a blocking call fails (``timeout``) when no connection could be made in
@@ -86,10 +95,12 @@ class Client:
         heartbeat_ms: int = 1000,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         signature_scheme: str | None = None,
+        transport_auth: bool = True,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.address = address
         self.key = key
+        self.transport_auth = transport_auth
         self.session = Session(key, scheme=usable_scheme(signature_scheme) if signature_scheme else None)
         self.client_name = client_name
         self.client_version = client_version
@@ -113,6 +124,8 @@ class Client:
 
     @classmethod
     def from_info(cls, info: ConnectionInfo, **kwargs: Any) -> Client:
+        """A client for the backend a connection file describes, speaking what its version speaks."""
+        kwargs.setdefault("transport_auth", _has_transport_auth(info.protocol_version))
         return cls(info.address, info.key, signature_scheme=info.signature_scheme, **kwargs)
 
     # --- socket lifecycle --------------------------------------------------------------------
@@ -129,7 +142,7 @@ class Client:
         # (a suspended laptop, a debugger) and resumes sends the job's answers to the new
         # connection (the server hands the id over), so the job is not lost.
         sock.setsockopt(zmq.ROUTING_ID, self._routing_id)
-        if self.key:  # a keyed server admits only connections that know it (ZAP, PLAIN)
+        if self.key and self.transport_auth:  # a keyed server admits only connections that know it (ZAP)
             sock.setsockopt(zmq.PLAIN_USERNAME, TRANSPORT_USERNAME)
             sock.setsockopt(zmq.PLAIN_PASSWORD, transport_password(self.key))
         self._monitor = sock.get_monitor_socket(
