@@ -42,104 +42,92 @@ def peak_rss(pid: int) -> int:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-def test_a_peer_without_the_key_cannot_make_the_server_hold_a_message(tmp_path: Path) -> None:
+def test_a_peer_without_the_key_cannot_make_the_server_hold_a_message(server_process: ServerProcess) -> None:
     # The attack: a DEALER with no key sent [b"junk"] + 150 frames of 16 MiB; the server received
     # the whole message before checking its signature, and its memory grew by 2.47 GB. Now a peer
     # must pass the ZAP handshake with a password derived from the key before its first frame.
-    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
-    try:
-        info = read_connection_file(server.connection_file)
-        with server.client() as honest:
-            honest.ping()
-        before = peak_rss(server.pid)
-        attackers = [raw_dealer(info.address, key, sndtimeo=1000) for key in (b"", b"not-the-key")]
-        flood = [b"junk"] + [b"\0" * (16 * MiB)] * 24  # 384 MiB per message
-        for sock in attackers:
-            # Not taken at all (zmq.Again) once the failed handshake left nowhere to queue it.
-            with contextlib.suppress(zmq.Again):
-                sock.send_multipart(flood, copy=False)
-        time.sleep(3)  # time enough for the server to take in both messages if it would
-        growth = peak_rss(server.pid) - before
-        assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
-        assert not any(sock.poll(500, zmq.POLLIN) for sock in attackers), "an unauthenticated peer was answered"
-        for sock in attackers:
-            sock.close()
-        with server.client() as honest:
-            assert honest.ping().server_id
-    finally:
-        server.kill()
+    server = server_process
+    info = read_connection_file(server.connection_file)
+    with server.client() as honest:
+        honest.ping()
+    before = peak_rss(server.pid)
+    attackers = [raw_dealer(info.address, key, sndtimeo=1000) for key in (b"", b"not-the-key")]
+    flood = [b"junk"] + [b"\0" * (16 * MiB)] * 24  # 384 MiB per message
+    for sock in attackers:
+        # Not taken at all (zmq.Again) once the failed handshake left nowhere to queue it.
+        with contextlib.suppress(zmq.Again):
+            sock.send_multipart(flood, copy=False)
+    time.sleep(3)  # time enough for the server to take in both messages if it would
+    growth = peak_rss(server.pid) - before
+    assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
+    assert not any(sock.poll(500, zmq.POLLIN) for sock in attackers), "an unauthenticated peer was answered"
+    for sock in attackers:
+        sock.close()
+    with server.client() as honest:
+        assert honest.ping().server_id
 
 
-def test_a_client_with_the_wrong_key_is_told_so(tmp_path: Path) -> None:
+def test_a_client_with_the_wrong_key_is_told_so(server_process: ServerProcess) -> None:
     # Without the handshake's verdict a client with a stale key would only ever time out.
-    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
-    try:
-        info = read_connection_file(server.connection_file)
-        with Client(info.address, b"0" * 64) as client:
-            start = time.monotonic()
-            with pytest.raises(RemoteError) as caught:
+    server = server_process
+    info = read_connection_file(server.connection_file)
+    with Client(info.address, b"0" * 64) as client:
+        start = time.monotonic()
+        with pytest.raises(RemoteError) as caught:
+            client.ping(timeout=20)
+        assert caught.value.code == ErrorCode.BAD_SIGNATURE.value
+        assert "refused this client's key" in caught.value.message
+        assert time.monotonic() - start < 10
+        # After the refusal the socket has no connection to queue on: a send must not block
+        # (the plugin sends from Krita's UI thread), the request fails at once instead.
+        start = time.monotonic()
+        for _ in range(3):
+            with pytest.raises(RemoteError) as again:
                 client.ping(timeout=20)
-            assert caught.value.code == ErrorCode.BAD_SIGNATURE.value
-            assert "refused this client's key" in caught.value.message
-            assert time.monotonic() - start < 10
-            # After the refusal the socket has no connection to queue on: a send must not block
-            # (the plugin sends from Krita's UI thread), the request fails at once instead.
-            start = time.monotonic()
-            for _ in range(3):
-                with pytest.raises(RemoteError) as again:
-                    client.ping(timeout=20)
-                assert again.value.code in (ErrorCode.BAD_SIGNATURE.value, ErrorCode.TIMEOUT.value), again.value
-            assert time.monotonic() - start < 20
-    finally:
-        server.kill()
+            assert again.value.code in (ErrorCode.BAD_SIGNATURE.value, ErrorCode.TIMEOUT.value), again.value
+        assert time.monotonic() - start < 20
 
 
-def test_signed_messages_still_need_the_handshake(tmp_path: Path) -> None:
+def test_signed_messages_still_need_the_handshake(server_process: ServerProcess) -> None:
     # Knowing the key is what the handshake proves; a peer that signs correctly but skips the
     # handshake is not admitted either (libzmq's PLAIN server refuses a NULL-mechanism peer).
-    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
-    try:
-        info = read_connection_file(server.connection_file)
-        session = Session(info.key)
-        sock = raw_dealer(info.address, sndtimeo=1000)
-        with contextlib.suppress(zmq.Again):  # see above
-            sock.send_multipart(session.serialize(session.msg(Ping("x"))))
-        assert not sock.poll(1500, zmq.POLLIN)
-        sock.close()
-        with raw_dealer(info.address, info.key) as sock:
-            sock.send_multipart(session.serialize(session.msg(Ping("y"))))
-            assert session.deserialize(sock.recv_multipart()).content.nonce == "y"
-    finally:
-        server.kill()
+    server = server_process
+    info = read_connection_file(server.connection_file)
+    session = Session(info.key)
+    sock = raw_dealer(info.address, sndtimeo=1000)
+    with contextlib.suppress(zmq.Again):  # see above
+        sock.send_multipart(session.serialize(session.msg(Ping("x"))))
+    assert not sock.poll(1500, zmq.POLLIN)
+    sock.close()
+    with raw_dealer(info.address, info.key) as sock:
+        sock.send_multipart(session.serialize(session.msg(Ping("y"))))
+        assert session.deserialize(sock.recv_multipart()).content.nonce == "y"
 
 
-def test_a_client_that_never_reads_neither_stalls_the_server_nor_fills_its_memory(tmp_path: Path) -> None:
+def test_a_client_that_never_reads_stalls_nothing_and_fills_no_memory(server_process: ServerProcess) -> None:
     # The attack: a client that never reads held 1.39 GB in the server's send queue, and every send
     # to it blocked the server's thread for 2 s, so honest pings took seconds. Here it asks for
     # thousands of capabilities and never reads one.
-    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
-    try:
-        info = read_connection_file(server.connection_file)
-        session = Session(info.key)
-        with server.client() as honest:
-            honest.ping()
-            before = peak_rss(server.pid)
-            slow = raw_dealer(info.address, info.key, rcvhwm=1, rcvbuf=4096)
-            hello = Hello("slow reader")
-            for _ in range(6000):
-                slow.send_multipart(session.serialize(session.msg(hello)))
-            time.sleep(1)
-            latencies = []
-            for _ in range(10):
-                start = time.monotonic()
-                honest.ping(timeout=30)
-                latencies.append(time.monotonic() - start)
-            assert max(latencies) < 1.0, f"honest pings took up to {max(latencies):.2f} s"
-            growth = peak_rss(server.pid) - before
-            assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
-            slow.close()
-    finally:
-        server.kill()
+    server = server_process
+    info = read_connection_file(server.connection_file)
+    session = Session(info.key)
+    with server.client() as honest:
+        honest.ping()
+        before = peak_rss(server.pid)
+        slow = raw_dealer(info.address, info.key, rcvhwm=1, rcvbuf=4096)
+        hello = Hello("slow reader")
+        for _ in range(6000):
+            slow.send_multipart(session.serialize(session.msg(hello)))
+        time.sleep(1)
+        latencies = []
+        for _ in range(10):
+            start = time.monotonic()
+            honest.ping(timeout=30)
+            latencies.append(time.monotonic() - start)
+        assert max(latencies) < 1.0, f"honest pings took up to {max(latencies):.2f} s"
+        growth = peak_rss(server.pid) - before
+        assert growth < 64 * MiB, f"the server's peak memory grew by {growth / MiB:.0f} MiB"
+        slow.close()
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ipc"])
@@ -280,21 +268,18 @@ def test_a_backend_paused_for_seconds_still_delivers_the_running_job(tmp_path: P
         server.kill()
 
 
-def test_a_second_peer_with_the_same_routing_id_is_not_silently_ignored(tmp_path: Path) -> None:
+def test_a_second_peer_with_the_same_routing_id_is_not_silently_ignored(server_process: ServerProcess) -> None:
     # The fault: a second connection with a routing id already in use was silently ignored (its
     # messages vanished). Now the newer connection takes the id over and is answered; the older
     # one is disconnected, which its client sees.
-    server = ServerProcess.start(tmp_path / "srv", "--model", "classical")
-    try:
-        info = read_connection_file(server.connection_file)
-        session = Session(info.key)
-        first = raw_dealer(info.address, info.key, routing_id=b"same-id")
-        first.send_multipart(session.serialize(session.msg(Ping("first"))))
-        assert session.deserialize(first.recv_multipart()).content.nonce == "first"
-        second = raw_dealer(info.address, info.key, routing_id=b"same-id")
-        second.send_multipart(session.serialize(session.msg(Ping("second"))))
-        assert session.deserialize(second.recv_multipart()).content.nonce == "second"
-        first.close()
-        second.close()
-    finally:
-        server.kill()
+    server = server_process
+    info = read_connection_file(server.connection_file)
+    session = Session(info.key)
+    first = raw_dealer(info.address, info.key, routing_id=b"same-id")
+    first.send_multipart(session.serialize(session.msg(Ping("first"))))
+    assert session.deserialize(first.recv_multipart()).content.nonce == "first"
+    second = raw_dealer(info.address, info.key, routing_id=b"same-id")
+    second.send_multipart(session.serialize(session.msg(Ping("second"))))
+    assert session.deserialize(second.recv_multipart()).content.nonce == "second"
+    first.close()
+    second.close()
