@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from refcolor.imaging import automask
 from refcolor.models.job import ColorizeJob, PreviewFn, resolve_seed
 from refcolor.models.options import add_model_options, model_options
 from refcolor_protocol.errors import ProtocolError
@@ -67,8 +68,18 @@ def params_from_args(args: argparse.Namespace) -> ColorizeParams:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sketch", type=Path, help="line-art image (dark lines on white or transparent)")
     parser.add_argument("reference", type=Path, help="color reference image")
-    parser.add_argument("--mask", type=Path, help="sketch foreground mask (white = character)")
-    parser.add_argument("--reference-mask", type=Path, help="reference foreground mask (default: its alpha)")
+    parser.add_argument(
+        "--mask",
+        type=_mask_source,
+        help="sketch foreground mask (white = character), or 'auto': what the canvas border cannot reach "
+        "through the line art's paper (written as <stem>_mask.png)",
+    )
+    parser.add_argument(
+        "--reference-mask",
+        type=_mask_source,
+        help="reference foreground mask (default: its alpha), or 'auto': its salient character, for a "
+        "reference without transparency (written as <stem>_reference_mask.png)",
+    )
     parser.add_argument("--background", type=Path, help="separate background reference")
     parser.add_argument("--model", default="nano", help="registered model name or model folder (default nano)")
     parser.add_argument("--device", default="cpu")
@@ -81,8 +92,23 @@ def _image(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGBA"))
 
 
-def _mask(path: Path | None) -> np.ndarray | None:
-    return None if path is None else np.asarray(Image.open(path).convert("L"))
+AUTO = "auto"
+
+
+def _mask_source(text: str) -> Path | str:
+    """argparse type of a mask option: "auto", or a path."""
+    return AUTO if text == AUTO else Path(text)
+
+
+def _mask(
+    source: Path | str | None, image: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray | None:
+    """The mask a ``--mask``-like option names: none, one computed from ``image``, or a file."""
+    if source is None:
+        return None
+    if source == AUTO:
+        return compute(image)
+    return np.asarray(Image.open(source).convert("L"))
 
 
 class _ProgressBar:
@@ -113,19 +139,29 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = params_from_args(args)
         sketch = _image(args.sketch)
+        reference = _image(args.reference)
+        sketch_mask = _mask(args.mask, sketch, automask.sketch_mask)
+        reference_mask = _mask(args.reference_mask, reference, automask.reference_mask)
         job = ColorizeJob(
             sketch=sketch,
-            reference=_image(args.reference),
+            reference=reference,
             params=params,
             seed=resolve_seed(params),
-            sketch_mask=_mask(args.mask),
-            reference_mask=_mask(args.reference_mask),
+            sketch_mask=sketch_mask,
+            reference_mask=reference_mask,
             background=None if args.background is None else _image(args.background),
         )
         colorizer = load_colorizer(args.model, args.device, **model_options(args)[args.model])
-    except (OSError, ValueError, ProtocolError, UnknownModelError) as error:
+    except (OSError, ValueError, ProtocolError, UnknownModelError, automask.MaskModelMissingError) as error:
         print(f"refcolor colorize: {error}", file=sys.stderr)
         return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    computed = ((args.mask, sketch_mask, "mask"), (args.reference_mask, reference_mask, "reference_mask"))
+    for source, mask, name in computed:
+        if source == AUTO and mask is not None:  # what was computed, to look at or correct and pass back
+            path = args.output / f"{args.sketch.stem}_{name}.png"
+            Image.fromarray(mask, "L").save(path)
+            print(path)
     if params.seed is None:
         print(f"seed {job.seed} (--seed {job.seed} repeats this result)", file=sys.stderr)
     bar = _ProgressBar(params.steps)
@@ -136,7 +172,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         bar.close()
-    args.output.mkdir(parents=True, exist_ok=True)
     for i, layers in enumerate(layer_sets):
         suffix = "" if len(layer_sets) == 1 else f"_{i}"
         for name, pixels in layers.named().items():

@@ -78,3 +78,36 @@ def test_missing_weights_say_which_package_to_install(monkeypatch: pytest.Monkey
 
 def test_the_network_is_loaded_once_per_process() -> None:
     assert SaliencyNet.default() is SaliencyNet.default()
+
+
+def test_cli_auto_masks_split_a_reference_without_alpha(tmp_path) -> None:
+    import argparse
+
+    from PIL import Image
+
+    import refcolor.models
+    from refcolor.cli import colorize as colorize_cli
+
+    size = 256
+    sketch = np.full((size, size, 4), 255, np.uint8)
+    cv2.circle(sketch, (128, 136), 80, (0, 0, 0, 255), 2)
+    truth = disc(size, (128, 136), 80)
+    ys, xs = np.mgrid[0:size, 0:size]
+    reference = np.dstack([60 + 50 * np.sin(xs / 17.0), 150 + 30 * np.cos(ys / 13.0), 90 + 0 * xs]).astype(np.uint8)
+    reference_truth = np.zeros((size, size), np.uint8)
+    cv2.ellipse(reference_truth, (120, 130), (60, 95), 0, 0, 360, 255, -1)
+    reference[reference_truth > 0] = (240, 60, 40)
+    Image.fromarray(sketch, "RGBA").save(tmp_path / "sketch.png")
+    Image.fromarray(reference, "RGB").save(tmp_path / "ref.jpg", quality=95)  # a JPEG: no alpha at all
+    refcolor.models.register("tiny", "refcolor.models.diffusion:load_tiny")
+    parser = argparse.ArgumentParser()
+    colorize_cli.add_arguments(parser)
+    files = [str(tmp_path / "sketch.png"), str(tmp_path / "ref.jpg"), "-o", str(tmp_path / "out")]
+    masks = ["--mask", "auto", "--reference-mask", "auto", "--mode", "both"]
+    args = parser.parse_args([*files, *masks, "--steps", "2", "--resolution", "64", "--model", "tiny"])
+    assert colorize_cli.run(args) == 0
+    sketch_mask = np.asarray(Image.open(tmp_path / "out" / "sketch_mask.png"))
+    reference_mask = np.asarray(Image.open(tmp_path / "out" / "sketch_reference_mask.png"))
+    assert iou(sketch_mask, truth) > 0.9 and iou(reference_mask, reference_truth) > 0.8
+    foreground = np.asarray(Image.open(tmp_path / "out" / "sketch_foreground.png"))
+    assert np.array_equal(foreground[..., 3], sketch_mask)  # the split followed the computed mask
