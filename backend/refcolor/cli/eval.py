@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(rows '..., flat reference'): what a model takes from the reference beyond its average colours",
     )
     parser.add_argument(
+        "--masks",
+        choices=["given", "auto"],
+        default="given",
+        help="'auto': also run every model row with both masks computed instead of given (rows '..., "
+        "auto masks'; scored against the true masks) and report the computed masks' IoU",
+    )
+    parser.add_argument(
         "--no-frechet", action="store_true", help="skip the Fréchet distance (no encoder needed)"
     )
     parser.add_argument(
@@ -65,20 +72,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: torch and the metrics stack load only when `refcolor eval` runs.
+    import numpy as np
+
     from refcolor.eval import report
     from refcolor.eval.runner import Method, baseline_methods, evaluate, model_methods
-    from refcolor.eval.triplets import make_triplets
+    from refcolor.eval.triplets import make_triplets, mask_iou, with_auto_masks
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.model and not args.baselines:
         raise SystemExit("refcolor eval: nothing to evaluate; pass --model NAME and/or --baselines")
     triplets = make_triplets(args.characters, args.backgrounds, args.n, args.seed, args.size)
     modes = [Mode(m) for m in args.modes] if args.modes else None
+    auto = with_auto_masks(triplets) if args.masks == "auto" else None
+    mask_ious = {}
+    if auto is not None:
+        for name, field in (("reference", "reference_mask"), ("sketch", "mask")):
+            scores = [mask_iou(getattr(a, field), getattr(t, field)) for a, t in zip(auto, triplets, strict=True)]
+            mask_ious[name] = {"mean": float(np.mean(scores)), "median": float(np.median(scores))}
     methods: list[Method] = baseline_methods(args.device) if args.baselines else []
     for model in args.model:
         methods += model_methods(
             model, args.device, modes, args.steps, args.reference_scale, args.finishing_off,
-            args.reference_ablation,
+            args.reference_ablation, auto,
         )
     features = None
     if not args.no_frechet:
@@ -95,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         "reference_scale": args.reference_scale,
         "finishing_off_rows": args.finishing_off,
         "reference_ablations": args.reference_ablation,
+        "masks": args.masks,
+        "auto_mask_iou": mask_ious,
         "tolerance": args.tolerance,
         "border": 2,
         "frechet_features": None if features is None else "efficientnet-lite0 (ImageNet), 1280-d pooled",
@@ -102,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate(methods, triplets, args.seed, features, args.tolerance, config=config)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(evaluation, args.out / "eval.json")
-    (args.out / "table.md").write_text(report.table(evaluation, markdown=True) + "\n")
+    table = report.table(evaluation, markdown=True) + "\n"
+    for name, iou in mask_ious.items():
+        table += f"\nauto {name} mask IoU: mean {iou['mean']:.3f}, median {iou['median']:.3f}"
+    (args.out / "table.md").write_text(table + ("\n" if mask_ious else ""))
     report.contact_sheet(evaluation, triplets).save(args.out / "contact-sheet.png", optimize=True)
     print(report.table(evaluation))
+    for name, iou in mask_ious.items():
+        print(f"auto {name} mask IoU: mean {iou['mean']:.3f}, median {iou['median']:.3f}")
     print(f"wrote {args.out / 'eval.json'}, {args.out / 'table.md'}, {args.out / 'contact-sheet.png'}")
     return 0

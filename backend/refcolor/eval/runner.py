@@ -42,6 +42,9 @@ class Method:
     reference_scale: float | None = None  # reference guidance; None: ColorizeParams' default
     overrides: dict[str, float] = field(default_factory=dict)  # further ColorizeParams fields
     reference: str = ""  # "": the triplet's reference; else a kind of triplets.ablate_reference
+    # What the model is given instead of the scored triplets (the same triplets with computed
+    # masks: triplets.with_auto_masks); None: the triplets themselves.
+    inputs: Sequence[Sample] | None = None
 
 # The rows of --finishing-off: the model's own colours, without the finishing pass.
 FINISHING_OFF = dict.fromkeys(finishing.PARAMS, 0.0)
@@ -55,12 +58,14 @@ def model_methods(
     reference_scale: float | None = None,
     finishing_off: bool = False,
     reference_ablations: Sequence[str] = (),
+    auto_masked: Sequence[Sample] | None = None,
 ) -> list[Method]:
     """One method per inference mode the model supports (restricted to ``modes`` if given).
 
     ``finishing_off``: also one per mode with :data:`FINISHING_OFF`. ``reference_ablations``:
-    also each of those rows with the reference replaced (:func:`ablate_reference`). All rows
-    share one loaded model.
+    also each of those rows with the reference replaced (:func:`ablate_reference`).
+    ``auto_masked``: also every row given these triplets (the scored ones with computed masks)
+    instead, labelled "auto masks". All rows share one loaded model.
     """
     from refcolor.models import load_colorizer
 
@@ -75,16 +80,19 @@ def model_methods(
         )
     finishings: list[tuple[str, dict[str, float]]] = [("", {})]
     finishings += [("finishing off", FINISHING_OFF)] if finishing_off else []
+    inputs: list[tuple[str, Sequence[Sample] | None]] = [("", None)]
+    inputs += [("auto masks", auto_masked)] if auto_masked is not None else []
     rows = []
-    for finishing_label, overrides in finishings:
-        for kind in ("", *reference_ablations):
-            labels = [model, finishing_label, f"{kind} reference" if kind else ""]
-            name = ", ".join(label for label in labels if label)
-            rows += [
-                Method(f"{name} [{m.value}]", model, m.value, colorizer, steps, reference_scale, dict(overrides),
-                       kind)
-                for m in wanted
-            ]  # fmt: skip
+    for masks_label, given in inputs:
+        for finishing_label, overrides in finishings:
+            for kind in ("", *reference_ablations):
+                labels = [model, finishing_label, f"{kind} reference" if kind else "", masks_label]
+                name = ", ".join(label for label in labels if label)
+                rows += [
+                    Method(f"{name} [{m.value}]", model, m.value, colorizer, steps, reference_scale,
+                           dict(overrides), kind, given)
+                    for m in wanted
+                ]  # fmt: skip
     return rows
 
 
@@ -184,7 +192,7 @@ def colorize_all(
         return [t.target for t in triplets], [t.target for t in triplets], 0.0
     outputs, fills = [], []
     start = time.perf_counter()
-    for index, sample in enumerate(triplets):
+    for index, sample in enumerate(method.inputs if method.inputs is not None else triplets):
         if method.reference:
             sample = ablate_reference(sample, method.reference)
         job = job_for(

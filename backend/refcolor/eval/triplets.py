@@ -8,6 +8,7 @@ the built held-out split included.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,3 +61,21 @@ def ablate_reference(sample: Sample, kind: str) -> Sample:
         if side.any():
             flat[side] = np.round(sample.reference[side].mean(0)).astype(np.uint8)
     return replace(sample, reference=flat)
+
+
+def with_auto_masks(triplets: Sequence[Sample]) -> list[Sample]:
+    """The triplets with both masks computed (:mod:`refcolor.imaging.automask`) instead of given:
+    what a model sees when the artist gives no mask. The scores stay against the true masks."""
+    from refcolor.imaging.automask import reference_mask, sketch_mask
+
+    return [
+        replace(sample, mask=sketch_mask(sample.sketch), reference_mask=reference_mask(sample.reference))
+        for sample in triplets
+    ]
+
+
+def mask_iou(computed: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two 0/255 masks (1.0 when both are empty)."""
+    a, b = computed >= 128, truth >= 128
+    union = int((a | b).sum())
+    return float((a & b).sum() / union) if union else 1.0

@@ -177,3 +177,31 @@ def test_cli_adds_ablated_rows_and_refuses_unknown_ones(monkeypatch, folders, tm
     with pytest.raises(SystemExit):
         parser.parse_args([*common, "--reference-ablation", "blur"])
     assert "invalid choice: 'blur'" in capsys.readouterr().err
+
+
+def test_cli_auto_masks_add_rows_that_send_computed_masks_and_report_their_iou(monkeypatch, folders, tmp_path):
+    import refcolor.models
+    from refcolor.imaging import automask
+
+    blank = BlankColorizer()
+    monkeypatch.setattr(refcolor.models, "load_colorizer", lambda name, device: blank)
+    # Stand-ins for the two mask makers, so the rows can be told apart by what they were sent.
+    monkeypatch.setattr(automask, "sketch_mask", lambda sketch: np.full(sketch.shape[:2], 255, np.uint8))
+    monkeypatch.setattr(automask, "reference_mask", lambda rgb: np.zeros(rgb.shape[:2], np.uint8))
+    parser = argparse.ArgumentParser()
+    eval_cli.add_arguments(parser)
+    common = ["--characters", str(folders[0]), "--backgrounds", str(folders[1]), "--n", "2", "--size", "48",
+              "--out", str(tmp_path / "eval"), "--no-frechet", "--model", "blank", "--modes", "both"]  # fmt: skip
+    assert eval_cli.run(parser.parse_args([*common, "--masks", "auto"])) == 0
+    data = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert [m["name"] for m in data["methods"]] == ["ground truth", "blank [both]", "blank, auto masks [both]"]
+    triplets = make_triplets(*folders, n=2, seed=0, size=48)
+    given, auto = blank.jobs[:2], blank.jobs[2:]
+    assert np.array_equal(given[0].sketch_mask, triplets[0].mask)
+    assert (auto[0].sketch_mask == 255).all() and (auto[1].reference_mask == 0).all()
+    # IoU of an all-foreground sketch mask is the character's share of the canvas; of an empty
+    # reference mask, 0.
+    share = np.mean([(t.mask >= 128).mean() for t in triplets])
+    ious = data["config"]["auto_mask_iou"]
+    assert ious["reference"]["mean"] == 0.0 and abs(ious["sketch"]["mean"] - share) < 1e-6
+    assert "auto sketch mask IoU" in (tmp_path / "eval" / "table.md").read_text()
