@@ -80,6 +80,7 @@ def character_document(name: str, width: int, height: int) -> Any:
     doc.rootNode().addChildNode(character, None)
     w, h = width // 2, height // 2
     character.setPixelData(b"\x30\x30\xe0\xff" * (w * h), width // 4, height // 4, w, h)
+    doc.waitForDone()  # as an artist's paint would be: done before the docker reads it
     return doc
 
 
@@ -89,6 +90,7 @@ def line_art_document(name: str, width: int, height: int, layer: str = "line art
     node = doc.createNode(layer, "paintlayer")
     doc.rootNode().addChildNode(node, doc.rootNode().childNodes()[-1])
     node.setPixelData(grid(width, height, cell), 0, 0, width, height)
+    doc.waitForDone()
     return doc
 
 
@@ -177,6 +179,15 @@ def smoke(d: Driver) -> Steps:
     show(doc)
     yield connected(d)
     yield 1.0  # the pickers follow the documents
+    # Now and then (about one run in four under Xvfb) Krita 5.1 shows the new document with its
+    # layer empty, as if the paint set before its first view were lost: paint it again, and
+    # say so in the facts, so that the test exercises the docker, not that race.
+    character = next(n for n in ref.rootNode().childNodes() if n.name() == "character")
+    if bytes(character.pixelData(150, 120, 1, 1))[3] == 0:
+        d.facts["reference_repainted"] = True
+        character.setPixelData(b"\x30\x30\xe0\xff" * (150 * 120), 75, 60, 150, 120)
+        ref.waitForDone()
+        yield 1.0
     panel = d.docker.panel
     choose(panel.line_art, "line art")
     choose(panel.reference, "character")
