@@ -323,13 +323,16 @@ class Server:
         stale = self._stale(msg.header) if self.config.key else None
         if stale is not None:
             self._throttle.warn("stale", "refused a message: %s", stale)
-            self._send_error(msg.identities, msg.header, ErrorCode.BAD_HEADER, stale, hint=CLOCK_HINT)
+            self._send_error(
+                msg.identities, msg.header, ErrorCode.BAD_HEADER, stale, hint=CLOCK_HINT, scheme=msg.scheme or None
+            )
             return
         if self.config.key and not self._first_time(bytes(frames[len(msg.identities) + 1])):
             self._throttle.warn("replay", "refused a replayed message (%s)", wire_text(msg.msg_type))
             self._send_error(
                 msg.identities, msg.header, ErrorCode.BAD_SIGNATURE,
                 "this signed message was received before (a replay); every message must be new",
+                scheme=msg.scheme or None,
             )  # fmt: skip
             return
         self._away.pop(msg.identities, None)  # it is back (or never left)

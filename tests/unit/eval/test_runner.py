@@ -162,14 +162,20 @@ def test_a_method_that_reads_only_side_means_scores_the_same_with_a_flat_referen
     assert abs(as_given.summary["fg_error"].mean - ablated.summary["fg_error"].mean) < 0.2
 
 
-def test_cli_adds_ablated_rows_and_refuses_unknown_ones(monkeypatch, folders, tmp_path, capsys):
-    import refcolor.models
-
-    monkeypatch.setattr(refcolor.models, "load_colorizer", lambda name, device: BlankColorizer())
+def eval_cli_with_blank(folders, tmp_path) -> tuple[argparse.ArgumentParser, list[str]]:
+    """`refcolor eval`'s parser, and the arguments that run the blank model on two small triplets."""
     parser = argparse.ArgumentParser()
     eval_cli.add_arguments(parser)
     common = ["--characters", str(folders[0]), "--backgrounds", str(folders[1]), "--n", "2", "--size", "48",
               "--out", str(tmp_path / "eval"), "--no-frechet", "--model", "blank", "--modes", "both"]  # fmt: skip
+    return parser, common
+
+
+def test_cli_adds_ablated_rows_and_refuses_unknown_ones(monkeypatch, folders, tmp_path, capsys):
+    import refcolor.models
+
+    monkeypatch.setattr(refcolor.models, "load_colorizer", lambda name, device: BlankColorizer())
+    parser, common = eval_cli_with_blank(folders, tmp_path)
     assert eval_cli.run(parser.parse_args([*common, "--reference-ablation", "flat"])) == 0
     data = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert [m["name"] for m in data["methods"]] == ["ground truth", "blank [both]", "blank, flat reference [both]"]
@@ -188,10 +194,7 @@ def test_cli_auto_masks_add_rows_that_send_computed_masks_and_report_their_iou(m
     # Stand-ins for the two mask makers, so the rows can be told apart by what they were sent.
     monkeypatch.setattr(automask, "sketch_mask", lambda sketch: np.full(sketch.shape[:2], 255, np.uint8))
     monkeypatch.setattr(automask, "reference_mask", lambda rgb: np.zeros(rgb.shape[:2], np.uint8))
-    parser = argparse.ArgumentParser()
-    eval_cli.add_arguments(parser)
-    common = ["--characters", str(folders[0]), "--backgrounds", str(folders[1]), "--n", "2", "--size", "48",
-              "--out", str(tmp_path / "eval"), "--no-frechet", "--model", "blank", "--modes", "both"]  # fmt: skip
+    parser, common = eval_cli_with_blank(folders, tmp_path)
     assert eval_cli.run(parser.parse_args([*common, "--masks", "auto"])) == 0
     data = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert [m["name"] for m in data["methods"]] == ["ground truth", "blank [both]", "blank, auto masks [both]"]
