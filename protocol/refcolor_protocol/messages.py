@@ -46,6 +46,13 @@ class LayerName(str, Enum):
     COMBINED = "combined"
 
 
+class MaskName(str, Enum):
+    """The masks of a colorize request, as ``auto_masks`` and a result's ``masks`` name them."""
+
+    SKETCH = "sketch"  # sketch_mask
+    REFERENCE = "reference"  # reference_mask
+
+
 class Stage(str, Enum):
     """What a running job is doing (``progress.stage``), in the order a job goes through them."""
 
@@ -164,6 +171,9 @@ class Capabilities:
     schedulers: tuple[str, ...]
     layouts: tuple[str, ...]
     limits: Limits
+    # The masks this server can compute (ColorizeRequest.auto_masks): "sketch", "reference"; a server
+    # of 1.5 sends none. Strings, not MaskName, so a client keeps working when a newer server adds one.
+    auto_masks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -273,12 +283,22 @@ class ColorizeRequest:
     background: ImageRef | None = None  # optional separate background reference
     params: ColorizeParams = field(default_factory=ColorizeParams)
     model: str = ""  # "" = the server's default model
+    auto_masks: tuple[MaskName, ...] = ()  # masks the server computes; the result carries them
 
     def images(self) -> dict[str, ImageRef]:
         names = ("sketch", "reference", "sketch_mask", "reference_mask", "background")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def check(self, path: str) -> None:
+        for i, auto in enumerate(self.auto_masks):
+            if auto in self.auto_masks[:i]:
+                raise ProtocolError(ErrorCode.INVALID_FIELD, f"{path}.auto_masks: {auto.value!r} is listed twice")
+            if getattr(self, f"{auto.value}_mask") is not None:
+                raise ProtocolError(
+                    ErrorCode.INVALID_FIELD,
+                    f"{path}.auto_masks: {auto.value!r} is to be computed but {auto.value}_mask is given too; "
+                    "send one or the other",
+                )
         for name, ref in self.images().items():
             is_mask = name.endswith("_mask")
             if is_mask != (ref.layout is Layout.L8):
@@ -323,6 +343,12 @@ class ResultLayer:
 
 
 @dataclass(frozen=True)
+class ResultMask:
+    name: MaskName
+    image: ImageRef  # L8 at its image's size (the sketch's or the reference's), 255 = foreground
+
+
+@dataclass(frozen=True)
 class Result:
     msg_type: ClassVar[str] = "result"
     job_id: str
@@ -330,6 +356,7 @@ class Result:
     layers: tuple[ResultLayer, ...]
     seeds: tuple[int, ...]  # one per variation
     elapsed_s: float = 0.0
+    masks: tuple[ResultMask, ...] = ()  # the masks the server computed (the request's auto_masks)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-PROTOCOL_VERSION = "1.5"
+PROTOCOL_VERSION = "1.6"
 """major.minor: a peer rejects messages of another major version, accepts any minor."""
 
 DELIMITER = b"<REFCOLOR|MSG>"
@@ -19,7 +19,7 @@ SIGNATURE_SCHEME = "blake3"
 """The preferred signature scheme: keyed BLAKE3, written in connection files."""
 
 LEGACY_SIGNATURE_SCHEME = "hmac-sha256"
-"""The signature scheme of protocol 1.4 and before: still verified by 1.5, removed in 1.6.
+"""The signature scheme of protocol 1.4 and before: still verified by 1.5 and 1.6, removed in 1.7.
 Also what a side without the blake3 package signs with."""
 
 SIGNATURE_SCHEMES = (SIGNATURE_SCHEME, LEGACY_SIGNATURE_SCHEME)

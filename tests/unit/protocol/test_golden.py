@@ -35,6 +35,7 @@ from refcolor_protocol.messages import (
     JobState,
     LayerName,
     Limits,
+    MaskName,
     Message,
     Mode,
     ModelEntry,
@@ -43,6 +44,7 @@ from refcolor_protocol.messages import (
     Progress,
     Result,
     ResultLayer,
+    ResultMask,
     Scheduler,
     Status,
     StatusRequest,
@@ -126,8 +128,9 @@ def result() -> tuple[Result, list[Buffer]]:
         ResultLayer(name, 0, files.add(pixels(4 * 3 * 4, 10 + i), 4, 3, Layout.RGBA8))
         for i, name in enumerate(LayerName)
     )
+    masks = (ResultMask(MaskName.REFERENCE, files.add(pixels(2 * 2, 13), 2, 2, Layout.L8)),)
     return Result(
-        job_id=REQUEST.msg_id, model="classical", layers=layers, seeds=(4242,), elapsed_s=1.5
+        job_id=REQUEST.msg_id, model="classical", layers=layers, seeds=(4242,), elapsed_s=1.5, masks=masks
     ), files.buffers
 
 
@@ -157,6 +160,7 @@ def example(msg_type: str) -> Message:
             tuple(s.value for s in Scheduler),
             tuple(layout.value for layout in Layout),
             limits,
+            ("sketch", "reference"),
         )
         parent = HELLO
     elif msg_type == "ping":
@@ -260,7 +264,8 @@ def test_golden_files_are_exactly_the_message_types() -> None:
 def test_golden_examples_use_every_image_slot() -> None:
     request = example("colorize_request")
     assert len(request.content.images()) == 5 and len(request.buffers) == 5
-    assert len(example("result").content.layers) == 3 and len(example("result").buffers) == 3
+    assert len(example("result").content.layers) == 3 and len(example("result").content.masks) == 1
+    assert len(example("result").buffers) == 4
     assert example("progress").content.preview is not None
 
 

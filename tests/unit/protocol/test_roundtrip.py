@@ -31,6 +31,7 @@ from refcolor_protocol.messages import (
     ColorizeRequest,
     Header,
     ImageRef,
+    MaskName,
     Message,
 )
 from refcolor_protocol.spec import DELIMITER, MAX_BUFFERS, PROTOCOL_VERSION, Layout
@@ -67,7 +68,9 @@ def _fix_request(request: ColorizeRequest) -> ColorizeRequest:
         ref, image = getattr(request, mask), getattr(request, owner)
         if ref is not None:
             changes[mask] = _fix_image(ref, Layout.L8, (image.width, image.height))
-    return dataclasses.replace(request, **changes)
+    given = {name for name in MaskName if getattr(request, f"{name.value}_mask") is not None}
+    auto = tuple(name for name in dict.fromkeys(request.auto_masks) if name not in given)  # each once, not given
+    return dataclasses.replace(request, **changes, auto_masks=auto)
 
 
 FIXUPS: dict[type[Any], Callable[[Any], Any]] = {

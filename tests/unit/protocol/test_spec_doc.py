@@ -116,7 +116,7 @@ def backticked(text: str) -> list[str]:
 
 # --- types ---------------------------------------------------------------------------------------
 
-NESTED_TYPE_NAMES = {"ImageRef", "ColorizeParams", "ModelEntry", "Limits", "JobState", "ResultLayer"}
+NESTED_TYPE_NAMES = {"ImageRef", "ColorizeParams", "ModelEntry", "Limits", "JobState", "ResultLayer", "ResultMask"}
 
 
 def nested_class(name: str) -> type[Any]:
@@ -416,7 +416,7 @@ def bullet_description(spec: Spec, name: str) -> str:
     return found[0].removeprefix(f"**{name}**: ")
 
 
-@pytest.mark.parametrize("name", ["ModelEntry", "Limits", "JobState", "ResultLayer"])
+@pytest.mark.parametrize("name", ["ModelEntry", "Limits", "JobState", "ResultLayer", "ResultMask"])
 def test_bullet_types_match(spec: Spec, name: str) -> None:
     cls = nested_class(name)
     text = bullet_description(spec, name)
