@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, Message, Progress, Stage
+from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, MaskName, Message, Progress, Stage
 
-from .jobs import Snapshot, VariationLayers, build_request, result_layers
+from .jobs import Snapshot, VariationLayers, build_request, result_layers, result_masks
 from .masks import MaskSource
 from .pixels import Pixels, PluginError
 
@@ -43,6 +43,16 @@ class Placement:
     where: str  # in words, for the status: "below “line art”", ...
 
 
+@dataclass(frozen=True)
+class ComputedMasks:
+    """The masks the backend found for a job ("Automatic"), with what the job read and where its
+    result went: enough to show them and to turn them into selections."""
+
+    inputs: Inputs
+    target: Any
+    masks: dict[MaskName, Pixels]
+
+
 class DocumentAccess(Protocol):
     def snapshot(self, inputs: Inputs) -> tuple[Snapshot, Any]:
         """Read the inputs; returns them and a target handle saying where results go.
@@ -62,6 +72,16 @@ class DocumentAccess(Protocol):
         """The job of ``target`` ended without a result (failed, cancelled)."""
         ...
 
+    def use_as_selection(self, computed: ComputedMasks) -> list[str]:
+        """Make computed masks selections the artist can correct: the line-art mask the line art's
+        document's selection, the reference mask a selection mask on a reference layer. Returns
+        what was done, in words.
+
+        Raises:
+            PluginError: the document or layer has gone.
+        """
+        ...
+
 
 class State(str, Enum):
     IDLE = "idle"
@@ -74,7 +94,7 @@ class _PendingJob:
     header: Header
     target: Any
     size: tuple[int, int]
-    replace_previous: bool
+    inputs: Inputs
     cancelling: bool = False
     started: bool = False  # the backend has said it started
 
@@ -88,6 +108,7 @@ class Callbacks:
     preview: Callable[[Pixels], None] = lambda pixels: None
     done: Callable[[list[str], str], None] = lambda names, where: None
     failed: Callable[[str], None] = lambda message: None
+    masks: Callable[[ComputedMasks], None] = lambda computed: None  # before done, when the backend found some
 
 
 STAGE_TEXT = {
@@ -116,9 +137,12 @@ class ColorizeController:
             return State.IDLE
         return State.CANCELLING if self.job.cancelling else State.RUNNING
 
-    def colorize(self, inputs: Inputs, params: ColorizeParams, model: str = "") -> None:
-        """Start a job (``model`` "": the backend's default). Errors the user can fix go to
-        ``callbacks.failed``; nothing is raised."""
+    def colorize(
+        self, inputs: Inputs, params: ColorizeParams, model: str = "", can_compute: tuple[str, ...] | None = None
+    ) -> None:
+        """Start a job (``model`` "": the backend's default; ``can_compute``: the masks the backend
+        can find, None: not known). Errors the user can fix go to ``callbacks.failed``; nothing is
+        raised."""
         if self.job is not None:
             self.callbacks.failed("a colorization is already running; cancel it or wait for it")
             return
@@ -129,7 +153,7 @@ class ColorizeController:
             self.callbacks.failed(str(exc))
             return
         try:
-            request, buffers = build_request(snapshot, params, model)
+            request, buffers = build_request(snapshot, params, model, can_compute)
             size_mb = sum(len(memoryview(b)) for b in buffers) / 1e6  # type: ignore[arg-type]
             self.callbacks.stage(f"Sending {size_mb:.1f} MB to the backend…", True)
             header = self.send(request, buffers)
@@ -137,7 +161,7 @@ class ColorizeController:
             self.documents.discard(target)
             self.callbacks.failed(str(exc))
             return
-        self.job = _PendingJob(header, target, snapshot.sketch.size, inputs.replace_previous)
+        self.job = _PendingJob(header, target, snapshot.sketch.size, inputs)
         self.callbacks.state(State.RUNNING)
         self.callbacks.progress(0, params.steps * params.variations)
         self.callbacks.stage("Waiting for the backend…", True)
@@ -180,7 +204,8 @@ class ColorizeController:
             self.callbacks.stage("Placing the result layers…", True)
             try:
                 layers = result_layers(msg, job.size)
-                placed = self.documents.add_results(job.target, layers, job.replace_previous)
+                masks = result_masks(msg)
+                placed = self.documents.add_results(job.target, layers, job.inputs.replace_previous)
             except PluginError as exc:
                 self._fail(job, str(exc))
             except Exception as exc:  # never a traceback dialog: say it in the docker, log the rest
@@ -188,6 +213,8 @@ class ColorizeController:
                 self._fail(job, f"Could not add the result layers: {type(exc).__name__}: {exc}")
             else:
                 self._finish()
+                if masks:
+                    self.callbacks.masks(ComputedMasks(job.inputs, job.target, masks))
                 # With an automatic seed, the seed is how the artist gets this result again.
                 names = [f"{name} (seed {layer.seed})" for name, layer in zip(placed.names, layers, strict=False)]
                 self.callbacks.done(names, placed.where)

@@ -21,8 +21,10 @@ from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QIcon
 from PyQt5.QtWidgets import QApplication, QComboBox, QDialog
 
+from refcolor_protocol import MaskName
+
 from .connection import BackendConnection
-from .controller import Callbacks, ColorizeController, Inputs, State
+from .controller import Callbacks, ColorizeController, ComputedMasks, Inputs, State
 from .document import (
     KritaDocuments,
     KritaSettingsStore,
@@ -33,7 +35,7 @@ from .document import (
 )
 from .masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
 from .panel import FILE_ITEM, THUMB, BackendDialog, Panel, connect_clicked
-from .pixels import Pixels, PluginError, has_transparency, thumbnail_rgba
+from .pixels import Pixels, PluginError, coverage, faded_outside, has_transparency, thumbnail_rgba
 from .settings import load_settings, save_settings
 from .sources import Entry, Kind, Missing, Source, find, line_art_entries, reference_entries
 
@@ -90,6 +92,9 @@ class RefcolorDocker(DockWidget):
         self.fingerprint: tuple[Any, ...] | None = None
         self.entries: list[Entry] = []  # the open documents' layers, as of the last refresh
         self.reference_seen: tuple[tuple[Any, ...], ReferenceLook] | None = None
+        self.computed: ComputedMasks | None = None  # the last job's automatic masks, for "Use as selection"
+        self.masks_note = ""  # what the status says of them when the job is done
+        self.faded_thumbnail: tuple[Any, Pixels] | None = None  # (reference pick, its thumbnail with the mask)
         self.connection = BackendConnection(self.settings, self)
         self.controller = ColorizeController(
             self.documents,
@@ -101,6 +106,7 @@ class RefcolorDocker(DockWidget):
                 preview=self.panel.set_preview,
                 done=self._done,
                 failed=lambda text: self.panel.set_status(text[:1].upper() + text[1:], ok=False),
+                masks=self._masks_computed,
             ),
         )
         self.connection.status.connect(self.panel.set_connection)
@@ -109,6 +115,7 @@ class RefcolorDocker(DockWidget):
         connect_clicked(self.panel.colorize, self.start)
         connect_clicked(self.panel.cancel, self.controller.cancel)
         connect_clicked(self.panel.settings_button, self.edit_backend)
+        connect_clicked(self.panel.use_masks, self.use_as_selection)
         self.panel.line_art.activated.connect(lambda *_: self._picked("line_art", self.panel.line_art))
         self.panel.reference.activated.connect(lambda *_: self._picked("reference", self.panel.reference))
         self.panel.background.activated.connect(lambda *_: self._picked("background", self.panel.background))
@@ -265,7 +272,9 @@ class RefcolorDocker(DockWidget):
         # The reference's thumbnail and mask choices (its transparency decides the default).
         handle = self._handle(self.panel.reference.currentData())
         looked = self._look_at_reference(handle)
-        self.panel.show_thumbnail(looked.thumbnail)
+        faded = self.faded_thumbnail
+        shown = faded[1] if faded is not None and faded[0] == self.panel.reference.currentData() else None
+        self.panel.show_thumbnail(shown or looked.thumbnail)
         self.panel.fill_masks(
             self.panel.reference_mask, reference_mask_choices(looked.transparent, looked.layer_mask)
         )
@@ -340,7 +349,10 @@ class RefcolorDocker(DockWidget):
             return
         self.sync()  # the pickers show the documents as they are now, and the job uses what they show
         self._save()
-        self.controller.colorize(self.inputs(), self.panel.params(), self.settings.model)
+        caps = self.connection.capabilities
+        self.controller.colorize(
+            self.inputs(), self.panel.params(), self.settings.model, None if caps is None else caps.auto_masks
+        )
 
     def _state(self, state: State) -> None:
         self.panel.set_running(state is not State.IDLE)
@@ -356,9 +368,48 @@ class RefcolorDocker(DockWidget):
         self.panel.progress.repaint()
 
     def _done(self, names: list[str], where: str) -> None:
-        self.panel.set_status(f"Done: added {', '.join(names)} {where}.")
+        self.panel.set_status(f"Done: added {', '.join(names)} {where}.{self.masks_note}")
+        self.masks_note = ""
         self.input_problem = ""
         self.sync()
+
+    def _masks_computed(self, computed: ComputedMasks) -> None:
+        """Show the masks the backend found: how much each covers in the status, the reference's
+        on its thumbnail (what it left out faded), and offer to make them selections."""
+        self.computed = computed
+        words = {MaskName.SKETCH: "line art", MaskName.REFERENCE: "reference"}
+        shares = ", ".join(f"{words[name]} {coverage(mask):.0%}" for name, mask in computed.masks.items())
+        self.masks_note = f" Automatic masks: {shares} foreground; “Use as selection” to correct them."
+        self.panel.use_masks.show()
+        self.faded_thumbnail = None
+        reference = computed.masks.get(MaskName.REFERENCE)
+        looked = self.reference_seen[1] if self.reference_seen is not None else None
+        if reference is not None and looked is not None and looked.thumbnail is not None:
+            small = thumbnail_rgba(reference, THUMB)
+            if small.size == looked.thumbnail.size:
+                self.faded_thumbnail = (self.panel.reference.currentData(), faded_outside(looked.thumbnail, small))
+                self.panel.show_thumbnail(self.faded_thumbnail[1])
+
+    def use_as_selection(self) -> None:
+        """The last job's automatic masks become selections; the pickers then use them."""
+        computed = self.computed
+        if computed is None:
+            return
+        try:
+            done = self.documents.use_as_selection(computed)
+        except PluginError as exc:
+            self.panel.set_status(str(exc)[:1].upper() + str(exc)[1:], ok=False)
+            return
+        if MaskName.SKETCH in computed.masks:
+            self.panel.sketch_mask.setProperty("user_pick", MaskSource.SELECTION)
+        if any(text.startswith("the reference mask is now") for text in done):
+            self.panel.reference_mask.setProperty("user_pick", MaskSource.LAYER_MASK)
+        self.reference_seen = None  # the reference layer has a selection mask now
+        self.fingerprint = None
+        self.sync()
+        self._save()
+        text = "; ".join(done)
+        self.panel.set_status(f"{text[:1].upper()}{text[1:]}. Correct it with Krita's selection tools, then Colorize.")
 
     def edit_backend(self) -> None:
         dialog = BackendDialog(self.settings, self)

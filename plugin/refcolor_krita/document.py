@@ -10,13 +10,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from krita import Krita
+from krita import Krita, Selection
 from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QImage
 
-from refcolor_protocol import Layout
+from refcolor_protocol import Layout, MaskName
 
-from .controller import Inputs, Placement
+from .controller import ComputedMasks, Inputs, Placement
 from .jobs import Snapshot, VariationLayers
 from .masks import MaskSource
 from .pixels import Pixels, PluginError, alpha_channel, full_mask, is_blank
@@ -52,6 +52,7 @@ class ResultPlace:
     line_art: Any  # the line-art node in ``document``
     copy_of: str = ""  # the original document's title when ``document`` is a copy
     lines: bytes = b""  # the line art as read (BGRA8), for the result group's own "lines" layer
+    reference_rect: tuple[int, int, int, int] | None = None  # a reference layer's area as read (None: a file)
 
     @property
     def opaque(self) -> bool:
@@ -96,6 +97,7 @@ def find_node(document: Any, unique_id: Any) -> Any | None:
 READABLE_MODELS = ("RGBA", "GRAYA")  # what the plugin converts to 8-bit RGBA itself
 RGB8_PROFILE = "sRGB-elle-V2-srgbtrc.icc"  # Krita's default 8-bit sRGB profile
 OPAQUE_SHARE = 0.95  # line art that covers this much of the canvas is a scan on paper
+AUTO_MASK_NAME = "refcolor automatic mask"  # the selection mask "Use as selection" puts on a reference layer
 
 
 def is_rgba8(document: Any) -> bool:
@@ -240,7 +242,10 @@ class KritaDocuments:
             raise PluginError(f"the line-art layer “{line_art.node.name()}” is empty")
         place.lines = sketch.data
         sketch_mask = None
-        if inputs.sketch_mask is MaskSource.SELECTION:
+        auto: list[MaskName] = []
+        if inputs.sketch_mask is MaskSource.AUTO:
+            auto.append(MaskName.SKETCH)
+        elif inputs.sketch_mask is MaskSource.SELECTION:
             selection = document.selection()
             if selection is None:
                 raise PluginError("there is no selection any more: select the foreground, or pick another mask")
@@ -253,8 +258,11 @@ class KritaDocuments:
         if present(inputs.reference, "reference") is None:
             raise PluginError("pick a reference: a layer of an open document, or an image file")
         reference, ref_rect = read_image(inputs.reference, "reference")
+        place.reference_rect = ref_rect
         reference_mask = None
-        if inputs.reference_mask is MaskSource.ALPHA:
+        if inputs.reference_mask is MaskSource.AUTO:
+            auto.append(MaskName.REFERENCE)
+        elif inputs.reference_mask is MaskSource.ALPHA:
             reference_mask = alpha_channel(reference)
         elif inputs.reference_mask is MaskSource.LAYER_MASK:
             node = None if ref_rect is None else selection_mask(inputs.reference.node)
@@ -265,7 +273,7 @@ class KritaDocuments:
             reference_mask = full_mask(reference.width, reference.height)
         background_source = present(inputs.background, "background")
         background = None if background_source is None else read_image(background_source, "background")[0]
-        return Snapshot(sketch, reference, sketch_mask, reference_mask, background)
+        return Snapshot(sketch, reference, sketch_mask, reference_mask, background, tuple(auto))
 
     def document_size(self, target: ResultPlace) -> tuple[int, int]:
         return target.document.width(), target.document.height()
@@ -275,14 +283,58 @@ class KritaDocuments:
         if target.copy_of:
             target.document.close()
 
+    def use_as_selection(self, computed: ComputedMasks) -> list[str]:
+        """The line-art mask becomes its document's selection (replacing the one there, as a
+        selection tool does); the reference mask a selection mask on the reference layer, named
+        AUTO_MASK_NAME (one made before is replaced; the layer's pixels are not touched). A file
+        reference's mask cannot become a selection: the words say so."""
+        done = []
+        sketch = computed.masks.get(MaskName.SKETCH)
+        line_art = computed.inputs.line_art
+        if sketch is not None:
+            document = self._open(line_art, "line art")
+            if (document.width(), document.height()) != sketch.size:
+                raise PluginError("the line art's document was resized since it was colorized: colorize it again")
+            selection = Selection()
+            selection.setPixelData(sketch.data, 0, 0, sketch.width, sketch.height)
+            document.setSelection(selection)
+            done.append("the line-art mask is now the selection")
+        reference = computed.masks.get(MaskName.REFERENCE)
+        rect = getattr(computed.target, "reference_rect", None)
+        if reference is not None and isinstance(computed.inputs.reference, LayerRef) and rect is not None:
+            layer = computed.inputs.reference
+            document = self._open(layer, "reference")
+            for child in layer.node.childNodes():
+                if child.type() == "selectionmask" and child.name() == AUTO_MASK_NAME:
+                    child.remove()
+            selection = Selection()
+            selection.setPixelData(reference.data, rect[0], rect[1], reference.width, reference.height)
+            mask = document.createSelectionMask(AUTO_MASK_NAME)
+            mask.setSelection(selection)
+            layer.node.addChildNode(mask, None)
+            done.append(f"the reference mask is now a selection mask on “{layer.node.name()}”")
+        elif reference is not None:
+            done.append("the reference is a file, so its mask stays on the thumbnail: open it in Krita to correct it")
+        document = getattr(line_art, "document", None)
+        if document is not None:
+            document.refreshProjection()
+        return done
+
+    def _open(self, layer: LayerRef, what: str) -> Any:
+        """``layer``'s document, if it and the layer are still open."""
+        if layer.document not in self.app.documents() or find_node(layer.document, layer.node.uniqueId()) is None:
+            raise PluginError(f"the {what} layer or its document has been closed since it was colorized")
+        return layer.document
+
     def add_results(self, target: ResultPlace, layers: list[VariationLayers], replace_previous: bool) -> Placement:
         """One group per variation next to the line art, the first visible, the rest hidden; each
         group is built whole before it goes into the stack, so adding it is one undo step.
 
         Line art on transparency keeps the groups directly below it. Line art that covers the
-        canvas (a scan on white paper) would hide them there: they go directly above it, each with
-        a copy of the lines on top in Multiply, so the lines show over the colours. The user's
-        layers and the active layer are never changed.
+        canvas (a scan on white paper) would hide them there, and line art at the bottom of its
+        stack (a PNG opened as one layer) has no place below it: the groups go directly above it,
+        each with a copy of the lines on top in Multiply, so the lines show over the colours. The
+        user's layers and the active layer are never changed.
         """
         document, line_art = target.document, target.line_art
         parent = line_art.parentNode()
@@ -297,7 +349,10 @@ class KritaDocuments:
                     node.remove()
         existing = [n.name() for n in walk(document.rootNode())]
         names = next_group_names(existing, len(layers))
-        opaque = target.opaque
+        # Nothing can go below a layer at the bottom of its stack (Krita's addChildNode puts a node
+        # without a neighbour on top): there, too, the groups go above with the lines on top.
+        bottom = parent.childNodes()[0].uniqueId() == line_art.uniqueId()
+        on_top = target.opaque or bottom
 
         def layer(name: str, data: bytes, blending: str = "normal") -> Any:
             node = document.createNode(name, "paintlayer")
@@ -309,24 +364,24 @@ class KritaDocuments:
         for name, variation in zip(names, layers, strict=True):
             group = document.createGroupLayer(name)
             children = [layer("background", variation.background.data), layer("foreground", variation.foreground.data)]
-            if opaque:
+            if on_top:
                 children.append(layer("lines", target.lines, "multiply"))
             group.setChildNodes(children)  # bottom first
             group.setVisible(variation.variation == 0)
             groups.append(group)
         # Each group goes right next to the line art, the last first: the first variation ends up nearest.
         for group in reversed(groups):
-            if opaque:
+            if on_top:
                 parent.addChildNode(group, line_art)  # directly above it
             else:
                 siblings = parent.childNodes()  # bottom of the stack first
                 index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
-                parent.addChildNode(group, siblings[index - 1] if index > 0 else None)  # directly below it
+                parent.addChildNode(group, siblings[index - 1])  # directly below it (index > 0: not the bottom)
         if active is not None:
             keep_active(document, active)
         document.refreshProjection()
-        where = f"{'above' if opaque else 'below'} “{line_art.name()}”"
-        if opaque:
+        where = f"{'above' if on_top else 'below'} “{line_art.name()}”"
+        if on_top:
             where += ", with its lines multiplied on top"
         if target.copy_of:
             where += f", in an 8-bit RGB copy of {target.copy_of}, which is unchanged"

@@ -10,6 +10,7 @@ from refcolor_protocol import (
     ColorizeParams,
     ColorizeRequest,
     Layout,
+    MaskName,
     Message,
     Result,
 )
@@ -26,17 +27,30 @@ class Snapshot:
     sketch_mask: Pixels | None = None  # L8, document size
     reference_mask: Pixels | None = None  # L8, reference size
     background: Pixels | None = None
+    auto_masks: tuple[MaskName, ...] = ()  # the masks the backend is to find ("Automatic")
+
+
+MASK_WORDS = {MaskName.SKETCH: "line-art", MaskName.REFERENCE: "reference"}
 
 
 def build_request(
-    snapshot: Snapshot, params: ColorizeParams, model: str = ""
+    snapshot: Snapshot, params: ColorizeParams, model: str = "", can_compute: tuple[str, ...] | None = None
 ) -> tuple[ColorizeRequest, list[object]]:
-    """The request and its buffers (``model`` "": the backend's default).
+    """The request and its buffers (``model`` "": the backend's default). ``can_compute``: the
+    masks the backend can find (its capabilities' ``auto_masks``; None: not known).
 
     Raises:
         PluginError: a mask does not match its image (a bug in reading the document, or a
-            document resized between reads), or a layout is not what the protocol accepts.
+            document resized between reads), a layout is not what the protocol accepts, or an
+            automatic mask the backend cannot compute.
     """
+    for name in snapshot.auto_masks:
+        if can_compute is not None and name.value not in can_compute:
+            why = "it is older than protocol 1.6" if not can_compute else "its mask model is not installed"
+            raise PluginError(
+                f"this backend cannot find the {MASK_WORDS[name]} mask automatically ({why}): pick another "
+                "mask, or update the backend (pip install -U refcolor) and restart it"
+            )
     for mask, image, what in (
         (snapshot.sketch_mask, snapshot.sketch, "line-art"),
         (snapshot.reference_mask, snapshot.reference, "reference"),
@@ -62,8 +76,25 @@ def build_request(
         background=add(snapshot.background),  # type: ignore[arg-type]
         params=params,
         model=model,
+        auto_masks=snapshot.auto_masks,
     )
     return request, att.buffers
+
+
+def result_masks(msg: Message) -> dict[MaskName, Pixels]:
+    """The masks the backend computed for a job (L8, each at its image's size).
+
+    Raises:
+        PluginError: a mask that is not 8-bit grey.
+    """
+    result: Result = msg.content
+    found: dict[MaskName, Pixels] = {}
+    for mask in result.masks:
+        ref = mask.image
+        if ref.layout is not Layout.L8:
+            raise PluginError(f"the backend returned the {MASK_WORDS[mask.name]} mask as {ref.layout.value}, not L8")
+        found[mask.name] = Pixels(bytes(memoryview(msg.buffers[ref.buffer])), ref.width, ref.height, Layout.L8)
+    return found
 
 
 @dataclass(frozen=True)

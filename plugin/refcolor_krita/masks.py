@@ -9,6 +9,7 @@ class MaskSource(str, Enum):
     SELECTION = "selection"  # the document's current selection
     LAYER_MASK = "layer_mask"  # a selection mask attached to the layer
     ALPHA = "alpha"  # the layer's own transparency (references only)
+    AUTO = "auto"  # computed by the backend (protocol 1.6: colorize_request.auto_masks)
     NONE = "none"  # no mask: everything is foreground
 
 
@@ -16,6 +17,7 @@ LABELS = {
     MaskSource.SELECTION: "Current selection",
     MaskSource.LAYER_MASK: "Selection mask on the layer",
     MaskSource.ALPHA: "Layer transparency",
+    MaskSource.AUTO: "Automatic",
     MaskSource.NONE: "None (all foreground)",
 }
 
@@ -24,14 +26,15 @@ def sketch_mask_choices(has_selection: bool, has_layer_mask: bool) -> list[MaskS
     """Choices for the sketch's foreground mask, the default first.
 
     The current selection is the default when one exists (an artist selects the character
-    and presses Colorize), then a selection mask attached to the line-art layer.
+    and presses Colorize), then a selection mask attached to the line-art layer; with neither,
+    the backend finds the character (what the canvas border cannot reach through the paper).
     """
     choices = []
     if has_selection:
         choices.append(MaskSource.SELECTION)
     if has_layer_mask:
         choices.append(MaskSource.LAYER_MASK)
-    choices.append(MaskSource.NONE)
+    choices += [MaskSource.AUTO, MaskSource.NONE]
     return choices
 
 
@@ -39,14 +42,15 @@ def reference_mask_choices(has_transparency: bool, has_layer_mask: bool) -> list
     """Choices for the reference's foreground mask, the default first.
 
     A reference with transparency (a character cut out on its own layer) uses its alpha by
-    default; a selection mask on the reference layer comes next.
+    default; a selection mask on the reference layer comes next; a flattened picture (a JPEG, a
+    character sheet on a background) gets its character found by the backend.
     """
     choices = []
     if has_transparency:
         choices.append(MaskSource.ALPHA)
     if has_layer_mask:
         choices.append(MaskSource.LAYER_MASK)
-    choices.append(MaskSource.NONE)
+    choices += [MaskSource.AUTO, MaskSource.NONE]
     return choices
 
 

@@ -238,6 +238,12 @@ class Panel(QWidget):
         self.reference_thumb.setAlignment(Qt.AlignCenter)
         self.sketch_mask = QComboBox()
         self.reference_mask = QComboBox()
+        self.use_masks = QPushButton("Use as selection")
+        self.use_masks.setToolTip(
+            "Turn the masks refcolor found automatically into selections you can correct: the line-art mask "
+            "becomes the document's selection, the reference mask a selection mask on the reference layer"
+        )
+        self.use_masks.hide()  # until a job's masks were found automatically
         self.background = QComboBox()
         for combo in (self.line_art, self.reference, self.sketch_mask, self.reference_mask, self.background):
             # long layer names must not widen the docker: the combo elides, its list shows them whole
@@ -290,6 +296,7 @@ class Panel(QWidget):
         form.addRow("", self.reference_thumb)
         form.addRow("Line-art mask", self.sketch_mask)
         form.addRow("Reference mask", self.reference_mask)
+        form.addRow("", self.use_masks)
         form.addRow("Background", self.background)
         advanced = QFormLayout(self.advanced)
         advanced.setContentsMargins(0, 0, 0, 0)

@@ -81,3 +81,24 @@ def thumbnail_rgba(pixels: Pixels, max_side: int) -> Pixels:
                 picked[channel::bpp] = row[channel :: bpp * step]
             rows.append(bytes(picked))
     return Pixels(b"".join(rows), width, len(rows), pixels.layout)
+
+
+def faded_outside(image: Pixels, mask: Pixels, keep: int = 4) -> Pixels:
+    """``image`` (RGBA8/BGRA8) with the alpha of what ``mask`` (L8, same size) leaves out divided by
+    ``keep``: how the docker shows a mask on the reference's thumbnail."""
+    if mask.size != image.size or mask.layout is not Layout.L8:
+        raise PluginError(f"a {mask.width}x{mask.height} mask does not fit a {image.width}x{image.height} image")
+    alpha = bytes(a if m > 127 else a // keep for a, m in zip(image.data[3::4], mask.data, strict=True))
+    out = bytearray(image.data)
+    out[3::4] = alpha
+    return Pixels(bytes(out), image.width, image.height, image.layout)
+
+
+def coverage(mask: Pixels) -> float:
+    """The share of an L8 mask that is foreground (above half)."""
+    if not mask.data:
+        return 0.0
+    return mask.data.translate(_ABOVE_HALF).count(1) / len(mask.data)
+
+
+_ABOVE_HALF = bytes(int(v > 127) for v in range(256))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from kritatest import ROOT, KritaGui, run_gui
 from PIL import Image
+from support import ServerProcess
 
 pytestmark = pytest.mark.timeout(600)
 EXAMPLES = ROOT / "docs" / "examples"
@@ -101,7 +102,7 @@ def test_pickers_follow_the_documents_live_and_name_their_documents(gui_env, bac
     )
     assert facts["line_art_items"] == ["Background — lines.png"]
     assert facts["reference_items"][:2] == ["Background — lines.png", "Background — character.png"]
-    assert facts["mask_before"] == "None (all foreground)"
+    assert facts["mask_before"] == "Automatic"  # nothing selected
     assert facts["mask_after_select"].startswith("Current selection"), facts["mask_after_select"]
     # the job used the selection the panel showed: the foreground layer is exactly the selection
     assert facts["status_1"].startswith("Done"), facts["status_1"]
@@ -113,7 +114,7 @@ def test_pickers_follow_the_documents_live_and_name_their_documents(gui_env, bac
     assert len(results) == 6  # background, foreground and lines (the scan is opaque) of two runs
     assert refs[: len(refs) - len(results) - 1] == ["Background — lines.png", "Background — character.png"]
     assert refs[-1] == "Image file…" and all("Colorized" in r for r in refs[-1 - len(results) : -1]), refs
-    assert facts["mask_after_deselect"] == "None (all foreground)"
+    assert facts["mask_after_deselect"] == "Automatic"
     added = facts["line_art_items_after_add"]
     assert len(added) == 2 and added[0].startswith("Paint Layer") and added[0].endswith(" — lines.png"), added
     assert "inks — lines.png" in facts["line_art_items_after_rename"], facts["line_art_items_after_rename"]
@@ -267,3 +268,79 @@ def test_greyscale_16_bit_scans_are_read_and_cmyk_is_refused_clearly(gui_env, ba
     assert facts["grey_model_after"] == ["GRAYA", "U16"] and facts["grey_unchanged"]
     assert [c[:2] for c in facts["copies"]] == [["RGBA", "U8"]]
     assert "CMYK" in facts["status_cmyk"] and "Convert" in facts["status_cmyk"], facts["status_cmyk"]
+
+
+def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, tmp_path) -> None:
+    """Issue 19: line art with nothing selected and a JPEG reference (no transparency). Both mask
+    pickers default to Automatic; the result is split along the character the backend found; "Use
+    as selection" makes the line-art mask the selection and the reference mask a selection mask
+    on the reference layer, and the next Colorize uses them. The user's layers stay as they were."""
+    import cv2
+
+    env, pythonpath = gui_env
+    w, h = 320, 280
+    lines = np.zeros((h, w, 4), np.uint8)  # black lines on transparency, as a line-art layer is
+    cv2.ellipse(lines, (160, 150), (80, 100), 0, 0, 360, (0, 0, 0, 255), 2)
+    cv2.line(lines, (120, 120), (200, 170), (0, 0, 0, 255), 2)
+    truth = np.zeros((h, w), np.uint8)
+    cv2.ellipse(truth, (160, 150), (80, 100), 0, 0, 360, 255, -1)
+    rw, rh = 240, 200
+    ys, xs = np.mgrid[0:rh, 0:rw]
+    reference = np.dstack([60 + 50 * np.sin(xs / 17.0), 150 + 30 * np.cos(ys / 13.0), 90 + 0 * xs]).astype(np.uint8)
+    reference_truth = np.zeros((rh, rw), np.uint8)
+    cv2.ellipse(reference_truth, (120, 105), (50, 75), 0, 0, 360, 255, -1)
+    reference[reference_truth > 0] = (230, 40, 50)
+    cv2.circle(reference, (120, 55), 16, (250, 215, 180), -1)
+    write_png(tmp_path / "lines.png", lines)
+    Image.fromarray(reference).save(tmp_path / "sheet.jpg", quality=95)
+    backend = ServerProcess.start(tmp_path / "backend", "--model", "classical")
+    try:
+        facts = run_gui(
+            env,
+            "automask",
+            tmp_path / "gui",
+            pythonpath=pythonpath,
+            settings=settings_for(backend),
+            config={"lines": str(tmp_path / "lines.png"), "reference": str(tmp_path / "sheet.jpg")},
+        )
+    finally:
+        backend.kill()
+    assert facts.get("ok"), facts.get("error") or facts.get("timeout_in")
+
+    def mask_of(text: str, size: tuple[int, int]) -> np.ndarray:
+        return np.frombuffer(bytes.fromhex(text), np.uint8).reshape(size[1], size[0])
+
+    def iou(mask: np.ndarray, want: np.ndarray) -> float:
+        a, b = mask > 127, want > 127
+        return float((a & b).sum() / max((a | b).sum(), 1))
+
+    assert not facts["selection_before"]
+    assert facts["pickers"] == {"sketch_mask": "Automatic", "reference_mask": "Automatic", "use_masks_visible": False}
+    assert facts["status_1"].startswith("Done: added Colorized 1"), facts["status_1"]
+    assert "Automatic masks: line art" in facts["status_1"] and "reference" in facts["status_1"], facts["status_1"]
+    # The line art is the document's only layer, so at the bottom of the stack: nothing can go below
+    # it, and a result put on top hid the lines while the status said "below". It goes above, with
+    # the lines multiplied on top, as for a scan, and the artist still sees every line.
+    assert facts["stack_1"] == ["Background", "Colorized 1"], facts["stack_1"]
+    assert "above “Background”, with its lines multiplied on top" in facts["status_1"], facts["status_1"]
+    assert facts["ink_pixels"] > 300 and facts["ink_still_dark"] > 0.95, facts["ink_still_dark"]
+    # a split result: the foreground is the character the backend found, not the whole canvas
+    first = mask_of(facts["foreground_alpha_1"], (w, h))
+    assert iou(first, truth) > 0.9, iou(first, truth)
+    assert facts["use_masks_visible"]
+    # "Use as selection": the line-art mask is the selection; the reference mask a selection mask
+    assert facts["selection_after"] is not None
+    selection = mask_of(facts["selection_after"], (w, h))
+    assert iou(selection, first) > 0.98, iou(selection, first)
+    assert facts["reference_masks"] == ["refcolor automatic mask"]
+    reference_mask = mask_of(facts["reference_mask_pixels"], (rw, rh))
+    assert iou(reference_mask, reference_truth) > 0.8, iou(reference_mask, reference_truth)
+    assert facts["status_use"].startswith("The line-art mask is now the selection"), facts["status_use"]
+    assert facts["pickers_after_use"]["sketch_mask"].startswith("Current selection"), facts["pickers_after_use"]
+    assert facts["pickers_after_use"]["reference_mask"] == "Selection mask on the layer"
+    # the next Colorize uses the selection the masks became
+    assert facts["status_2"].startswith("Done: added Colorized 2"), facts["status_2"]
+    assert "Automatic masks" not in facts["status_2"]
+    second = mask_of(facts["foreground_alpha_2"], (w, h))
+    assert np.abs(second.astype(int) - selection.astype(int)).max() <= 1
+    assert facts["originals_unchanged"]

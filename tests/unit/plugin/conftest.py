@@ -66,8 +66,13 @@ class DockWidgetFactory:
         self.identifier, self.area, self.cls = identifier, area, cls
 
 
+class Selection:
+    """Only named here: what uses it runs in a real Krita (tests/krita)."""
+
+
 fake = types.ModuleType("krita")
 fake.Krita = FakeKrita  # type: ignore[attr-defined]
+fake.Selection = Selection  # type: ignore[attr-defined]
 fake.DockWidget = QDockWidget  # type: ignore[attr-defined]
 fake.DockWidgetFactory = DockWidgetFactory  # type: ignore[attr-defined]
 fake.DockWidgetFactoryBase = DockWidgetFactoryBase  # type: ignore[attr-defined]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from refcolor_krita.controller import Callbacks, ColorizeController, Inputs, Placement, State
-from refcolor_krita.jobs import Snapshot, VariationLayers, build_request, result_layers
+from refcolor_krita.controller import Callbacks, ColorizeController, ComputedMasks, Inputs, Placement, State
+from refcolor_krita.jobs import Snapshot, VariationLayers, build_request, result_layers, result_masks
 from refcolor_krita.masks import MaskSource
-from refcolor_krita.pixels import Pixels, PluginError
+from refcolor_krita.pixels import Pixels, PluginError, coverage, faded_outside
 
 from refcolor_protocol import (
     Cancel,
@@ -19,11 +19,13 @@ from refcolor_protocol import (
     ImageRef,
     LayerName,
     Layout,
+    MaskName,
     Message,
     Mode,
     Progress,
     Result,
     ResultLayer,
+    ResultMask,
     Stage,
 )
 
@@ -72,7 +74,31 @@ def test_build_request_refuses_a_mask_of_another_size() -> None:
         build_request(Snapshot(bgra(), bgra(), mask(2, 2)), ColorizeParams())
 
 
-def result_message(job: Header, variations: int = 1, size: tuple[int, int] = (W, H)) -> Message:
+def test_automatic_masks_are_asked_for_only_from_a_backend_that_can_find_them() -> None:
+    auto = Snapshot(bgra(), bgra(2, 2), auto_masks=(MaskName.SKETCH, MaskName.REFERENCE))
+    request, buffers = build_request(auto, ColorizeParams(), can_compute=("sketch", "reference"))
+    assert request.auto_masks == (MaskName.SKETCH, MaskName.REFERENCE) and len(buffers) == 2
+    assert request.sketch_mask is None and request.reference_mask is None
+    assert build_request(auto, ColorizeParams())[0].auto_masks == auto.auto_masks  # not known yet: the backend says
+    with pytest.raises(PluginError, match=r"cannot find the reference mask automatically \(its mask model"):
+        build_request(auto, ColorizeParams(), can_compute=("sketch",))
+    with pytest.raises(PluginError, match=r"line-art mask automatically \(it is older than protocol 1\.6"):
+        build_request(auto, ColorizeParams(), can_compute=())
+
+
+def test_masks_are_shown_faded_outside_and_measured() -> None:
+    image = Pixels(bytes([1, 2, 3, 200]) * 4, 2, 2, Layout.BGRA8)
+    half = Pixels(bytes([255, 0, 130, 127]), 2, 2, Layout.L8)
+    faded = faded_outside(image, half)
+    assert faded.data[3::4] == bytes([200, 50, 200, 50]) and faded.data[0::4] == image.data[0::4]
+    assert coverage(half) == 0.5 and coverage(Pixels(b"", 0, 0, Layout.L8)) == 0.0
+    with pytest.raises(PluginError, match="does not fit"):
+        faded_outside(image, Pixels(b"\xff", 1, 1, Layout.L8))
+
+
+def result_message(
+    job: Header, variations: int = 1, size: tuple[int, int] = (W, H), masks: dict[MaskName, Pixels] | None = None
+) -> Message:
     layers, buffers = [], []
     for v in range(variations):
         for name, value in (("foreground", 10 + v), ("background", 20 + v), ("combined", 30 + v)):
@@ -81,8 +107,14 @@ def result_message(job: Header, variations: int = 1, size: tuple[int, int] = (W,
                 ResultLayer(LayerName(name), v, ImageRef(size[0], size[1], Layout.RGBA8, len(data), len(buffers)))
             )
             buffers.append(data)
+    found = []
+    for name, pixels in (masks or {}).items():
+        ref = ImageRef(pixels.width, pixels.height, pixels.layout, len(pixels.data), len(buffers))
+        found.append(ResultMask(name, ref))
+        buffers.append(pixels.data)
     header = Header("r", "result", "s", "d", "1.0")
-    return Message(header, Result(job.msg_id, "tiny", tuple(layers), tuple(range(variations))), job, tuple(buffers))
+    result = Result(job.msg_id, "tiny", tuple(layers), tuple(range(variations)), masks=tuple(found))
+    return Message(header, result, job, tuple(buffers))
 
 
 def test_result_layers_become_bgra_per_variation() -> None:
@@ -132,6 +164,7 @@ class Recorder:
             preview=lambda p: self.events.append(("preview", p.size)),
             done=lambda names, where: self.events.append(("done", names)),
             failed=lambda text: self.events.append(("failed", text)),
+            masks=lambda computed: self.events.append(("masks", computed)),
         )
 
 
@@ -220,3 +253,21 @@ def test_controller_names_every_stage_and_forgets_the_target_of_a_job_without_re
     failed = Header("m3", "colorize_request", "s", "d", "1.0")
     controller.handle(Message(Header("e", "error", "s", "d", "1.0"), Error("job_failed", "boom"), failed))
     assert docs.discarded == ["target"] and rec.events[-1] == ("failed", "boom")
+
+
+def test_masks_the_backend_found_are_handed_on_with_the_job_they_belong_to() -> None:
+    docs, rec = FakeDocuments(), Recorder()
+    controller = ColorizeController(docs, rec.send, rec.callbacks())
+    inputs = Inputs(line_art="la", reference="ref", sketch_mask=MaskSource.AUTO, reference_mask=MaskSource.AUTO)
+    controller.colorize(inputs, ColorizeParams(steps=2))
+    job = Header("m1", "colorize_request", "s", "d", "1.0")
+    found = {MaskName.SKETCH: Pixels(bytes([0, 255] * 6), W, H, Layout.L8), MaskName.REFERENCE: mask(2, 2)}
+    assert result_masks(result_message(job, masks=found)) == found
+    controller.handle(result_message(job, masks=found))
+    kinds = [kind for kind, _ in rec.events]
+    assert kinds[-2:] == ["masks", "done"]  # shown before the status says Done
+    computed = rec.events[-2][1]
+    assert computed == ComputedMasks(inputs, "target", found)
+    controller.colorize(INPUTS, ColorizeParams(steps=2))  # no automatic mask: nothing to hand on
+    controller.handle(result_message(Header("m2", "colorize_request", "s", "d", "1.0")))
+    assert [kind for kind, _ in rec.events].count("masks") == 1

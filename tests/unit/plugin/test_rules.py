@@ -58,14 +58,17 @@ def test_settings_saved_by_the_old_plugin_still_load() -> None:
 
 
 def test_sketch_mask_defaults_to_the_selection_when_there_is_one() -> None:
-    assert sketch_mask_choices(True, True) == [MaskSource.SELECTION, MaskSource.LAYER_MASK, MaskSource.NONE]
+    assert sketch_mask_choices(True, True) == [
+        MaskSource.SELECTION, MaskSource.LAYER_MASK, MaskSource.AUTO, MaskSource.NONE
+    ]  # fmt: skip
     assert sketch_mask_choices(False, True)[0] is MaskSource.LAYER_MASK
-    assert sketch_mask_choices(False, False) == [MaskSource.NONE]
+    assert sketch_mask_choices(False, False) == [MaskSource.AUTO, MaskSource.NONE]  # nothing selected: automatic
 
 
 def test_reference_mask_defaults_to_alpha_when_transparent() -> None:
-    assert reference_mask_choices(True, False) == [MaskSource.ALPHA, MaskSource.NONE]
-    assert reference_mask_choices(False, True) == [MaskSource.LAYER_MASK, MaskSource.NONE]
+    assert reference_mask_choices(True, False) == [MaskSource.ALPHA, MaskSource.AUTO, MaskSource.NONE]
+    assert reference_mask_choices(False, True) == [MaskSource.LAYER_MASK, MaskSource.AUTO, MaskSource.NONE]
+    assert reference_mask_choices(False, False)[0] is MaskSource.AUTO  # a flattened reference: automatic
     assert keep_choice(MaskSource.NONE, [MaskSource.ALPHA, MaskSource.NONE]) is MaskSource.NONE
     assert keep_choice(MaskSource.SELECTION, [MaskSource.NONE]) is MaskSource.NONE
 

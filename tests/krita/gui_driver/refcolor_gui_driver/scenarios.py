@@ -570,3 +570,77 @@ def grey(d: Driver) -> Steps:
     yield 1.0
     facts["status_cmyk"] = panel.status.text()
 
+
+
+def alpha_hex(node: Any, width: int, height: int) -> str:
+    """A layer's alpha over the document (BGRA8), as hex for the facts."""
+    return bytes(node.pixelData(0, 0, width, height))[3::4].hex()
+
+
+def automask(d: Driver) -> Steps:
+    """Issue 19: line art with nothing selected and a flattened reference (a JPEG: no transparency).
+    Both mask pickers default to Automatic; Colorize gives a split result; "Use as selection" makes
+    the line-art mask the document's selection and the reference mask a selection mask on the
+    reference layer, and the next Colorize uses them."""
+    lines = open_file(CONFIG["lines"])
+    reference = open_file(CONFIG["reference"])
+    show(lines)
+    yield connected(d)
+    yield 1.0
+    panel, facts = d.docker.panel, d.facts
+    w, h = lines.width(), lines.height()
+    line_art = lines.rootNode().childNodes()[-1]
+    ref_layer = reference.rootNode().childNodes()[-1]
+    rw, rh = reference.width(), reference.height()
+    before = {"lines": layer_hashes(lines), "reference": digest(ref_layer.pixelData(0, 0, rw, rh))}
+    choose(panel.line_art, line_art.name())
+    choose(panel.reference, f"{ref_layer.name()} — {os.path.basename(CONFIG['reference'])}")
+    yield 1.0
+    facts["selection_before"] = lines.selection() is not None
+    facts["pickers"] = {
+        "sketch_mask": panel.sketch_mask.currentText(),
+        "reference_mask": panel.reference_mask.currentText(),
+        "use_masks_visible": panel.use_masks.isVisible(),
+    }
+    yield from colorize(d)
+    facts["status_1"] = panel.status.text()
+    groups = [n for n in lines.rootNode().childNodes() if n.type() == "grouplayer"]
+    foreground = next(c for c in groups[-1].childNodes() if c.name() == "foreground")
+    facts["size"] = [w, h]
+    facts["reference_size"] = [rw, rh]
+    facts["foreground_alpha_1"] = alpha_hex(foreground, w, h)
+    facts["use_masks_visible"] = panel.use_masks.isVisible()
+    facts["stack_1"] = stack(lines)
+    facts["status_where"] = facts["status_1"]
+    # Where the line art has ink, the picture the artist sees must still be dark.
+    lines.refreshProjection()
+    lines.waitForDone()
+    sketch, seen = bytes(line_art.pixelData(0, 0, w, h)), bytes(lines.pixelData(0, 0, w, h))
+    ink = [i for i in range(0, w * h, 3) if sketch[4 * i + 3] > 200 and luminance(sketch, i) < 60]
+    facts["ink_pixels"] = len(ink)
+    facts["ink_still_dark"] = sum(luminance(seen, i) < 110 for i in ink) / max(1, len(ink))
+    d.shot("automask-result")
+    panel.use_masks.click()  # the docker's own button
+    yield 1.5
+    facts["status_use"] = panel.status.text()
+    selection = lines.selection()
+    facts["selection_after"] = None if selection is None else bytes(selection.pixelData(0, 0, w, h)).hex()
+    masks = [c for c in ref_layer.childNodes() if c.type() == "selectionmask"]
+    facts["reference_masks"] = [m.name() for m in masks]
+    facts["reference_mask_pixels"] = bytes(masks[0].pixelData(0, 0, rw, rh)).hex() if masks else None
+    facts["pickers_after_use"] = {
+        "sketch_mask": panel.sketch_mask.currentText(),
+        "reference_mask": panel.reference_mask.currentText(),
+    }
+    yield from colorize(d)
+    facts["status_2"] = panel.status.text()
+    groups = [n for n in lines.rootNode().childNodes() if n.type() == "grouplayer"]
+    newest = next(g for g in groups if g.name() == "Colorized 2")
+    foreground = next(c for c in newest.childNodes() if c.name() == "foreground")
+    facts["foreground_alpha_2"] = alpha_hex(foreground, w, h)
+    after = {"lines": layer_hashes(lines), "reference": digest(ref_layer.pixelData(0, 0, rw, rh))}
+    facts["originals_unchanged"] = all(after["lines"].get(k) == v for k, v in before["lines"].items()) and (
+        after["reference"] == before["reference"]
+    )
+    show(lines)
+    yield 1.0
