@@ -23,9 +23,10 @@ import torch
 
 from refcolor.data.samples import SampleSource
 from refcolor.diffusion import inputs
-from refcolor.imaging import pixels
+from refcolor.imaging import automask, pixels
 from refcolor.imaging.matching import WORK_SIDE as PRIOR_SIDE
 from refcolor.imaging.matching import Correspondence, Fields, composite, load_line_features
+from refcolor.models import masks
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ ARRAYS = ("target", "ink", "mask", "reference", "reference_mask")
 # foreground and from its background (refcolor.imaging.matching.SideFields), sRGB at the latent grid.
 PRIOR_ARRAYS = ("prior_whole", "prior_foreground", "prior_background")
 DONE = "cache.json"
+AUTO_MASK_STREAM = 19  # the random stream that picks which samples get automatic masks
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,19 @@ class CacheSpec:
     encoder_size: int  # the reference encoder's input side
     seed: int = 0
     prior_factor: int = 0  # > 0: also the colour prior, at the native size divided by this (the latent grid)
+    # The share of samples whose masks are computed as a user's "Automatic" ones are
+    # (refcolor.imaging.automask) instead of taken from the character's alpha, so the model learns
+    # to live with their errors; the target stays the true picture.
+    auto_mask_share: float = 0.0
 
     @property
     def arrays(self) -> tuple[str, ...]:
         return ARRAYS + (PRIOR_ARRAYS if self.prior_factor else ())
 
     def describe(self) -> dict[str, object]:
-        prior = {"prior_factor": self.prior_factor} if self.prior_factor else {}
+        prior: dict[str, object] = {"prior_factor": self.prior_factor} if self.prior_factor else {}
+        if self.auto_mask_share:
+            prior["auto_mask_share"] = self.auto_mask_share
         return {**prior,
             "characters": str(self.characters),
             "backgrounds": str(self.backgrounds),
@@ -71,23 +79,30 @@ def prepare_sample(
     encoder_size: int,
     correspondence: Correspondence | None = None,
     prior_factor: int = 0,
+    auto_masks: bool = False,
 ) -> dict[str, np.ndarray]:
     """Sample ``index`` of ``source`` as uint8 arrays at the model's sizes (with ``correspondence``
-    and ``prior_factor``, also the colour prior's three fields at the latent grid)."""
+    and ``prior_factor``, also the colour prior's three fields at the latent grid; with
+    ``auto_masks``, both masks computed from the sketch and the reference as for "Automatic")."""
     sample = source[index]
+    sketch, reference = sample.sketch_rgba(), sample.reference_rgba()
+    sketch_mask, reference_mask = sample.mask, sample.reference_mask
+    if auto_masks:
+        sketch_mask = automask.sketch_mask(masks.on_white(sketch))
+        reference_mask = automask.reference_mask(masks.on_white(reference))
     images = inputs.prepare_images(
-        sample.sketch_rgba(), sample.reference_rgba(), sample.mask, sample.reference_mask, None, native, encoder_size,
+        sketch, reference, sketch_mask, reference_mask, None, native, encoder_size,
         prior_side=PRIOR_SIDE if correspondence is not None else 0,
     )  # fmt: skip
     height, width = images.ink.shape
     target = pixels.resize_float(sample.target.astype(np.float32) / 255.0, (width, height))
-    reference_mask = images.reference_mask if images.reference_mask is not None else np.ones_like(images.ink)
+    prepared_reference_mask = images.reference_mask if images.reference_mask is not None else np.ones_like(images.ink)
     prepared = {
         "target": pixels.to_uint8(target),
         "ink": pixels.to_uint8(images.ink),
         "mask": pixels.to_uint8(images.native_mask),
         "reference": pixels.to_uint8(images.reference_rgb),
-        "reference_mask": pixels.to_uint8(reference_mask),
+        "reference_mask": pixels.to_uint8(prepared_reference_mask),
     }
     if correspondence is not None and images.prior is not None:
         prior = images.prior
@@ -117,12 +132,20 @@ def _init_worker(spec: CacheSpec, threads: int | None = 1) -> None:
     _worker_correspondence = Correspondence(load_line_features()) if spec.prior_factor else None
 
 
+def takes_auto_masks(spec: CacheSpec, index: int) -> bool:
+    """Whether sample ``index`` of a cache gets automatic masks: a fixed draw per (seed, index)."""
+    if spec.auto_mask_share <= 0:
+        return False
+    return bool(np.random.default_rng([spec.seed, index, AUTO_MASK_STREAM]).random() < spec.auto_mask_share)
+
+
 def _prepare(index: int) -> dict[str, np.ndarray]:
     assert _worker_source is not None and _worker_spec is not None
     spec = _worker_spec
     return prepare_sample(
-        _worker_source, index, spec.native, spec.encoder_size, _worker_correspondence, spec.prior_factor
-    )
+        _worker_source, index, spec.native, spec.encoder_size, _worker_correspondence, spec.prior_factor,
+        takes_auto_masks(spec, index),
+    )  # fmt: skip
 
 
 def build_cache(spec: CacheSpec, folder: Path, workers: int = 2) -> Path:

@@ -54,6 +54,8 @@ class Recipe:
         default_factory=lambda: {"both": 0.5, "foreground": 0.25, "background": 0.25}
     )
     thresholds: tuple[float, float] = (0.3, 0.7)  # mask thresholds drawn in the adapter stage
+    # Share of samples trained with the masks "Automatic" computes instead of the true ones (issue 19).
+    auto_mask_share: float = 0.0
     ema_decay: float = 0.999
     log_every: int = 25
     sample_every: int = 500

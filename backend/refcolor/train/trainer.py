@@ -142,6 +142,7 @@ class Trainer:
                 encoder_size=encoder_input_size(self.parts["image_encoder"]),
                 seed=self.seed,
                 prior_factor=downsample_factor(self.parts["vae"]) if self.config.unet.prior_channels else 0,
+                auto_mask_share=self.recipe.auto_mask_share,
             )
             self._cache = SampleCache(build_cache(spec, self.run_dir / "cache", self.workers))
         return self._cache

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from refcolor.cli import train as train_cli
 from refcolor.diffusion.config import TINY, AdapterSpec, ScheduleSpec, VaeSpec
 from refcolor.diffusion.pipeline import ReferenceColorizationPipeline
-from refcolor.train.cache import CacheSpec, SampleCache, build_cache
+from refcolor.train.cache import CacheSpec, SampleCache, build_cache, takes_auto_masks
 from refcolor.train.recipe import NANO, SMOKE, Recipe, StageRecipe
 from refcolor.train.trainer import CHECKPOINT, Trainer, base_parameters, lora_parameters
 from refcolor_protocol import ColorizeParams, Mode
@@ -68,6 +68,24 @@ def test_cache_holds_samples_as_the_pipeline_prepares_them(data: Path, tmp_path:
     assert build_cache(spec, folder, workers=0) == folder  # reused
     with pytest.raises(ValueError, match="another folder"):
         build_cache(replace(spec, count=5), folder, workers=0)
+
+
+def test_a_share_of_samples_trains_with_the_masks_automatic_computes(data: Path, tmp_path: Path) -> None:
+    """Issue 19: the model sees the masks a user gets from "Automatic" for a share of samples: the
+    same pictures, masks computed from the sketch and the reference instead of the true ones."""
+    true = CacheSpec(data / "train/characters", data / "train/backgrounds", 3, 64, 128, 32)
+    auto = replace(true, auto_mask_share=1.0)
+    plain, computed = (SampleCache(build_cache(s, tmp_path / str(s.auto_mask_share), workers=0)) for s in (true, auto))
+    for name in ("target", "ink", "reference"):
+        np.testing.assert_array_equal(plain.arrays[name], computed.arrays[name])
+    assert not np.array_equal(plain.arrays["mask"], computed.arrays["mask"])
+    assert not np.array_equal(plain.arrays["reference_mask"], computed.arrays["reference_mask"])
+    with pytest.raises(ValueError, match="another folder"):  # a cache knows which masks it holds
+        build_cache(true, tmp_path / "1.0", workers=0)
+    half = replace(true, auto_mask_share=0.5)
+    picks = [takes_auto_masks(half, i) for i in range(400)]
+    assert 150 < sum(picks) < 250 and picks == [takes_auto_masks(half, i) for i in range(400)]
+    assert not any(takes_auto_masks(true, i) for i in range(400))
 
 
 def test_each_stage_trains_only_its_own_parameters(data: Path, tmp_path: Path) -> None:
