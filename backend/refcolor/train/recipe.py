@@ -127,6 +127,17 @@ NANO_V2_GPU = replace(
     checkpoint_every=100_000,
 )
 
+# nano v2's adapters fine-tuned on masks as users get them (issue 19), from the shipped weights
+# (`--init-from`): half the samples carry the masks "Automatic" computes, the rest the true ones;
+# autoencoder and base untouched, so the model with true masks stays what it was as far as it can.
+NANO_V2_AUTOMASK = replace(
+    NANO_V2,
+    samples=4_000,
+    base=StageRecipe(steps=0, batch=16, learning_rate=0.0),
+    adapters=StageRecipe(steps=300, batch=16, learning_rate=1e-4, warmup=20),
+    auto_mask_share=0.5,
+)
+
 # The same recipe, minutes instead of hours: what the tests train.
 SMOKE = Recipe(
     config="tiny",
@@ -147,6 +158,7 @@ RECIPES: dict[str, Recipe] = {
     "nano-ztsnr": NANO_ZTSNR,
     "nano-v2": NANO_V2,
     "nano-v2-gpu": NANO_V2_GPU,
+    "nano-v2-automask": NANO_V2_AUTOMASK,
     "smoke": SMOKE,
     "smoke-prior": replace(SMOKE, config="tiny-prior"),
 }

@@ -379,7 +379,9 @@ class Trainer:
         """The EMA weights become the weights; the VAE gets its latent scale; on to the next stage."""
         if self.ema is not None:
             self.ema.copy_to(self.trainable(self.stage))
-        if self.stage == "vae":
+        if self.stage == "vae" and (self.init_from is None or self.recipe.vae.steps > 0):
+            # An autoencoder taken as it is from the model a run starts from keeps that model's
+            # scale: the rest of it was trained on latents of that scale.
             self.calibrate_latent_scale()
         self.sample_sheet()
         logger.info("stage %s done", self.stage)

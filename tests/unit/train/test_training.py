@@ -246,6 +246,24 @@ def test_a_new_run_can_start_from_an_exported_model(data: Path, tmp_path: Path) 
         other.initialise_from(folder)
 
 
+def test_a_fine_tune_that_leaves_the_autoencoder_keeps_its_latent_scale(data: Path, tmp_path: Path) -> None:
+    """Fine-tuning the adapters of an exported model (issue 19's auto-mask recipe) with its own,
+    smaller sample cache: the untrained autoencoder must not be re-scaled on those samples, since the
+    UNet it came with was trained on latents of the old scale."""
+    first = make_trainer(data, tmp_path / "first")
+    first.train()
+    folder = first.export(tmp_path / "model")
+    frozen = replace(
+        RECIPE, samples=4, vae=StageRecipe(steps=0, batch=2, learning_rate=0.0),
+        base=StageRecipe(steps=0, batch=2, learning_rate=0.0), auto_mask_share=0.5,
+    )  # fmt: skip
+    second = Trainer(TINY, frozen, tmp_path / "second", data, workers=0)
+    second.initialise_from(folder)
+    assert second.train(until="base")
+    assert second.parts["vae"].config.scaling_factor == first.parts["vae"].config.scaling_factor
+    assert all(torch.equal(weights(first)[k], v) for k, v in weights(second).items() if not k.startswith("ema"))
+
+
 def test_bf16_precision_runs_the_forward_pass_in_bfloat16_and_keeps_fp32_weights(
     data: Path, tmp_path: Path
 ) -> None:
