@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"models        {', '.join(caps.models)}")
     print(f"modes         {', '.join(caps.modes)}")
     print(f"schedulers    {', '.join(caps.schedulers)}")
+    print(f"auto masks    {', '.join(caps.auto_masks) or 'none'}")
     print(
         f"limits        max_pixels={limits.max_pixels} max_queue={limits.max_queue} "
         f"max_steps={limits.max_steps} max_variations={limits.max_variations}"

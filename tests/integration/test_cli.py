@@ -28,6 +28,7 @@ def test_serve_writes_a_private_connection_file_and_ping_reads_it(server_process
     assert done.returncode == 0, done.stderr
     assert f"protocol {PROTOCOL_VERSION}" in done.stdout and "model         classical (classical) on cpu" in done.stdout
     assert "max_pixels=67108864" in done.stdout
+    assert "auto masks    sketch, reference" in done.stdout
 
 
 def test_ping_uses_only_the_protocol_package(server_process) -> None:
