@@ -10,7 +10,7 @@ held-out split is for reporting, once. Target: ``seconds_2048_both <= 2``; IoU t
 (reference) and 0.75 (sketch) on the held-out split.
 
 Run: .venv/bin/python benchmarks/bench_automask.py [--data /work/data/build/train] [--n 48] [--seed 7]
-     [--size 512]
+     [--size 512]  (also measure --size 256: the evaluation's triplets are 256 px)
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def main() -> None:
     print(f"# {args.n} triplets from {args.data} at {args.size} px, seed {args.seed}")
     print(f"reference_iou: {np.mean(reference):.3f}")
     print(f"reference_iou_median: {np.median(reference):.3f}")
+    print(f"reference_iou_p10: {np.percentile(reference, 10):.3f}")
     print(f"sketch_iou: {np.mean(sketch):.3f}")
     print(f"sketch_iou_median: {np.median(sketch):.3f}")
+    print(f"sketch_iou_p10: {np.percentile(sketch, 10):.3f}")
     print(f"seconds_2048_reference: {middle - start:.2f}")
     print(f"seconds_2048_sketch: {end - middle:.2f}")
     print(f"seconds_2048_both: {end - start:.2f}")

