@@ -63,6 +63,36 @@ def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndar
     return mask
 
 
+def line_art_layer(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """A line-art layer as a paint app has it (black lines on transparency whose colour channels are
+    black too): a character's closed outline with a detail inside; and the character's mask."""
+    import cv2
+
+    centre, axes = (width // 2, round(height * 0.52)), (round(width * 0.26), round(height * 0.38))
+    layer = np.zeros((height, width, 4), np.uint8)
+    cv2.ellipse(layer, centre, axes, 0, 0, 360, (0, 0, 0, 255), 2)
+    start, end = (centre[0] - axes[0] // 2, centre[1] - 16), (centre[0] + axes[0] // 2, centre[1] + 14)
+    cv2.line(layer, start, end, (0, 0, 0, 255), 2)
+    truth = np.zeros((height, width), np.uint8)
+    cv2.ellipse(truth, centre, axes, 0, 0, 360, 255, -1)
+    return layer, truth
+
+
+def flat_reference(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """A flattened reference (opaque RGBA, as a JPEG reads): a red character with a pale face on a
+    busy green field; and the character's mask."""
+    import cv2
+
+    ys, xs = np.mgrid[0:height, 0:width]
+    image = np.dstack([60 + 50 * np.sin(xs / 17.0), 150 + 30 * np.cos(ys / 13.0), 90 + 0 * xs]).astype(np.uint8)
+    truth = np.zeros((height, width), np.uint8)
+    centre, axes = (width // 2, round(height * 0.52)), (round(width * 0.22), round(height * 0.37))
+    cv2.ellipse(truth, centre, axes, 0, 0, 360, 255, -1)
+    image[truth > 0] = (230, 40, 50)
+    cv2.circle(image, (width // 2, round(height * 0.28)), 16, (250, 215, 180), -1)
+    return np.dstack([image, np.full((height, width), 255, np.uint8)]), truth
+
+
 def build_request(
     sketch: np.ndarray,
     reference: np.ndarray,

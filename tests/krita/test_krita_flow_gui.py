@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from kritatest import ROOT, KritaGui, run_gui
 from PIL import Image
-from support import ServerProcess
+from support import ServerProcess, flat_reference, line_art_layer
 
 pytestmark = pytest.mark.timeout(600)
 EXAMPLES = ROOT / "docs" / "examples"
@@ -275,24 +275,13 @@ def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, t
     pickers default to Automatic; the result is split along the character the backend found; "Use
     as selection" makes the line-art mask the selection and the reference mask a selection mask
     on the reference layer, and the next Colorize uses them. The user's layers stay as they were."""
-    import cv2
-
     env, pythonpath = gui_env
     w, h = 320, 280
-    lines = np.zeros((h, w, 4), np.uint8)  # black lines on transparency, as a line-art layer is
-    cv2.ellipse(lines, (160, 150), (80, 100), 0, 0, 360, (0, 0, 0, 255), 2)
-    cv2.line(lines, (120, 120), (200, 170), (0, 0, 0, 255), 2)
-    truth = np.zeros((h, w), np.uint8)
-    cv2.ellipse(truth, (160, 150), (80, 100), 0, 0, 360, 255, -1)
+    lines, truth = line_art_layer(w, h)
     rw, rh = 240, 200
-    ys, xs = np.mgrid[0:rh, 0:rw]
-    reference = np.dstack([60 + 50 * np.sin(xs / 17.0), 150 + 30 * np.cos(ys / 13.0), 90 + 0 * xs]).astype(np.uint8)
-    reference_truth = np.zeros((rh, rw), np.uint8)
-    cv2.ellipse(reference_truth, (120, 105), (50, 75), 0, 0, 360, 255, -1)
-    reference[reference_truth > 0] = (230, 40, 50)
-    cv2.circle(reference, (120, 55), 16, (250, 215, 180), -1)
+    reference, reference_truth = flat_reference(rw, rh)
     write_png(tmp_path / "lines.png", lines)
-    Image.fromarray(reference).save(tmp_path / "sheet.jpg", quality=95)
+    Image.fromarray(reference[..., :3]).save(tmp_path / "sheet.jpg", quality=95)
     backend = ServerProcess.start(tmp_path / "backend", "--model", "classical")
     try:
         facts = run_gui(

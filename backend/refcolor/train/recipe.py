@@ -129,7 +129,8 @@ NANO_V2_GPU = replace(
 
 # nano v2's adapters fine-tuned on masks as users get them (issue 19), from the shipped weights
 # (`--init-from`): half the samples carry the masks "Automatic" computes, the rest the true ones;
-# autoencoder and base untouched, so the model with true masks stays what it was as far as it can.
+# autoencoder and base untouched. Measured: no change with either mask (nano's colours come mostly
+# from its prior and finishing, which take the mask as given; docs/automask.md), so not shipped.
 NANO_V2_AUTOMASK = replace(
     NANO_V2,
     samples=4_000,
