@@ -347,7 +347,13 @@ class RefcolorDocker(DockWidget):
         if not self.connection.connected:
             self.panel.set_status(f"Not connected to a backend: {self.panel.connection.text()}", ok=False)
             return
-        self.sync()  # the pickers show the documents as they are now, and the job uses what they show
+        # The pickers show the documents as they are now, and the job uses what they show. Painting
+        # changes no layer structure, so the reference is looked at afresh: a look taken while it was
+        # empty (Krita shows a new document's paint late) or before its transparency was painted
+        # would offer stale mask choices and a stale problem.
+        self.reference_seen = None
+        self.fingerprint = None
+        self.sync()
         self._save()
         caps = self.connection.capabilities
         self.controller.colorize(

@@ -644,3 +644,37 @@ def automask(d: Driver) -> Steps:
     )
     show(lines)
     yield 1.0
+
+
+def late_paint(d: Driver) -> Steps:
+    """The reference layer is empty when the docker first looks at it (as Krita 5.1 sometimes shows a
+    new document's paint late), then painted: Colorize must look again, offer the reference's
+    transparency as its mask, and say Done, not the stale "empty"."""
+    app = Krita.instance()
+    ref = app.createDocument(300, 240, "late-reference", "RGBA", "U8", "", 72.0)
+    character = ref.createNode("character", "paintlayer")
+    ref.rootNode().addChildNode(character, None)
+    doc = line_art_document("sketch", 320, 240)
+    window = app.activeWindow()
+    window.addView(ref)
+    window.addView(doc)
+    show(doc)
+    yield connected(d)
+    yield 1.0
+    panel = d.docker.panel
+    choose(panel.line_art, "line art")
+    choose(panel.reference, "character")
+    yield 1.0
+    d.facts["status_empty"] = panel.status.text()
+    character.setPixelData(b"\x30\x30\xe0\xff" * (150 * 120), 75, 60, 150, 120)  # the paint arrives
+    ref.waitForDone()
+    yield 1.0
+    panel.control("steps").set_value(4)
+    yield 0.3
+    panel.colorize.click()
+    d.facts["reference_mask_used"] = panel.reference_mask.currentText()
+    yield 0.3
+    yield finished(d)
+    yield 0.5
+    d.facts["status"] = panel.status.text()
+    d.facts["stack"] = stack(doc)
