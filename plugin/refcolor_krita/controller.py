@@ -44,6 +44,14 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class MadeSelections:
+    """What "Use as selection" did: which masks became selections, and that in words."""
+
+    made: frozenset[MaskName]
+    words: list[str]
+
+
+@dataclass(frozen=True)
 class ComputedMasks:
     """The masks the backend found for a job ("Automatic"), with what the job read and where its
     result went: enough to show them and to turn them into selections."""
@@ -72,10 +80,9 @@ class DocumentAccess(Protocol):
         """The job of ``target`` ended without a result (failed, cancelled)."""
         ...
 
-    def use_as_selection(self, computed: ComputedMasks) -> list[str]:
-        """Make computed masks selections the artist can correct: the line-art mask the line art's
-        document's selection, the reference mask a selection mask on a reference layer. Returns
-        what was done, in words.
+    def use_as_selection(self, computed: ComputedMasks) -> MadeSelections:
+        """Make computed masks selections the artist can correct: the line-art mask the selection of
+        the document the result went to, the reference mask a selection mask on a reference layer.
 
         Raises:
             PluginError: the document or layer has gone.
@@ -204,7 +211,6 @@ class ColorizeController:
             self.callbacks.stage("Placing the result layers…", True)
             try:
                 layers = result_layers(msg, job.size)
-                masks = result_masks(msg)
                 placed = self.documents.add_results(job.target, layers, job.inputs.replace_previous)
             except PluginError as exc:
                 self._fail(job, str(exc))
@@ -213,6 +219,11 @@ class ColorizeController:
                 self._fail(job, f"Could not add the result layers: {type(exc).__name__}: {exc}")
             else:
                 self._finish()
+                try:
+                    masks = result_masks(msg, job.size)
+                except PluginError as exc:  # the layers are placed: a bad mask only loses "Use as selection"
+                    logger.warning("the backend's computed masks were not usable: %s", exc)
+                    masks = {}
                 if masks:
                     self.callbacks.masks(ComputedMasks(job.inputs, job.target, masks))
                 # With an automatic seed, the seed is how the artist gets this result again.

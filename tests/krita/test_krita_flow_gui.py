@@ -268,6 +268,10 @@ def test_greyscale_16_bit_scans_are_read_and_cmyk_is_refused_clearly(gui_env, ba
     assert facts["grey_model_after"] == ["GRAYA", "U16"] and facts["grey_unchanged"]
     assert [c[:2] for c in facts["copies"]] == [["RGBA", "U8"]]
     assert "CMYK" in facts["status_cmyk"] and "Convert" in facts["status_cmyk"], facts["status_cmyk"]
+    # issue 19: the automatic line-art mask becomes the selection of the copy the artist now sees
+    assert facts["status_use"].startswith("The line-art mask is now the selection of"), facts["status_use"]
+    assert facts["copy_selected"] == [True] and not facts["grey_selected"]
+    assert not facts["use_masks_after_use"]
 
 
 def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, tmp_path) -> None:
@@ -330,6 +334,7 @@ def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, t
     # the next Colorize uses the selection the masks became
     assert facts["status_2"].startswith("Done: added Colorized 2"), facts["status_2"]
     assert "Automatic masks" not in facts["status_2"]
+    assert not facts["use_masks_after_use"] and not facts["use_masks_visible_2"]  # never an old job's masks
     second = mask_of(facts["foreground_alpha_2"], (w, h))
     assert np.abs(second.astype(int) - selection.astype(int)).max() <= 1
     assert facts["originals_unchanged"]

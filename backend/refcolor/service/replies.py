@@ -75,7 +75,7 @@ def admit(
     buffers: tuple[Buffer, ...],
     config: ServerConfig,
     models: list[str],
-    auto_masks: tuple[MaskName, ...] = (MaskName.SKETCH, MaskName.REFERENCE),
+    auto_masks: tuple[MaskName, ...],
 ) -> str:
     """The model that will run ``request``, after checking it against this server's limits and
     the masks it can compute (``auto_masks``).

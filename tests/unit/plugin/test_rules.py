@@ -69,6 +69,9 @@ def test_reference_mask_defaults_to_alpha_when_transparent() -> None:
     assert reference_mask_choices(True, False) == [MaskSource.ALPHA, MaskSource.AUTO, MaskSource.NONE]
     assert reference_mask_choices(False, True) == [MaskSource.LAYER_MASK, MaskSource.AUTO, MaskSource.NONE]
     assert reference_mask_choices(False, False)[0] is MaskSource.AUTO  # a flattened reference: automatic
+    # a backend that cannot compute a mask (protocol 1.5, or no mask model): never offered, never the default
+    assert reference_mask_choices(False, False, can_auto=False) == [MaskSource.NONE]
+    assert sketch_mask_choices(False, False, can_auto=False) == [MaskSource.NONE]
     assert keep_choice(MaskSource.NONE, [MaskSource.ALPHA, MaskSource.NONE]) is MaskSource.NONE
     assert keep_choice(MaskSource.SELECTION, [MaskSource.NONE]) is MaskSource.NONE
 

@@ -562,6 +562,15 @@ def grey(d: Driver) -> Steps:
     copies = [x for x in shown if "Colorized 1" in stack(x)]
     facts["copies"] = [[x.colorModel(), x.colorDepth(), stack(x)] for x in copies]
     facts["tabs"] = [[x.name(), x.colorModel(), stack(x)] for x in shown]
+    # Nothing was selected, so the line-art mask was Automatic: "Use as selection" puts it on the
+    # copy the result went to (the document now shown), not on the untouched original.
+    facts["grey_mask_pick"] = panel.sketch_mask.currentText()
+    panel.use_masks.click()
+    yield 1.0
+    facts["status_use"] = panel.status.text()
+    facts["copy_selected"] = [x.selection() is not None for x in copies]
+    facts["grey_selected"] = doc.selection() is not None
+    facts["use_masks_after_use"] = panel.use_masks.isVisible()
     cmyk = app.createDocument(200, 160, "print", "CMYKA", "U8", "", 72.0)
     window.addView(cmyk)
     show(cmyk)
@@ -623,6 +632,7 @@ def automask(d: Driver) -> Steps:
     panel.use_masks.click()  # the docker's own button
     yield 1.5
     facts["status_use"] = panel.status.text()
+    facts["use_masks_after_use"] = panel.use_masks.isVisible()  # used: the button goes
     selection = lines.selection()
     facts["selection_after"] = None if selection is None else bytes(selection.pixelData(0, 0, w, h)).hex()
     masks = [c for c in ref_layer.childNodes() if c.type() == "selectionmask"]
@@ -634,6 +644,7 @@ def automask(d: Driver) -> Steps:
     }
     yield from colorize(d)
     facts["status_2"] = panel.status.text()
+    facts["use_masks_visible_2"] = panel.use_masks.isVisible()  # no automatic mask this time
     groups = [n for n in lines.rootNode().childNodes() if n.type() == "grouplayer"]
     newest = next(g for g in groups if g.name() == "Colorized 2")
     foreground = next(c for c in newest.childNodes() if c.name() == "foreground")
