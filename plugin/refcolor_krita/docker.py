@@ -47,6 +47,11 @@ NONE_ITEM = Source()
 DICE_ICONS = ("view-refresh", "reload-preset", "krita_tool_multihand")
 
 
+def sentence(text: str) -> str:
+    """``text`` with a capital first letter, as the status shows it."""
+    return text[:1].upper() + text[1:]
+
+
 def krita_icon(name: str) -> QIcon:
     if name == "dice":
         for candidate in DICE_ICONS:
@@ -93,7 +98,6 @@ class RefcolorDocker(DockWidget):
         self.entries: list[Entry] = []  # the open documents' layers, as of the last refresh
         self.reference_seen: tuple[tuple[Any, ...], ReferenceLook] | None = None
         self.computed: ComputedMasks | None = None  # the last job's automatic masks, for "Use as selection"
-        self.masks_note = ""  # what the status says of them when the job is done
         self.faded_thumbnail: tuple[Any, Pixels] | None = None  # (reference pick, its thumbnail with the mask)
         self.job_reference_pick: Any = None  # the reference pick of the job that is running
         self.connection = BackendConnection(self.settings, self)
@@ -106,7 +110,7 @@ class RefcolorDocker(DockWidget):
                 stage=self._stage,
                 preview=self.panel.set_preview,
                 done=self._done,
-                failed=lambda text: self.panel.set_status(text[:1].upper() + text[1:], ok=False),
+                failed=lambda text: self.panel.set_status(sentence(text), ok=False),
                 masks=self._masks_computed,
             ),
         )
@@ -325,7 +329,7 @@ class RefcolorDocker(DockWidget):
             if isinstance(data, Missing) and not problem:
                 problem = data.message(what)
         if problem:
-            problem = problem[0].upper() + problem[1:]
+            problem = sentence(problem)
             if self.controller.job is None:
                 self.panel.set_status(problem, ok=False)
         elif self.input_problem and self.panel.status.text() == self.input_problem:
@@ -364,10 +368,8 @@ class RefcolorDocker(DockWidget):
         # changes no layer structure, so the reference is looked at afresh: a look taken while it was
         # empty (Krita shows a new document's paint late) or before its transparency was painted
         # would offer stale mask choices and a stale problem.
-        self.reference_seen = None
-        self.fingerprint = None
         self._forget_masks()
-        self.sync()
+        self._look_again()
         self._save()
         self.job_reference_pick = self.panel.reference.currentData()
         caps = self.connection.capabilities
@@ -388,19 +390,26 @@ class RefcolorDocker(DockWidget):
         self.panel.status.repaint()
         self.panel.progress.repaint()
 
+    def _look_again(self) -> None:
+        """Refresh the pickers now, reading the reference again (painting changes no fingerprint)."""
+        self.reference_seen = None
+        self.fingerprint = None
+        self.sync()
+
     def _done(self, names: list[str], where: str) -> None:
-        self.panel.set_status(f"Done: added {', '.join(names)} {where}.{self.masks_note}")
-        self.masks_note = ""
+        note = ""
+        if self.computed is not None:  # this job's (start() forgets the last one's)
+            words = {MaskName.SKETCH: "line art", MaskName.REFERENCE: "reference"}
+            shares = ", ".join(f"{words[name]} {coverage(mask):.0%}" for name, mask in self.computed.masks.items())
+            note = f" Automatic masks: {shares} foreground; “Use as selection” to correct them."
+        self.panel.set_status(f"Done: added {', '.join(names)} {where}.{note}")
         self.input_problem = ""
         self.sync()
 
     def _masks_computed(self, computed: ComputedMasks) -> None:
-        """Show the masks the backend found: how much each covers in the status, the reference's
-        on its thumbnail (what it left out faded), and offer to make them selections."""
+        """Show the masks the backend found: the reference's on its thumbnail (what it left out
+        faded); offer to make them selections. The status says how much each covers when Done."""
         self.computed = computed
-        words = {MaskName.SKETCH: "line art", MaskName.REFERENCE: "reference"}
-        shares = ", ".join(f"{words[name]} {coverage(mask):.0%}" for name, mask in computed.masks.items())
-        self.masks_note = f" Automatic masks: {shares} foreground; “Use as selection” to correct them."
         self.panel.use_masks.show()
         reference = computed.masks.get(MaskName.REFERENCE)
         looked = self.reference_seen[1] if self.reference_seen is not None else None
@@ -414,7 +423,6 @@ class RefcolorDocker(DockWidget):
     def _forget_masks(self) -> None:
         """A new job, or masks already used: "Use as selection" and the faded thumbnail go."""
         self.computed = None
-        self.masks_note = ""
         self.faded_thumbnail = None
         self.panel.use_masks.hide()
 
@@ -426,19 +434,17 @@ class RefcolorDocker(DockWidget):
         try:
             done = self.documents.use_as_selection(computed)
         except PluginError as exc:
-            self.panel.set_status(str(exc)[:1].upper() + str(exc)[1:], ok=False)
+            self.panel.set_status(sentence(str(exc)), ok=False)
             return
         if MaskName.SKETCH in done.made:
             self.panel.sketch_mask.setProperty("user_pick", MaskSource.SELECTION)
         if MaskName.REFERENCE in done.made:
             self.panel.reference_mask.setProperty("user_pick", MaskSource.LAYER_MASK)
         self._forget_masks()
-        self.reference_seen = None  # the reference layer has a selection mask now
-        self.fingerprint = None
-        self.sync()
+        self._look_again()  # the reference layer has a selection mask now
         self._save()
-        text = "; ".join(done.words)
-        self.panel.set_status(f"{text[:1].upper()}{text[1:]}. Correct it with Krita's selection tools, then Colorize.")
+        words = "; ".join(done.words)
+        self.panel.set_status(sentence(f"{words}. Correct it with Krita's selection tools, then Colorize."))
 
     def edit_backend(self) -> None:
         dialog = BackendDialog(self.settings, self)

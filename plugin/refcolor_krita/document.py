@@ -172,6 +172,13 @@ def read_image(source: Any, what: str) -> tuple[Pixels, tuple[int, int, int, int
     return pixels, rect
 
 
+def as_selection(mask: Pixels, x: int, y: int) -> Any:
+    """A Krita selection holding an L8 mask with its top-left corner at (x, y)."""
+    selection = Selection()
+    selection.setPixelData(mask.data, x, y, mask.width, mask.height)
+    return selection
+
+
 def read_mask(node: Any, rect: tuple[int, int, int, int], what: str) -> Pixels:
     data = bytes(node.pixelData(*rect))
     if len(data) != rect[2] * rect[3]:
@@ -302,29 +309,28 @@ class KritaDocuments:
             if (target.document.width(), target.document.height()) != sketch.size:
                 raise PluginError("the line art's document was resized since it was colorized: colorize it again")
         reference = computed.masks.get(MaskName.REFERENCE)
-        layer = computed.inputs.reference if isinstance(computed.inputs.reference, LayerRef) else None
+        layer = computed.inputs.reference  # a LayerRef, or a file path (then reference_rect is None)
         rect = target.reference_rect
-        if reference is not None and layer is not None and rect is not None:
+        on_layer: tuple[LayerRef, Pixels, tuple[int, int]] | None = None  # where the reference mask goes
+        if reference is not None and isinstance(layer, LayerRef) and rect is not None:
             self._check_open(layer.document, layer.node, "reference")
             if (rect[2], rect[3]) != reference.size:
                 raise PluginError("the reference's document was resized since it was colorized: colorize again")
+            on_layer = (layer, reference, (rect[0], rect[1]))
         made: set[MaskName] = set()
         words = []
         if sketch is not None:
-            selection = Selection()
-            selection.setPixelData(sketch.data, 0, 0, sketch.width, sketch.height)
-            target.document.setSelection(selection)
+            target.document.setSelection(as_selection(sketch, 0, 0))
             made.add(MaskName.SKETCH)
             where = f" of {target.document.name()}" if target.copy_of else ""  # the RGB copy the result went to
             words.append(f"the line-art mask is now the selection{where}")
-        if reference is not None and layer is not None and rect is not None:
+        if on_layer is not None:
+            layer, reference, (x, y) = on_layer
             for child in layer.node.childNodes():
                 if child.type() == "selectionmask" and child.name() == AUTO_MASK_NAME:
                     child.remove()
-            selection = Selection()
-            selection.setPixelData(reference.data, rect[0], rect[1], reference.width, reference.height)
             mask = layer.document.createSelectionMask(AUTO_MASK_NAME)
-            mask.setSelection(selection)
+            mask.setSelection(as_selection(reference, x, y))
             layer.node.addChildNode(mask, None)  # on top: the one the picker's "selection mask" reads
             layer.document.refreshProjection()
             made.add(MaskName.REFERENCE)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from kritatest import ROOT, KritaGui, run_gui
 from PIL import Image
-from support import ServerProcess, flat_reference, line_art_layer
+from support import flat_reference, line_art_layer
 
 pytestmark = pytest.mark.timeout(600)
 EXAMPLES = ROOT / "docs" / "examples"
@@ -274,7 +274,7 @@ def test_greyscale_16_bit_scans_are_read_and_cmyk_is_refused_clearly(gui_env, ba
     assert not facts["use_masks_after_use"]
 
 
-def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, tmp_path) -> None:
+def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, backend, tmp_path) -> None:
     """Issue 19: line art with nothing selected and a JPEG reference (no transparency). Both mask
     pickers default to Automatic; the result is split along the character the backend found; "Use
     as selection" makes the line-art mask the selection and the reference mask a selection mask
@@ -286,18 +286,9 @@ def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, t
     reference, reference_truth = flat_reference(rw, rh)
     write_png(tmp_path / "lines.png", lines)
     Image.fromarray(reference[..., :3]).save(tmp_path / "sheet.jpg", quality=95)
-    backend = ServerProcess.start(tmp_path / "backend", "--model", "classical")
-    try:
-        facts = run_gui(
-            env,
-            "automask",
-            tmp_path / "gui",
-            pythonpath=pythonpath,
-            settings=settings_for(backend),
-            config={"lines": str(tmp_path / "lines.png"), "reference": str(tmp_path / "sheet.jpg")},
-        )
-    finally:
-        backend.kill()
+    config = {"lines": str(tmp_path / "lines.png"), "reference": str(tmp_path / "sheet.jpg")}
+    settings = settings_for(backend)
+    facts = run_gui(env, "automask", tmp_path / "gui", pythonpath=pythonpath, settings=settings, config=config)
     assert facts.get("ok"), facts.get("error") or facts.get("timeout_in")
 
     def mask_of(text: str, size: tuple[int, int]) -> np.ndarray:

@@ -137,10 +137,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = params_from_args(args)
         sketch = _image(args.sketch)
-        reference = _image(args.reference)
         job = ColorizeJob(
             sketch=sketch,
-            reference=reference,
+            reference=_image(args.reference),
             params=params,
             seed=resolve_seed(params),
             sketch_mask=_mask(args.mask),

@@ -73,15 +73,34 @@ def show(doc: Any) -> None:
     Krita.instance().setActiveDocument(doc)
 
 
-def character_document(name: str, width: int, height: int) -> Any:
-    """A reference: a red character (the middle half) on transparency, on a layer "character"."""
+def character_document(name: str, width: int, height: int, painted: bool = True) -> Any:
+    """A reference: a red character (the middle half) on transparency, on a layer "character"
+    (``painted`` False: the layer is still empty; :func:`paint_character` paints it)."""
     doc = Krita.instance().createDocument(width, height, name, "RGBA", "U8", "", 72.0)
     character = doc.createNode("character", "paintlayer")
     doc.rootNode().addChildNode(character, None)
+    if painted:
+        paint_character(doc, character)
+    return doc
+
+
+def paint_character(doc: Any, character: Any) -> None:
+    """Paint the red character (the middle half of ``doc``) on its layer, and wait until it is done,
+    as an artist's paint would be before the docker reads it."""
+    width, height = doc.width(), doc.height()
     w, h = width // 2, height // 2
     character.setPixelData(b"\x30\x30\xe0\xff" * (w * h), width // 4, height // 4, w, h)
-    doc.waitForDone()  # as an artist's paint would be: done before the docker reads it
-    return doc
+    doc.waitForDone()
+
+
+def side_by_side(d: Driver, reference: Any, sketch: Any) -> Steps:
+    """Both documents in tabs, the sketch's shown; then wait for the docker to connect and follow them."""
+    window = Krita.instance().activeWindow()
+    window.addView(reference)
+    window.addView(sketch)
+    show(sketch)
+    yield connected(d)
+    yield 1.0  # the pickers follow the documents
 
 
 def line_art_document(name: str, width: int, height: int, layer: str = "line art", cell: int = 40) -> Any:
@@ -185,8 +204,7 @@ def smoke(d: Driver) -> Steps:
     character = next(n for n in ref.rootNode().childNodes() if n.name() == "character")
     if bytes(character.pixelData(150, 120, 1, 1))[3] == 0:
         d.facts["reference_repainted"] = True
-        character.setPixelData(b"\x30\x30\xe0\xff" * (150 * 120), 75, 60, 150, 120)
-        ref.waitForDone()
+        paint_character(ref, character)
         yield 1.0
     panel = d.docker.panel
     choose(panel.line_art, "line art")
@@ -543,12 +561,7 @@ def grey(d: Driver) -> Steps:
     full = b"\x00\x00\xff\xff" * w
     ink.setPixelData(b"".join(full if y % 32 == 0 else bytes(row) for y in range(h)), 0, 0, w, h)
     ref = character_document("reference", 200, 160)
-    window = app.activeWindow()
-    window.addView(ref)
-    window.addView(doc)
-    show(doc)
-    yield connected(d)
-    yield 1.0
+    yield from side_by_side(d, ref, doc)
     panel = d.docker.panel
     hashes = layer_hashes(doc)
     choose(panel.line_art, "ink")
@@ -572,7 +585,7 @@ def grey(d: Driver) -> Steps:
     facts["grey_selected"] = doc.selection() is not None
     facts["use_masks_after_use"] = panel.use_masks.isVisible()
     cmyk = app.createDocument(200, 160, "print", "CMYKA", "U8", "", 72.0)
-    window.addView(cmyk)
+    app.activeWindow().addView(cmyk)
     show(cmyk)
     yield 1.0
     panel.colorize.click()
@@ -661,24 +674,16 @@ def late_paint(d: Driver) -> Steps:
     """The reference layer is empty when the docker first looks at it (as Krita 5.1 sometimes shows a
     new document's paint late), then painted: Colorize must look again, offer the reference's
     transparency as its mask, and say Done, not the stale "empty"."""
-    app = Krita.instance()
-    ref = app.createDocument(300, 240, "late-reference", "RGBA", "U8", "", 72.0)
-    character = ref.createNode("character", "paintlayer")
-    ref.rootNode().addChildNode(character, None)
+    ref = character_document("late-reference", 300, 240, painted=False)
+    character = ref.rootNode().childNodes()[-1]
     doc = line_art_document("sketch", 320, 240)
-    window = app.activeWindow()
-    window.addView(ref)
-    window.addView(doc)
-    show(doc)
-    yield connected(d)
-    yield 1.0
+    yield from side_by_side(d, ref, doc)
     panel = d.docker.panel
     choose(panel.line_art, "line art")
     choose(panel.reference, "character")
     yield 1.0
     d.facts["status_empty"] = panel.status.text()
-    character.setPixelData(b"\x30\x30\xe0\xff" * (150 * 120), 75, 60, 150, 120)  # the paint arrives
-    ref.waitForDone()
+    paint_character(ref, character)  # the paint arrives
     yield 1.0
     panel.control("steps").set_value(4)
     yield 0.3
