@@ -24,6 +24,7 @@ needed for this graph and is stubbed when absent).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -52,15 +53,13 @@ HOLD_OUT_BACKGROUNDS = 4  # for validation (characters and backgrounds the netwo
 def _import_onnx2torch() -> Any:
     """``onnx2torch``, importable without torchvision: it imports torchvision at the top for the NMS
     and RoIAlign converters only, which U²-Netp's graph does not use."""
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("torchvision")
-        stub.ops = types.ModuleType("torchvision.ops")  # type: ignore[attr-defined]
+    if importlib.util.find_spec("torchvision") is None:
+        stub, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
         for name in ("nms", "batched_nms", "roi_align"):
-            setattr(stub.ops, name, None)  # type: ignore[attr-defined]
+            setattr(ops, name, None)
+        stub.ops = ops  # type: ignore[attr-defined]
         sys.modules.setdefault("torchvision", stub)
-        sys.modules.setdefault("torchvision.ops", stub.ops)  # type: ignore[attr-defined]
+        sys.modules.setdefault("torchvision.ops", ops)
     import onnx2torch
 
     return onnx2torch
@@ -176,7 +175,7 @@ def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tens
     fused = outputs[0]
     inter = (fused * target).sum((1, 2, 3))
     union = (fused + target - fused * target).sum((1, 2, 3)).clamp_min(1e-6)
-    return bce + (1 - inter / union).mean()  # type: ignore[return-value]
+    return bce + (1 - inter / union).mean()
 
 
 def train(
