@@ -52,16 +52,21 @@ HOLD_OUT_BACKGROUNDS = 4  # for validation (characters and backgrounds the netwo
 
 def _import_onnx2torch() -> Any:
     """``onnx2torch``, importable without torchvision: it imports torchvision at the top for the NMS
-    and RoIAlign converters only, which U²-Netp's graph does not use."""
-    if importlib.util.find_spec("torchvision") is None:
-        stub, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-        for name in ("nms", "batched_nms", "roi_align"):
-            setattr(ops, name, None)
-        stub.ops = ops  # type: ignore[attr-defined]
-        sys.modules.setdefault("torchvision", stub)
-        sys.modules.setdefault("torchvision.ops", ops)
-    import onnx2torch
+    and RoIAlign converters only, which U²-Netp's graph does not use. The stand-in is in
+    ``sys.modules`` only while onnx2torch imports (other libraries ask whether torchvision exists)."""
+    if "onnx2torch" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+        import onnx2torch
 
+        return onnx2torch
+    stub, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+    for name in ("nms", "batched_nms", "roi_align"):
+        setattr(ops, name, None)
+    stub.ops = ops  # type: ignore[attr-defined]
+    sys.modules["torchvision"], sys.modules["torchvision.ops"] = stub, ops
+    try:
+        import onnx2torch
+    finally:
+        del sys.modules["torchvision"], sys.modules["torchvision.ops"]
     return onnx2torch
 
 

@@ -108,3 +108,14 @@ def test_a_training_run_writes_a_graph_and_a_log(folders: tuple[Path, Path], tmp
     assert [entry["step"] for entry in log] == [1, 2] and all(np.isfinite(e["loss"]) for e in log)
     net = automask.SaliencyNet(path, side=48)
     assert net(_image(1)).shape == (72, 80)
+
+
+def test_converting_leaves_no_stand_in_for_torchvision_behind(base: masknet.Convertible) -> None:
+    # Other libraries ask importlib whether torchvision exists; a stand-in left in sys.modules
+    # (without a spec) made that question raise, and a second conversion failed.
+    import importlib.util
+    import sys
+
+    masknet.Convertible.load(automask.u2netp_path())
+    assert "torchvision" not in sys.modules or sys.modules["torchvision"].__spec__ is not None
+    importlib.util.find_spec("torchvision")  # answers (None here), does not raise
