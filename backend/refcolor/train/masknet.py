@@ -239,10 +239,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-every", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0, help="of the samples and the batches")
+    parser.add_argument("--base", type=Path, help="the graph to start from (default: the rembg package's u2netp.onnx)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    train(args.data, args.out, args.steps, args.batch, args.lr, save_every=args.save_every)
+    train(args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base)
 
 
 if __name__ == "__main__":
