@@ -223,7 +223,8 @@ def sketch_mask(sketch: np.ndarray, net: SaliencyNet | None = None) -> np.ndarra
             logger.warning("sketch mask from the paint bucket alone: %s", exc)
             return bucket_mask(gray)
     guess = net.mirrored(np.repeat(work[..., None], 3, axis=2)) >= 0.5
-    closings = [_enclosed(_lines(work), gap) for gap in GAP_CLOSING]
+    lines = _lines(work)
+    closings = [_enclosed(lines, gap) for gap in GAP_CLOSING]
     agreement = [_iou(closing, guess) for closing in closings]
     best = int(np.argmax(agreement))
     return _full_size(closings[best] if agreement[best] >= AGREEMENT else guess, gray.shape)
