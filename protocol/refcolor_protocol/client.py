@@ -215,6 +215,10 @@ class Client:
         try:
             sock.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
+            if not self._key_refused:
+                # The handshake may have been refused before this first send: only the monitor,
+                # not read yet, knows. What it says (and anything else readable) is kept in order.
+                self._backlog.extend(self.poll_events())
             if self._key_refused:
                 code, why = ErrorCode.BAD_SIGNATURE, f"the backend at {self.address} refused this client's key"
             else:
