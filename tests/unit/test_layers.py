@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "backend" / "refcolor"
 
 # Each layer may import itself and the layers before it, never one after it.
-LAYERS = ["imaging", "diffusion", "convert", "models", "service", "data", "eval", "train", "cli"]
+LAYERS = ["imaging", "diffusion", "convert", "models", "service", "batch", "data", "eval", "train", "cli"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["train"] = RANK["eval"]  # eval and train are siblings: neither imports the other
 

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("run the backend service", "refcolor.cli.serve"),
     "ping": ("print a running backend's hello (exit 0 only if it answers)", "refcolor_protocol.cli"),
     "colorize": ("colorize a sketch from a reference (writes PNG layers)", "refcolor.cli.colorize"),
+    "batch": ("colorize every frame of a shot from one reference (resumable)", "refcolor.cli.batch"),
     "install-plugin": ("install the Krita plugin into a Krita profile", "refcolor.cli.install_plugin"),
     "data": ("build the training data set from Debian packages", "refcolor.cli.data"),
     "eval": ("evaluate models and baselines on held-out triplets", "refcolor.cli.eval"),

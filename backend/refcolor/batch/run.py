@@ -1,0 +1,391 @@
+"""A shot from files to files, resumable: ``refcolor batch``'s engine.
+
+For each frame, in natural order, the output folder gets ``<stem>_combined.png``,
+``<stem>_foreground.png`` and ``<stem>_background.png`` (and ``<stem>_mask.png`` when the
+frame's mask was computed), and ``manifest.json`` says what was done with what:
+
+* the shot: reference, masks, background, model, parameters, the shot's seed, consistency,
+  each input with the SHA-256 of its bytes;
+* per frame: its input and mask with their hashes, its ``key``, its status (``done``,
+  ``failed`` with the error, or ``pending``), its outputs and seconds.
+
+A frame's key is a hash of everything its outputs depend on: the shot's settings, the frame's
+and its mask's bytes and, when colours are carried, the previous frame's key. Re-running skips a
+frame whose key matches a ``done`` entry whose files are all there, so an interrupted run goes on
+where it stopped, and a changed frame is redone with the frames that carry its colours. Every
+file is written under a temporary name and renamed into place, so a run killed at any moment
+leaves whole PNGs and a whole manifest, and loses at most the frame in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from refcolor import __version__
+from refcolor.batch.shot import Consistency, Frame, Shot, carry, render
+from refcolor.imaging import automask
+from refcolor.models.job import Colorizer, JobContext, LayerSet
+from refcolor.models.masks import on_white
+from refcolor_protocol.fields import to_dict
+from refcolor_protocol.messages import ColorizeParams
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+AUTO = "auto"
+LAYERS = ("combined", "foreground", "background")
+REFERENCE_MASK_FILE = "reference_mask.png"  # the computed reference mask, when it is "auto"
+
+
+class ShotError(ValueError):
+    """The shot as a whole cannot run (its reference cannot be read...): no frame was tried."""
+
+
+@dataclass(frozen=True)
+class ShotSpec:
+    """A shot as the command line gives it: files, and how to colorize them."""
+
+    frames: list[Path]
+    reference: Path
+    output: Path
+    params: ColorizeParams  # seed None: the manifest's (a resumed shot), else a fresh one
+    model: str = "nano"
+    reference_mask: Path | str | None = None  # a file, "auto", or None (the reference's alpha)
+    masks: Path | str | None = None  # a folder of masks named like the frames, "auto", or None
+    background: Path | None = None
+    consistency: Consistency = Consistency.CARRY
+
+
+@dataclass
+class Summary:
+    frames: int = 0
+    done: int = 0  # colorized in this run
+    skipped: int = 0  # already done with the same inputs (resumed)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (frame, error)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted and self.done + self.skipped == self.frames
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that becomes ``path`` (os.replace) when the block ends
+    without an error, and is removed when it ends with one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        Image.fromarray(pixels).save(temporary, format="PNG")
+
+
+def write_json(data: Any, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_rgba(path: Path, what: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGBA"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read the {what} {path}: {error}") from None
+
+
+def read_mask(path: Path, what: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read the {what} {path}: {error}") from None
+
+
+def mask_file(folder: Path, frame: Path) -> Path:
+    """The mask of ``frame`` in ``folder``: the image with the frame's stem (any image suffix).
+
+    Raises:
+        ValueError: there is none.
+    """
+    for candidate in sorted(folder.glob(f"{frame.stem}.*")):
+        if candidate.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}:
+            return candidate
+    raise ValueError(f"no mask for frame {frame.name} in {folder}: expected {folder / (frame.stem + '.png')}")
+
+
+def read_manifest(output: Path) -> dict[str, Any] | None:
+    """The manifest of an earlier run in ``output``, or None (none, or unreadable: started over)."""
+    path = output / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        logger.warning("the manifest %s cannot be read (%s): every frame is done again", path, error)
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def output_names(stem: str) -> dict[str, str]:
+    return {name: f"{stem}_{name}.png" for name in LAYERS}
+
+
+class ShotRun:
+    """One run of a shot: reads its inputs, knows what an earlier run did, writes as it goes."""
+
+    def __init__(self, spec: ShotSpec) -> None:
+        self.spec = spec
+        self.output = spec.output
+        self.earlier = read_manifest(spec.output)
+        seed = spec.params.seed
+        if seed is None:
+            seed = (self.earlier or {}).get("shot", {}).get("seed")
+            seed = int(seed) if isinstance(seed, int) else secrets.randbelow(2**32)
+        self.params = dataclasses.replace(spec.params, seed=seed)
+        self.shot, self.shot_record = self._shot()
+        self.shot_key = _key(self.shot_record)
+        done = {} if self.earlier is None else {
+            str(entry.get("frame")): entry for entry in self.earlier.get("frames", []) if isinstance(entry, dict)
+        }
+        self.earlier_frames: dict[str, dict[str, Any]] = done
+        self.frames: list[dict[str, Any]] = [
+            {"index": i, "frame": str(path), "status": "pending"} for i, path in enumerate(spec.frames)
+        ]
+
+    @property
+    def seed(self) -> int:
+        return int(self.params.seed or 0)
+
+    def _shot(self) -> tuple[Shot, dict[str, Any]]:
+        """The shot's shared inputs, read once (the reference is encoded once too: every frame hands
+        the model the same reference array, which its encoding cache recognises).
+
+        Raises:
+            ShotError: the reference, its mask or the background cannot be read.
+        """
+        spec = self.spec
+        try:
+            reference = read_rgba(spec.reference, "reference")
+            record: dict[str, Any] = {"reference": {"path": str(spec.reference), "sha256": file_hash(spec.reference)}}
+            reference_mask = None
+            if spec.reference_mask == AUTO:
+                reference_mask = automask.reference_mask(on_white(reference))
+                self.output.mkdir(parents=True, exist_ok=True)
+                save_png(reference_mask, self.output / REFERENCE_MASK_FILE)
+                record["reference_mask"] = AUTO
+            elif spec.reference_mask is not None:
+                path = Path(spec.reference_mask)
+                reference_mask = read_mask(path, "reference mask")
+                if reference_mask.shape != reference.shape[:2]:
+                    raise ValueError(
+                        f"the reference mask {path} is {reference_mask.shape[1]}x{reference_mask.shape[0]} but the "
+                        f"reference is {reference.shape[1]}x{reference.shape[0]}: give a mask of the reference's size"
+                    )
+                record["reference_mask"] = {"path": str(path), "sha256": file_hash(path)}
+            background = None
+            if spec.background is not None:
+                background = read_rgba(spec.background, "background")
+                record["background"] = {"path": str(spec.background), "sha256": file_hash(spec.background)}
+        except (OSError, ValueError, automask.MaskModelMissingError) as error:
+            raise ShotError(str(error)) from None
+        masks = spec.masks
+        record.update(
+            masks=None if masks is None else str(masks),
+            model=spec.model,
+            params=to_dict(self.params),
+            seed=self.seed,
+            consistency=spec.consistency.value,
+        )
+        shot = Shot(
+            reference=reference, params=self.params, reference_mask=reference_mask, background=background,
+            auto_masks=masks == AUTO, consistency=spec.consistency,
+        )
+        return shot, record
+
+    # --- the manifest --------------------------------------------------------------------
+
+    def manifest(self, summary: Summary) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "refcolor": __version__,
+            "shot": self.shot_record,
+            "frames": self.frames,
+            "summary": {
+                "frames": summary.frames,
+                "done": summary.done,
+                "skipped": summary.skipped,
+                "failed": len(summary.failed),
+                "interrupted": summary.interrupted,
+            },
+        }
+
+    def save(self, summary: Summary) -> None:
+        write_json(self.manifest(summary), self.output / MANIFEST)
+
+    # --- frames --------------------------------------------------------------------------
+
+    def inputs(self, index: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """Frame ``index``'s line art, its given mask (None: none, or computed later), and its
+        record's input fields (hashes).
+
+        Raises:
+            ValueError: a file cannot be read, or there is no mask for it in the masks folder.
+        """
+        path = self.spec.frames[index]
+        record: dict[str, Any] = {"sha256": file_hash(path)}
+        sketch = read_rgba(path, "frame")
+        mask = None
+        masks = self.spec.masks
+        if masks is not None and masks != AUTO:
+            mask_path = mask_file(Path(masks), path)
+            mask = read_mask(mask_path, "mask")
+            record["mask"] = {"path": str(mask_path), "sha256": file_hash(mask_path)}
+        return sketch, mask, record
+
+    def frame_key(self, record: dict[str, Any], previous_key: str | None) -> str:
+        carried = previous_key if self.shot.consistency is Consistency.CARRY else None
+        return _key(self.shot_key, record.get("sha256"), record.get("mask"), carried)
+
+    def finished(self, index: int, key: str) -> bool:
+        """Whether an earlier run did frame ``index`` with this key and its files are all there."""
+        earlier = self.earlier_frames.get(str(self.spec.frames[index]))
+        if not earlier or earlier.get("status") != "done" or earlier.get("key") != key:
+            return False
+        outputs = earlier.get("outputs", {})
+        return isinstance(outputs, dict) and all((self.output / str(name)).is_file() for name in outputs.values())
+
+    def load_done(self, index: int, sketch: np.ndarray) -> Frame:
+        """Frame ``index`` as an earlier run wrote it (what the next frame carries from)."""
+        entry = self.earlier_frames[str(self.spec.frames[index])]
+        names = entry["outputs"]
+        layers = {name: read_rgba(self.output / names[name], "earlier output") for name in LAYERS}
+        mask_name = names.get("mask")
+        if mask_name is not None:
+            mask: np.ndarray | None = read_mask(self.output / mask_name, "earlier mask")
+        elif "mask" in entry:
+            mask = read_mask(Path(entry["mask"]["path"]), "mask")
+        else:
+            mask = None
+        return Frame(sketch, mask, LayerSet(**layers, seed=self.seed))
+
+    def write(self, index: int, frame: Frame) -> dict[str, str]:
+        """Frame ``index``'s layers (and computed mask) into the output folder; their names."""
+        stem = self.spec.frames[index].stem
+        names = output_names(stem)
+        for name, pixels in frame.layers.named().items():
+            save_png(pixels, self.output / names[name])
+        if self.spec.masks == AUTO and frame.mask is not None:
+            names["mask"] = f"{stem}_mask.png"
+            save_png(frame.mask, self.output / names["mask"])
+        return names
+
+
+def _load(load: Callable[[], Colorizer]) -> Colorizer:
+    try:
+        return load()
+    except Exception as error:  # the model, not a frame: no frame can run
+        raise ShotError(f"cannot load the model: {error}") from error
+
+
+def run_shot(
+    spec: ShotSpec,
+    load: Callable[[], Colorizer],
+    on_frame: Callable[[int, dict[str, Any]], None] | None = None,
+    ctx: JobContext | None = None,
+) -> tuple[Summary, ShotRun]:
+    """Colorize ``spec``'s frames in order, skipping those an earlier run finished.
+
+    ``load()`` gives the model; it is called once, and only if a frame needs it. ``on_frame(index,
+    record)`` is called after each frame (done, skipped or failed). A frame that fails (an
+    unreadable file, a missing mask, an error in the model) is recorded and the next one goes on
+    without carrying from it. A KeyboardInterrupt ends the run after saving the manifest
+    (``summary.interrupted``).
+
+    Raises:
+        ShotError: the shot's shared inputs cannot be read (no frame was tried), or the model
+            cannot be loaded (the manifest is saved first).
+    """
+    spec.output.mkdir(parents=True, exist_ok=True)
+    shot_run = ShotRun(spec)
+    summary = Summary(frames=len(spec.frames))
+    models: list[Colorizer] = []
+    start = time.perf_counter()
+    previous: Frame | None = None  # the previous frame's final colours, when in memory
+    skipped: tuple[int, np.ndarray] | None = None  # or: it was done earlier (index, line art), read on demand
+    previous_key: str | None = None
+    try:
+        for index, path in enumerate(spec.frames):
+            record = shot_run.frames[index]
+            began = time.perf_counter()
+            try:
+                sketch, mask, inputs = shot_run.inputs(index)
+                record.update(inputs)
+                key = record["key"] = shot_run.frame_key(inputs, previous_key)
+                if shot_run.finished(index, key):
+                    earlier = shot_run.earlier_frames[str(path)]
+                    record.update(status="done", outputs=earlier["outputs"], seconds=earlier.get("seconds"))
+                    summary.skipped += 1
+                    previous, skipped = None, (index, sketch)
+                else:
+                    if skipped is not None and shot_run.shot.consistency is Consistency.CARRY:
+                        previous = shot_run.load_done(*skipped)
+                    if not models:
+                        models.append(_load(load))
+                    frame = carry(shot_run.shot, render(models[0], shot_run.shot, sketch, mask, ctx), previous)
+                    record.update(status="done", outputs=shot_run.write(index, frame), error=None)
+                    record["seconds"] = round(time.perf_counter() - began, 3)
+                    summary.done += 1
+                    previous, skipped = frame, None
+                previous_key = key
+            except ShotError:
+                shot_run.save(summary)
+                raise
+            except Exception as error:  # one frame's failure, whatever it is, must not end the shot
+                logger.warning("frame %s failed: %s", path, error, exc_info=logger.isEnabledFor(logging.DEBUG))
+                record.update(status="failed", error=str(error) or type(error).__name__)
+                record.pop("outputs", None)
+                summary.failed.append((str(path), record["error"]))
+                previous = skipped = previous_key = None
+            shot_run.save(summary)
+            if on_frame is not None:
+                on_frame(index, record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        shot_run.save(summary)
+    summary.seconds = time.perf_counter() - start
+    return summary, shot_run
