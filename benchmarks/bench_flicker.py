@@ -10,7 +10,7 @@ of consecutive frames) and colour error (mean CIEDE2000 against the ground truth
 on the fills, and the ground truth's own flicker (resampling alone).
 
     python benchmarks/bench_flicker.py --data DATA/train            # tuning
-    python benchmarks/bench_flicker.py --data DATA/heldout --sheet docs/flicker-contact-sheet.png
+    python benchmarks/bench_flicker.py --data DATA/heldout --seed-per-frame --sheet docs/flicker-contact-sheet.png
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def contact_sheet(rows: dict[str, list[np.ndarray]], path: Path, start: int, cou
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="a split: characters/ and backgrounds/")
+    parser.add_argument("--data", type=Path, default=Path("/work/data/build/heldout"),
+                        help="a split: characters/ and backgrounds/ (refcolor data build)")  # fmt: skip
     parser.add_argument("--shots", type=int, default=4, help="characters (shots), spread over the split")
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, default=256)

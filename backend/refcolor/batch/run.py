@@ -49,6 +49,7 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 AUTO = "auto"
 LAYERS = ("combined", "foreground", "background")
+LOCK_FILE = ".refcolor-batch.lock"
 REFERENCE_MASK_FILE = "reference_mask.png"  # the computed reference mask, when it is "auto"
 
 
@@ -301,7 +302,7 @@ class ShotRun:
             mask = read_mask(Path(entry["mask"]["path"]), "mask")
         else:
             mask = None
-        return Frame(sketch, mask, LayerSet(**layers, seed=self.seed))
+        return Frame(sketch, mask, LayerSet(**layers, seed=self.seed), age=int(entry.get("age", 0)))
 
     def write(self, index: int, frame: Frame) -> dict[str, str]:
         """Frame ``index``'s layers (and computed mask) into the output folder; their names."""
@@ -313,6 +314,31 @@ class ShotRun:
             names["mask"] = f"{stem}_mask.png"
             save_png(frame.mask, self.output / names["mask"])
         return names
+
+
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Holds ``output``'s lock file for the block, so two runs never write one folder.
+
+    Raises:
+        ShotError: another run holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one run per folder is up to the user
+        yield
+        return
+    with open(output / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ShotError(
+                f"another refcolor batch is writing to {output}: wait for it, or give another --output"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _load(load: Callable[[], Colorizer]) -> Colorizer:
@@ -341,6 +367,18 @@ def run_shot(
             cannot be loaded (the manifest is saved first).
     """
     spec.output.mkdir(parents=True, exist_ok=True)
+    with output_lock(spec.output):
+        return _run(spec, load, on_frame, ctx)
+
+
+def _run(
+    spec: ShotSpec,
+    load: Callable[[], Colorizer],
+    on_frame: Callable[[int, dict[str, Any]], None] | None,
+    ctx: JobContext | None,
+) -> tuple[Summary, ShotRun]:
+    for stale in spec.output.glob(".*.tmp"):  # what a killed run was writing: never a finished file
+        stale.unlink(missing_ok=True)
     shot_run = ShotRun(spec)
     summary = Summary(frames=len(spec.frames))
     models: list[Colorizer] = []
@@ -358,7 +396,10 @@ def run_shot(
                 key = record["key"] = shot_run.frame_key(inputs, previous_key)
                 if shot_run.finished(index, key):
                     earlier = shot_run.earlier_frames[str(path)]
-                    record.update(status="done", outputs=earlier["outputs"], seconds=earlier.get("seconds"))
+                    record.update(
+                        status="done", outputs=earlier["outputs"], seconds=earlier.get("seconds"),
+                        age=earlier.get("age", 0),
+                    )
                     summary.skipped += 1
                     previous, skipped = None, (index, sketch)
                 else:
@@ -367,7 +408,7 @@ def run_shot(
                     if not models:
                         models.append(_load(load))
                     frame = carry(shot_run.shot, render(models[0], shot_run.shot, sketch, mask, ctx), previous)
-                    record.update(status="done", outputs=shot_run.write(index, frame), error=None)
+                    record.update(status="done", outputs=shot_run.write(index, frame), error=None, age=frame.age)
                     record["seconds"] = round(time.perf_counter() - began, 3)
                     summary.done += 1
                     previous, skipped = frame, None

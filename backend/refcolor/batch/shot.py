@@ -22,11 +22,13 @@ from refcolor.models.job import ColorizeJob, Colorizer, JobContext, LayerSet, Nu
 from refcolor.models.masks import on_white
 from refcolor_protocol.messages import ColorizeParams
 
+CARRY_WINDOW = 24  # frames (a second of animation) the running mean of a pixel's colour spans at most
+
 
 class Consistency(str, Enum):
     """How a frame's colours follow the previous frame's."""
 
-    CARRY = "carry"  # each closed region takes the colour of the region it was in the previous frame
+    CARRY = "carry"  # a pixel's colour is the mean of what the model painted for it, frame after frame
     OFF = "off"  # every frame on its own (the shot's seed still fixed)
 
 
@@ -58,6 +60,7 @@ class Frame:
     sketch: np.ndarray  # (H, W, 4) uint8
     mask: np.ndarray | None  # (H, W) uint8, 255 = foreground; None: all foreground
     layers: LayerSet
+    age: int = 0  # how many frames before this one its colours were carried from (0: its own)
 
     @property
     def foreground(self) -> np.ndarray | None:
@@ -100,16 +103,30 @@ def render(colorizer: Colorizer, shot: Shot, sketch: np.ndarray, mask: np.ndarra
 def carry(shot: Shot, frame: Frame, previous: Frame | None) -> Frame:
     """``frame`` with its colours carried from ``previous`` (its final colours), as the shot's
     consistency says; unchanged for the first frame, or when the two differ in size (a new shot
-    in the same folder)."""
+    in the same folder).
+
+    The ``n``-th frame of a run of carried frames takes ``n / (n + 1)`` of the previous frame's
+    colours and ``1 / (n + 1)`` of its own (:func:`carry_strength`): each pixel's colour is the mean
+    of what the model painted for it in the frames so far, followed along the motion. On the
+    training split's shots this cut flicker 4.9x and colour error 5 % against independent frames,
+    where taking the previous colours whole cut flicker 8x and raised the error 2 % (docs/animation.md).
+    """
     if shot.consistency is Consistency.OFF or previous is None or previous.sketch.shape != frame.sketch.shape:
         return frame
-    layers = frame.layers
-    fills = layers.foreground[..., :3]
+    age = previous.age + 1
     carried = carry_fills(
         line_ink(previous.sketch), previous.layers.foreground[..., :3], previous.foreground,
-        line_ink(frame.sketch), fills, frame.foreground,
+        line_ink(frame.sketch), frame.layers.foreground[..., :3], frame.foreground,
+        strength=carry_strength(age),
     )
-    return dataclasses.replace(frame, layers=recolor(layers, carried))
+    return dataclasses.replace(frame, layers=recolor(frame.layers, carried), age=age)
+
+
+def carry_strength(age: int) -> float:
+    """How much of the previous frame's colours the ``age``-th carried frame takes: the running mean
+    over the last :data:`CARRY_WINDOW` frames at most."""
+    frames = min(age, CARRY_WINDOW)
+    return frames / (frames + 1)
 
 
 def recolor(layers: LayerSet, fills: np.ndarray) -> LayerSet:

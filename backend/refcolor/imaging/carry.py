@@ -118,7 +118,7 @@ def carry_fills(
 
     ``*_ink``: (H, W) line darkness in [0, 1]; ``*_foreground``: (H, W) bool sketch masks (None:
     all foreground). ``strength`` in [0, 1]: how far a matched region moves toward its previous
-    colour (0 returns ``fills`` unchanged).
+    colours (1: takes them whole; 0 returns ``fills`` unchanged).
 
     Raises:
         ValueError: the frames differ in size, or ``strength`` is outside [0, 1].

@@ -101,6 +101,7 @@ def test_a_shot_is_written_with_its_manifest_and_a_rerun_does_nothing(shot: Synt
     assert data["shot"]["seed"] == 7 and data["shot"]["model"] == "classical"
     assert data["shot"]["consistency"] == "carry" and len(data["shot"]["reference"]["sha256"]) == 64
     assert [f["status"] for f in data["frames"]] == ["done"] * FRAMES
+    assert [f["age"] for f in data["frames"]] == list(range(FRAMES))  # each carried from the one before
     assert all(len(f["sha256"]) == 64 and f["mask"]["sha256"] and f["key"] for f in data["frames"])
     assert data["summary"] == {"frames": FRAMES, "done": FRAMES, "skipped": 0, "failed": 0, "interrupted": False}
     first = pixels(spec.output)
