@@ -199,3 +199,16 @@ def test_a_shot_has_one_seed_and_one_colouring_per_frame() -> None:
         Shot(reference, ColorizeParams(seed=None))
     with pytest.raises(ValueError, match="variations=2"):
         Shot(reference, ColorizeParams(seed=1, variations=2))
+
+
+def test_two_runs_never_write_one_folder(shot: SyntheticShot, tmp_path: Path) -> None:
+    from refcolor.batch.run import ShotError, output_lock
+
+    spec = spec_for(shot, tmp_path)
+    spec.output.mkdir()
+    with output_lock(spec.output), pytest.raises(ShotError, match="another refcolor batch is writing"):
+        run_shot(spec, never)
+    stale = spec.output / ".f1_combined.png.999.tmp"  # what a run killed mid-write left
+    stale.write_bytes(b"half a png")
+    summary, _ = run_shot(spec, classical)
+    assert summary.ok and not stale.exists()
