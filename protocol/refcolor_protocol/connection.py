@@ -4,7 +4,7 @@ Like Jupyter's kernel connection files: a small JSON file written by the server 
 0600 permissions (only its owner can read the key), removed when the server stops::
 
     {"transport": "tcp", "address": "tcp://127.0.0.1:5557", "key": "<hex>",
-     "signature_scheme": "blake3", "pid": 1234, "protocol_version": "1.6"}
+     "signature_scheme": "blake3", "pid": 1234, "protocol_version": "1.7"}
 """
 
 from __future__ import annotations

@@ -174,6 +174,9 @@ class Capabilities:
     # The masks this server can compute (ColorizeRequest.auto_masks): "sketch", "reference"; a server
     # of 1.5 sends none. Strings, not MaskName, so a client keeps working when a newer server adds one.
     auto_masks: tuple[str, ...] = ()
+    # The server carries colours from a shot's previous frame (ColorizeRequest.previous_*); a server
+    # of 1.6 ignores those fields.
+    carry_colors: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,12 +287,23 @@ class ColorizeRequest:
     params: ColorizeParams = field(default_factory=ColorizeParams)
     model: str = ""  # "" = the server's default model
     auto_masks: tuple[MaskName, ...] = ()  # masks the server computes; the result carries them
+    # A shot's previous frame, whose colours this frame carries (PROTOCOL.md, "Frames of a shot"):
+    # its line art, its result's foreground layer as received, its sketch mask, and its result's age.
+    previous_sketch: ImageRef | None = None
+    previous_fills: ImageRef | None = None
+    previous_mask: ImageRef | None = None
+    previous_age: int = field(default=0, metadata=bounds(0, 1_000_000))
+
+    IMAGE_NAMES: ClassVar[tuple[str, ...]] = (
+        "sketch", "reference", "sketch_mask", "reference_mask", "background",
+        "previous_sketch", "previous_fills", "previous_mask",
+    )
 
     def images(self) -> dict[str, ImageRef]:
-        names = ("sketch", "reference", "sketch_mask", "reference_mask", "background")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in self.IMAGE_NAMES if getattr(self, n) is not None}
 
     def check(self, path: str) -> None:
+        self._check_previous(path)
         for i, auto in enumerate(self.auto_masks):
             if auto in self.auto_masks[:i]:
                 raise ProtocolError(ErrorCode.INVALID_FIELD, f"{path}.auto_masks: {auto.value!r} is listed twice")
@@ -313,6 +327,31 @@ class ColorizeRequest:
                 raise ProtocolError(
                     ErrorCode.SIZE_MISMATCH,
                     f"{path}.{mask}: {ref.width}x{ref.height} but the {owner} is {image.width}x{image.height}",
+                )
+
+    def _check_previous(self, path: str) -> None:
+        given = [n for n in ("previous_sketch", "previous_fills") if getattr(self, n) is not None]
+        if len(given) == 1 or (self.previous_mask is not None and not given):
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"{path}: a previous frame needs previous_sketch and previous_fills (previous_mask optional); "
+                f"got {', '.join(given + (['previous_mask'] if self.previous_mask is not None else []))}",
+            )
+        if not given:
+            return
+        if self.params.variations != 1:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                f"{path}.params.variations: {self.params.variations} with a previous frame; a frame of a shot "
+                "has one colouring",
+            )
+        for name in ("previous_sketch", "previous_fills", "previous_mask"):
+            ref = getattr(self, name)
+            if ref is not None and (ref.width, ref.height) != (self.sketch.width, self.sketch.height):
+                raise ProtocolError(
+                    ErrorCode.SIZE_MISMATCH,
+                    f"{path}.{name}: {ref.width}x{ref.height} but the sketch is "
+                    f"{self.sketch.width}x{self.sketch.height}; frames of a shot have one size",
                 )
 
 
@@ -357,6 +396,7 @@ class Result:
     seeds: tuple[int, ...]  # one per variation
     elapsed_s: float = 0.0
     masks: tuple[ResultMask, ...] = ()  # the masks the server computed (the request's auto_masks)
+    age: int = 0  # frames this result's colours were carried through (0: not carried); the next frame's previous_age
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-PROTOCOL_VERSION = "1.6"
+PROTOCOL_VERSION = "1.7"
 """major.minor: a peer rejects messages of another major version, accepts any minor."""
 
 DELIMITER = b"<REFCOLOR|MSG>"
@@ -19,7 +19,8 @@ SIGNATURE_SCHEME = "blake3"
 """The preferred signature scheme: keyed BLAKE3, written in connection files."""
 
 LEGACY_SIGNATURE_SCHEME = "hmac-sha256"
-"""The signature scheme of protocol 1.4 and before: still verified by 1.5 and 1.6, removed in 1.7.
+"""The signature scheme of protocol 1.4 and before: still verified by 1.5 to 1.7, to be removed in 1.8
+(the removal was planned for 1.7 and moved: 1.7 adds frames of a shot and nothing else).
 Also what a side without the blake3 package signs with."""
 
 SIGNATURE_SCHEMES = (SIGNATURE_SCHEME, LEGACY_SIGNATURE_SCHEME)

@@ -10,8 +10,8 @@ signature frame itself:
 
 - ``blake3``: ``b"blake3:"`` + hex keyed BLAKE3, keyed with a 32-byte key derived from the
   connection key (``spec.BLAKE3_KEY_CONTEXT``). Fast, and multi-threaded on big images.
-- ``hmac-sha256``: hex HMAC-SHA256 with the connection key, no prefix. Deprecated (1.5 still
-  and 1.6 verify it; 1.7 will not), and what this side signs with when the ``blake3`` package is
+- ``hmac-sha256``: hex HMAC-SHA256 with the connection key, no prefix. Deprecated (1.5
+  to 1.7 verify it; 1.8 will not), and what this side signs with when the ``blake3`` package is
   missing (Krita's Python on a platform without a blake3 wheel).
 
 An empty key means no signing: the signature frame is then empty (allowed on loopback only;

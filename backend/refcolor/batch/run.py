@@ -36,8 +36,9 @@ import numpy as np
 from PIL import Image
 
 from refcolor import __version__
-from refcolor.batch.shot import Consistency, Frame, Shot, carry, render
+from refcolor.batch.shot import Consistency, Shot, carry, render
 from refcolor.imaging import automask
+from refcolor.models.carry import Frame
 from refcolor.models.job import Colorizer, JobContext, LayerSet
 from refcolor.models.masks import on_white
 from refcolor_protocol.fields import to_dict

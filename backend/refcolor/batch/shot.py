@@ -9,20 +9,16 @@ order; :func:`carry` needs the previous frame's final colours and runs in frame 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
 from refcolor.imaging import automask
-from refcolor.imaging.carry import carry_fills
-from refcolor.imaging.pixels import line_ink
-from refcolor.models.job import ColorizeJob, Colorizer, JobContext, LayerSet, NullContext
+from refcolor.models.carry import Frame, carry_frame
+from refcolor.models.job import ColorizeJob, Colorizer, JobContext, NullContext
 from refcolor.models.masks import on_white
 from refcolor_protocol.messages import ColorizeParams
-
-CARRY_WINDOW = 24  # frames (a second of animation) the running mean of a pixel's colour spans at most
 
 
 class Consistency(str, Enum):
@@ -51,20 +47,6 @@ class Shot:
                 f"variations={self.params.variations}: a shot gives one colouring per frame; "
                 "try variations on a single frame with refcolor colorize"
             )
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One frame's line art and sketch mask, and the layers made of it."""
-
-    sketch: np.ndarray  # (H, W, 4) uint8
-    mask: np.ndarray | None  # (H, W) uint8, 255 = foreground; None: all foreground
-    layers: LayerSet
-    age: int = 0  # how many frames before this one its colours were carried from (0: its own)
-
-    @property
-    def foreground(self) -> np.ndarray | None:
-        return None if self.mask is None else self.mask >= 128
 
 
 def frame_mask(shot: Shot, sketch: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
@@ -101,44 +83,9 @@ def render(colorizer: Colorizer, shot: Shot, sketch: np.ndarray, mask: np.ndarra
 
 
 def carry(shot: Shot, frame: Frame, previous: Frame | None) -> Frame:
-    """``frame`` with its colours carried from ``previous`` (its final colours), as the shot's
-    consistency says; unchanged for the first frame, or when the two differ in size (a new shot
-    in the same folder).
-
-    The ``n``-th frame of a run of carried frames takes ``n / (n + 1)`` of the previous frame's
-    colours and ``1 / (n + 1)`` of its own (:func:`carry_strength`): each pixel's colour is the mean
-    of what the model painted for it in the frames so far, followed along the motion. On the
-    training split's shots this cut flicker 4.9x and colour error 5 % against independent frames,
-    where taking the previous colours whole cut flicker 8x and raised the error 2 % (docs/animation.md).
-    """
+    """``frame`` with its colours carried from ``previous`` (:func:`~refcolor.models.carry.carry_frame`)
+    as the shot's consistency says; unchanged for the first frame, or when the two differ in size
+    (a new shot in the same folder)."""
     if shot.consistency is Consistency.OFF or previous is None or previous.sketch.shape != frame.sketch.shape:
         return frame
-    age = previous.age + 1
-    carried = carry_fills(
-        line_ink(previous.sketch), previous.layers.foreground[..., :3], previous.foreground,
-        line_ink(frame.sketch), frame.layers.foreground[..., :3], frame.foreground,
-        strength=carry_strength(age),
-    )
-    return dataclasses.replace(frame, layers=recolor(frame.layers, carried), age=age)
-
-
-def carry_strength(age: int) -> float:
-    """How much of the previous frame's colours the ``age``-th carried frame takes: the running mean
-    over the last :data:`CARRY_WINDOW` frames at most."""
-    frames = min(age, CARRY_WINDOW)
-    return frames / (frames + 1)
-
-
-def recolor(layers: LayerSet, fills: np.ndarray) -> LayerSet:
-    """``layers`` with their fill colours replaced by ``fills`` ((H, W, 3) uint8), each layer keeping
-    its alpha, and the combined layer keeping what the model laid over its fills (the line art
-    multiplied in: its ratio to the fills, per channel)."""
-    old = layers.foreground[..., :3].astype(np.float32)
-    ratio = (layers.combined[..., :3].astype(np.float32) + 0.5) / (old + 0.5)
-    combined = np.clip(np.round(fills.astype(np.float32) * ratio), 0, 255).astype(np.uint8)
-    return LayerSet(
-        combined=np.dstack([combined, layers.combined[..., 3]]),
-        foreground=np.dstack([fills, layers.foreground[..., 3]]),
-        background=np.dstack([fills, layers.background[..., 3]]),
-        seed=layers.seed,
-    )
+    return carry_frame(previous, frame)

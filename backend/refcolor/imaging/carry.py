@@ -41,6 +41,8 @@ MIN_OVERLAP = 0.5  # a region matches when this share of it lies on one previous
 MAX_AREA_RATIO = 4.0  # ... and neither of the two is more than this many times the other
 MIN_REGION_PIXELS = 4  # smaller regions (specks between lines) keep the model's colours
 EDGE_SHARE = 0.015  # lines this close to the mask's outline move with the character
+NOISE = 10.0  # CIELAB distance up to which a pixel's own colour is averaged in (the model's noise)
+CHOICE = 20.0  # ... and from which it is not (another colour chosen for the same part)
 LARGE_SHARE = 0.005  # regions of at least this share of the frame get a smooth shift where uncovered
 SMOOTH_SHARE = 0.03  # its window (Gaussian sigma), a share of the shorter side
 
@@ -118,7 +120,8 @@ def carry_fills(
 
     ``*_ink``: (H, W) line darkness in [0, 1]; ``*_foreground``: (H, W) bool sketch masks (None:
     all foreground). ``strength`` in [0, 1]: how far a matched region moves toward its previous
-    colours (1: takes them whole; 0 returns ``fills`` unchanged).
+    colours (1: takes them whole; 0 returns ``fills`` unchanged) where they differ by at most
+    :data:`NOISE`; where they differ by :data:`CHOICE` or more, it takes them whole.
 
     Raises:
         ValueError: the frames differ in size, or ``strength`` is outside [0, 1].
@@ -180,7 +183,12 @@ def carry_fills(
         _smooth_large_regions(shift, difference, follows, current.labels, matched, followers, pixels)
         changed |= in_matched
         logger.debug("carried %d of %d regions (side %s)", int(matched.sum()), current.count, side)
-    rgb = to_rgb(lab + strength * shift)
+    # A colour that differs a little (the model's noise) is averaged in as ``strength`` says; one that
+    # differs a lot (the model chose another colour for the part this time) is not: a mean of red
+    # and blue is a purple nobody painted. Between NOISE and CHOICE (CIELAB distance) the two blend.
+    distance = np.linalg.norm(shift, axis=-1, keepdims=True)
+    own = (1.0 - strength) * np.clip((CHOICE - distance) / (CHOICE - NOISE), 0.0, 1.0)
+    rgb = to_rgb(lab + (1.0 - own) * shift)
     out[changed] = np.clip(np.round(rgb[changed] * 255.0), 0, 255).astype(np.uint8)
     return out
 

@@ -67,6 +67,7 @@ def capabilities(
             max_job_seconds=config.max_job_seconds,
         ),
         auto_masks=tuple(name.value for name in auto_masks),
+        carry_colors=True,
     )
 
 
@@ -141,9 +142,10 @@ def result(
     layer_sets: list[LayerSet],
     elapsed_s: float,
     masks: dict[MaskName, np.ndarray] | None = None,
+    age: int = 0,
 ) -> tuple[Result, tuple[Buffer, ...]]:
     """A result message: every variation's layers as RGBA8 buffers, in variation order, then the
-    computed ``masks`` as L8 buffers."""
+    computed ``masks`` as L8 buffers. ``age``: frames its colours were carried through."""
     layers: list[ResultLayer] = []
     buffers: list[Buffer] = []
     for variation, layer_set in enumerate(layer_sets):
@@ -160,4 +162,4 @@ def result(
         computed.append(ResultMask(name, ImageRef(width, height, Layout.L8, buffer.nbytes, len(buffers))))
         buffers.append(buffer)
     seeds = tuple(s.seed for s in layer_sets)
-    return Result(job_id, model, tuple(layers), seeds, round(elapsed_s, 4), tuple(computed)), tuple(buffers)
+    return Result(job_id, model, tuple(layers), seeds, round(elapsed_s, 4), tuple(computed), age), tuple(buffers)

@@ -565,7 +565,7 @@ class Server:
             self._send(job.identity, content, job.header, buffers)
         elif isinstance(event, Finished):
             result, result_buffers = replies.result(
-                job.job_id, job.model, event.layers, event.elapsed_s, event.masks
+                job.job_id, job.model, event.layers, event.elapsed_s, event.masks, event.age
             )
             self._send(job.identity, result, job.header, result_buffers, keep=True)
         elif isinstance(event, Failed):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refcolor.models import masks
+from refcolor.models.carry import Frame, carry_frame
 from refcolor.models.job import ColorizeJob, Colorizer, JobCancelled, LayerSet, PreviewFn
 from refcolor.service import memory
 from refcolor.service.images import decode_image, decode_mask, thumbnail
@@ -67,6 +68,18 @@ class QueuedJob:
             job_id=self.job_id,
         )
 
+    def previous(self) -> Frame | None:
+        """The shot's previous frame the request names (its line art, final fills and mask), or None."""
+        req, bufs = self.request, self.buffers
+        if req.previous_sketch is None or req.previous_fills is None:
+            return None
+        sketch = decode_image(req.previous_sketch, bufs[req.previous_sketch.buffer])
+        fills = decode_image(req.previous_fills, bufs[req.previous_fills.buffer])
+        mask = None if req.previous_mask is None else decode_mask(req.previous_mask, bufs[req.previous_mask.buffer])
+        opaque = np.full(fills.shape[:2], 255, np.uint8)
+        layers = LayerSet(combined=fills, foreground=fills, background=np.dstack([fills[..., :3], opaque]), seed=0)
+        return Frame(sketch, mask, layers, age=req.previous_age)
+
 
 @dataclass(frozen=True)
 class Started:
@@ -90,6 +103,7 @@ class Finished:
     layers: list[LayerSet]
     elapsed_s: float
     masks: dict[MaskName, np.ndarray] = field(default_factory=dict)  # the ones computed (auto_masks)
+    age: int = 0  # frames the colours were carried through (a frame of a shot: the previous one's + 1)
 
 
 @dataclass(frozen=True)
@@ -260,6 +274,12 @@ class Worker(threading.Thread):
                 raise RuntimeError(
                     f"model {job.model} returned {len(layers)} variations, {job.request.params.variations} asked"
                 )
+            age = 0
+            previous = job.previous()
+            if previous is not None:  # a frame of a shot: the previous frame's colours carried into it
+                ctx.check_cancelled()
+                frame = carry_frame(previous, Frame(decoded.sketch, decoded.sketch_mask, layers[0]))
+                layers, age = [frame.layers], frame.age
             ctx.stage(Stage.LAYERS)  # the server thread encodes them next
         except JobCancelled:
             logger.info("job %s cancelled at step %d/%d", job.job_id, job.step, job.total)
@@ -272,4 +292,4 @@ class Worker(threading.Thread):
             return Failed(job, ErrorCode.JOB_FAILED, f"the model failed: {type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - start
         logger.info("job %s done in %.2f s", job.job_id, elapsed)
-        return Finished(job, layers, elapsed, computed)
+        return Finished(job, layers, elapsed, computed, age)

@@ -65,7 +65,37 @@ def test_valid_request_decodes() -> None:
     assert isinstance(content, ColorizeRequest)
     assert set(content.images()) == {"sketch", "reference", "sketch_mask", "reference_mask", "background"}
     assert content.params == ColorizeParams()
-    assert to_dict(content) == {**request(), "params": to_dict(ColorizeParams()), "model": "", "auto_masks": []}
+    assert to_dict(content) == {
+        **request(), "params": to_dict(ColorizeParams()), "model": "", "auto_masks": [],
+        "previous_sketch": None, "previous_fills": None, "previous_mask": None, "previous_age": 0,
+    }
+
+
+def test_a_frame_of_a_shot_names_its_previous_frame() -> None:
+    previous = {"previous_sketch": image(8, 6, "RGBA8", 5), "previous_fills": image(8, 6, "BGRA8", 6),
+                "previous_mask": image(8, 6, "L8", 7), "previous_age": 3}
+    content = content_from_dict("colorize_request", request(**previous))
+    assert content.previous_age == 3 and {"previous_sketch", "previous_fills", "previous_mask"} <= set(content.images())
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "says"),
+    [
+        ({"previous_sketch": image(8, 6, "RGBA8", 5)}, "invalid_field", "needs previous_sketch and previous_fills"),
+        ({"previous_mask": image(8, 6, "L8", 5)}, "invalid_field", "got previous_mask"),
+        ({"previous_sketch": image(8, 6, "RGBA8", 5), "previous_fills": image(8, 6, "RGBA8", 6),
+          "params": {"variations": 2}}, "invalid_field", "params.variations: 2 with a previous frame"),
+        ({"previous_sketch": image(8, 6, "RGBA8", 5), "previous_fills": image(8, 5, "RGBA8", 6)},
+         "size_mismatch", "previous_fills: 8x5 but the sketch is 8x6"),
+        ({"previous_sketch": image(8, 6, "RGBA8", 5), "previous_fills": image(8, 6, "RGBA8", 6),
+          "previous_mask": image(8, 6, "RGBA8", 7)}, "unsupported_layout", "previous_mask: layout RGBA8"),
+        ({"previous_sketch": image(8, 6, "RGBA8", 5), "previous_fills": image(8, 6, "RGBA8", 6),
+          "previous_age": -1}, "invalid_field", "previous_age: -1 is out of range"),
+    ],
+)
+def test_a_previous_frame_that_cannot_be_carried_from_is_refused(changes: dict, code: str, says: str) -> None:
+    error = decode_error(request(**changes))
+    assert error.code.value == code and says in error.message, error.message
 
 
 # --- invalid_field -------------------------------------------------------------------------------

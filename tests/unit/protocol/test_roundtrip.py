@@ -70,7 +70,19 @@ def _fix_request(request: ColorizeRequest) -> ColorizeRequest:
             changes[mask] = _fix_image(ref, Layout.L8, (image.width, image.height))
     given = {name for name in MaskName if getattr(request, f"{name.value}_mask") is not None}
     auto = tuple(name for name in dict.fromkeys(request.auto_masks) if name not in given)  # each once, not given
-    return dataclasses.replace(request, **changes, auto_masks=auto)
+    # A previous frame: line art and fills together, the sketch's size, one variation.
+    sketch = changes.get("sketch", request.sketch)
+    previous: dict[str, Any] = {}
+    if request.previous_sketch is not None and request.previous_fills is not None:
+        for name, layout in (("previous_sketch", Layout.RGBA8), ("previous_fills", Layout.BGRA8),
+                             ("previous_mask", Layout.L8)):
+            ref = getattr(request, name)
+            if ref is not None:
+                previous[name] = _fix_image(ref, layout, (sketch.width, sketch.height))
+        previous["params"] = dataclasses.replace(request.params, variations=1)
+    else:
+        previous = {"previous_sketch": None, "previous_fills": None, "previous_mask": None}
+    return dataclasses.replace(request, **changes, auto_masks=auto, **previous)
 
 
 FIXUPS: dict[type[Any], Callable[[Any], Any]] = {
