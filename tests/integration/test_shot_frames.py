@@ -39,7 +39,7 @@ def sheet() -> np.ndarray:
     return rgba
 
 
-def with_previous(request, buffers, sketch, fills, mask, age):  # noqa: ANN001, ANN202
+def with_previous(request, buffers, sketch, fills, mask, age):
     att = Attachments(list(buffers))
     return dataclasses.replace(
         request,

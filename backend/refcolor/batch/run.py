@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -261,23 +261,29 @@ class ShotRun:
 
     # --- frames --------------------------------------------------------------------------
 
-    def inputs(self, index: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-        """Frame ``index``'s line art, its given mask (None: none, or computed later), and its
-        record's input fields (hashes).
+    def hashes(self, index: int) -> dict[str, Any]:
+        """Frame ``index``'s record fields about its inputs: its hash, and its mask's path and hash.
 
         Raises:
-            ValueError: a file cannot be read, or there is no mask for it in the masks folder.
+            ValueError, OSError: a file cannot be read, or there is no mask for it in the masks folder.
         """
         path = self.spec.frames[index]
         record: dict[str, Any] = {"sha256": file_hash(path)}
-        sketch = read_rgba(path, "frame")
-        mask = None
         masks = self.spec.masks
         if masks is not None and masks != AUTO:
             mask_path = mask_file(Path(masks), path)
-            mask = read_mask(mask_path, "mask")
             record["mask"] = {"path": str(mask_path), "sha256": file_hash(mask_path)}
-        return sketch, mask, record
+        return record
+
+    def arrays(self, index: int, record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frame ``index``'s line art and given mask (None: none, or computed by the model's side).
+
+        Raises:
+            ValueError: a file cannot be decoded.
+        """
+        sketch = read_rgba(self.spec.frames[index], "frame")
+        mask = read_mask(Path(record["mask"]["path"]), "mask") if "mask" in record else None
+        return sketch, mask
 
     def frame_key(self, record: dict[str, Any], previous_key: str | None) -> str:
         carried = previous_key if self.shot.consistency is Consistency.CARRY else None
@@ -291,9 +297,10 @@ class ShotRun:
         outputs = earlier.get("outputs", {})
         return isinstance(outputs, dict) and all((self.output / str(name)).is_file() for name in outputs.values())
 
-    def load_done(self, index: int, sketch: np.ndarray) -> Frame:
+    def load_done(self, index: int) -> Frame:
         """Frame ``index`` as an earlier run wrote it (what the next frame carries from)."""
         entry = self.earlier_frames[str(self.spec.frames[index])]
+        sketch = read_rgba(self.spec.frames[index], "frame")
         names = entry["outputs"]
         layers = {name: read_rgba(self.output / names[name], "earlier output") for name in LAYERS}
         mask_name = names.get("mask")
@@ -342,80 +349,143 @@ def output_lock(output: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _load(load: Callable[[], Colorizer]) -> Colorizer:
-    try:
-        return load()
-    except Exception as error:  # the model, not a frame: no frame can run
-        raise ShotError(f"cannot load the model: {error}") from error
+class Renderer(Protocol):
+    """Where the model's part of a frame runs (:func:`refcolor.batch.shot.render`): here, one frame at
+    a time (:class:`LocalRenderer`), or on a cluster, frames ahead of the one asked for
+    (:mod:`refcolor.batch.cluster`). The carry and every write stay with :func:`run_shot`."""
+
+    def get(self, index: int) -> Frame:
+        """Frame ``index`` rendered (one of the frames it was made for, asked in order).
+
+        Raises:
+            ShotError: no frame can render (the model cannot be loaded).
+            Exception: this frame could not render (its message says why).
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+Arrays = Callable[[int], tuple[np.ndarray, np.ndarray | None]]
+RendererFactory = Callable[[Shot, list[int], Arrays], Renderer]
+
+
+class LocalRenderer:
+    """Renders each frame when it is asked for, in this process; loads the model on first use."""
+
+    def __init__(self, load: Callable[[], Colorizer], shot: Shot, arrays: Arrays, ctx: JobContext | None = None):
+        self.load, self.shot, self.arrays, self.ctx = load, shot, arrays, ctx
+        self.model: Colorizer | None = None
+
+    @classmethod
+    def factory(cls, load: Callable[[], Colorizer], ctx: JobContext | None = None) -> RendererFactory:
+        return lambda shot, todo, arrays: cls(load, shot, arrays, ctx)
+
+    def get(self, index: int) -> Frame:
+        sketch, mask = self.arrays(index)
+        if self.model is None:
+            try:
+                self.model = self.load()
+            except Exception as error:  # the model, not a frame: no frame can run
+                raise ShotError(f"cannot load the model: {error}") from error
+        return render(self.model, self.shot, sketch, mask, self.ctx)
+
+    def close(self) -> None:
+        self.model = None
 
 
 def run_shot(
     spec: ShotSpec,
-    load: Callable[[], Colorizer],
+    load: Callable[[], Colorizer] | None = None,
     on_frame: Callable[[int, dict[str, Any]], None] | None = None,
     ctx: JobContext | None = None,
+    renderer: RendererFactory | None = None,
 ) -> tuple[Summary, ShotRun]:
-    """Colorize ``spec``'s frames in order, skipping those an earlier run finished.
+    """Colorize ``spec``'s frames, skipping those an earlier run finished.
 
-    ``load()`` gives the model; it is called once, and only if a frame needs it. ``on_frame(index,
-    record)`` is called after each frame (done, skipped or failed). A frame that fails (an
-    unreadable file, a missing mask, an error in the model) is recorded and the next one goes on
-    without carrying from it. A KeyboardInterrupt ends the run after saving the manifest
-    (``summary.interrupted``).
+    The model's part of each frame runs where ``renderer`` says (default: here, with the model
+    ``load()`` gives, loaded once and only if a frame needs it); frames are carried and written
+    here, in order. ``on_frame(index, record)`` is called after each frame (done, skipped or
+    failed). A frame that fails (an unreadable file, a missing mask, an error in the model) is
+    recorded and the next one goes on without carrying from it. A KeyboardInterrupt ends the run
+    after saving the manifest (``summary.interrupted``).
 
     Raises:
         ShotError: the shot's shared inputs cannot be read (no frame was tried), or the model
             cannot be loaded (the manifest is saved first).
     """
+    if renderer is None:
+        if load is None:
+            raise ValueError("run_shot needs a model loader or a renderer")
+        renderer = LocalRenderer.factory(load, ctx)
     spec.output.mkdir(parents=True, exist_ok=True)
     with output_lock(spec.output):
-        return _run(spec, load, on_frame, ctx)
+        return _run(spec, renderer, on_frame)
+
+
+def _plan(shot_run: ShotRun) -> list[tuple[dict[str, Any] | None, str | None, str | None]]:
+    """Per frame: its input hashes, its key as if every frame before it succeeds, or why its inputs
+    cannot be read."""
+    plan: list[tuple[dict[str, Any] | None, str | None, str | None]] = []
+    previous_key: str | None = None
+    for index in range(len(shot_run.spec.frames)):
+        try:
+            inputs = shot_run.hashes(index)
+        except (OSError, ValueError) as error:
+            plan.append((None, None, str(error)))
+            previous_key = None
+            continue
+        previous_key = shot_run.frame_key(inputs, previous_key)
+        plan.append((inputs, previous_key, None))
+    return plan
 
 
 def _run(
-    spec: ShotSpec,
-    load: Callable[[], Colorizer],
-    on_frame: Callable[[int, dict[str, Any]], None] | None,
-    ctx: JobContext | None,
+    spec: ShotSpec, make_renderer: RendererFactory, on_frame: Callable[[int, dict[str, Any]], None] | None
 ) -> tuple[Summary, ShotRun]:
     for stale in spec.output.glob(".*.tmp"):  # what a killed run was writing: never a finished file
         stale.unlink(missing_ok=True)
     shot_run = ShotRun(spec)
     summary = Summary(frames=len(spec.frames))
-    models: list[Colorizer] = []
     start = time.perf_counter()
+    plan = _plan(shot_run)
+    todo = [i for i, (_, key, error) in enumerate(plan) if error is None and not shot_run.finished(i, str(key))]
+    renderer = make_renderer(shot_run.shot, todo, lambda i: shot_run.arrays(i, plan[i][0] or {}))
     previous: Frame | None = None  # the previous frame's final colours, when in memory
-    skipped: tuple[int, np.ndarray] | None = None  # or: it was done earlier (index, line art), read on demand
+    skipped: int | None = None  # or: it was done by an earlier run (its index), read back on demand
     previous_key: str | None = None
+    todo_set = set(todo)
     try:
         for index, path in enumerate(spec.frames):
             record = shot_run.frames[index]
             began = time.perf_counter()
+            inputs, planned_key, unreadable = plan[index]
             try:
-                sketch, mask, inputs = shot_run.inputs(index)
-                record.update(inputs)
-                key = record["key"] = shot_run.frame_key(inputs, previous_key)
-                if shot_run.finished(index, key):
+                if unreadable is not None:
+                    raise ValueError(unreadable)
+                record.update(inputs or {})
+                if index not in todo_set:
                     earlier = shot_run.earlier_frames[str(path)]
                     record.update(
-                        status="done", outputs=earlier["outputs"], seconds=earlier.get("seconds"),
+                        key=planned_key, status="done", outputs=earlier["outputs"], seconds=earlier.get("seconds"),
                         age=earlier.get("age", 0),
                     )
                     summary.skipped += 1
-                    previous, skipped = None, (index, sketch)
+                    previous, skipped, previous_key = None, index, planned_key
                 else:
+                    rendered = renderer.get(index)
                     if skipped is not None and shot_run.shot.consistency is Consistency.CARRY:
-                        previous = shot_run.load_done(*skipped)
-                    if not models:
-                        models.append(_load(load))
-                    frame = carry(shot_run.shot, render(models[0], shot_run.shot, sketch, mask, ctx), previous)
-                    record.update(status="done", outputs=shot_run.write(index, frame), error=None, age=frame.age)
+                        previous = shot_run.load_done(skipped)
+                    frame = carry(shot_run.shot, rendered, previous)
+                    previous_key = shot_run.frame_key(inputs or {}, previous_key)
+                    outputs = shot_run.write(index, frame)
+                    record.update(key=previous_key, status="done", outputs=outputs, error=None, age=frame.age)
                     record["seconds"] = round(time.perf_counter() - began, 3)
                     summary.done += 1
                     previous, skipped = frame, None
-                previous_key = key
             except ShotError:
                 shot_run.save(summary)
+                renderer.close()
                 raise
             except Exception as error:  # one frame's failure, whatever it is, must not end the shot
                 logger.warning("frame %s failed: %s", path, error, exc_info=logger.isEnabledFor(logging.DEBUG))
@@ -429,5 +499,7 @@ def _run(
     except KeyboardInterrupt:
         summary.interrupted = True
         shot_run.save(summary)
+    finally:
+        renderer.close()
     summary.seconds = time.perf_counter() - start
     return summary, shot_run

@@ -42,6 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="carry: each closed region of the line art keeps the colour it had in the previous frame "
         "(colours stay put); off: every frame on its own (default carry)",
     )
+    cluster = parser.add_argument_group("Ray cluster (pip install 'refcolor[ray]'; docs/animation.md)")
+    cluster.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS",
+        help="render the frames on a Ray cluster: ADDRESS (ray://host:10001, or host:6379), or none for the "
+        "cluster RAY_ADDRESS names, else a new local one; the driver carries colours and writes every file",
+    )
+    cluster.add_argument("--workers", type=int, default=0, help="model copies (Ray actors); default: one per CPU, "
+                         "or per GPU with --num-gpus-per-worker")  # fmt: skip
+    cluster.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="GPUs each worker reserves (e.g. 1)")
+    cluster.add_argument("--num-cpus-per-worker", type=float, default=1.0, help="CPUs each worker reserves")
     parser.add_argument("--model", default="nano", help="registered model name or model folder (default nano)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (also where a run resumes)")
@@ -81,8 +91,19 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{Path(record['frame']).name} {record['status']}")
         bar.update(1)
 
+    renderer = None
+    if args.ray is not None:
+        from refcolor.batch.cluster import ClusterOptions, ray_renderer
+
+        cluster = ClusterOptions(
+            address=args.ray or None, workers=args.workers, num_gpus_per_worker=args.num_gpus_per_worker,
+            num_cpus_per_worker=args.num_cpus_per_worker,
+        )
+        renderer = ray_renderer(cluster, args.model, args.device, options)
     try:
-        summary, shot_run = run_shot(spec, lambda: load_colorizer(args.model, args.device, **options), on_frame)
+        summary, shot_run = run_shot(
+            spec, lambda: load_colorizer(args.model, args.device, **options), on_frame, renderer=renderer
+        )
     except ShotError as error:
         print(f"refcolor batch: {error}", file=sys.stderr)
         return 2
