@@ -3,11 +3,14 @@ batch, a worker killed mid-shot loses and repeats nothing, and a driver killed m
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,23 +28,44 @@ ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
+def stop_cluster(temp: Path) -> None:
+    """Ends the processes of the cluster whose files are under ``temp`` (and no other Ray on this machine)."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(temp) in part for part in process.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """A head node with 2 CPUs in its own processes (as a studio's cluster is), this process a driver."""
     port = free_tcp_port()
-    temp = tmp_path_factory.mktemp("ray")
-    started = subprocess.run(
-        [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats", f"--temp-dir={temp}"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    address = f"127.0.0.1:{port}"
-    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    yield address
-    ray.shutdown()
-    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(temp, ignore_errors=True)
+    temp = Path(tempfile.mkdtemp(prefix="rc-ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    # One authentication mode for the head and every driver (this process, the CLI's): left unset, a
+    # head turns token mode on when ~/.ray/auth_token exists (any earlier local ray.init writes one)
+    # and a driver connecting by address does not, and is refused.
+    mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        started = subprocess.run(
+            [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+             "--disable-usage-stats", f"--temp-dir={temp}"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        address = f"127.0.0.1:{port}"
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        yield address
+    finally:
+        ray.shutdown()
+        stop_cluster(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+        if mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = mode
 
 
 def spec(folder: Path, out: str, model: str, frames: int) -> ShotSpec:
