@@ -122,20 +122,25 @@ def write_json(data: Any, path: Path) -> None:
         temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def read_rgba(path: Path, what: str) -> np.ndarray:
+def read_image(path: Path, what: str, mode: str) -> np.ndarray:
+    """The image at ``path`` in PIL ``mode`` (RGBA, L).
+
+    Raises:
+        ValueError: it cannot be read, naming ``what`` it is and why.
+    """
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGBA"))
+            return np.asarray(image.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read the {what} {path}: {error}") from None
+
+
+def read_rgba(path: Path, what: str) -> np.ndarray:
+    return read_image(path, what, "RGBA")
 
 
 def read_mask(path: Path, what: str) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read the {what} {path}: {error}") from None
+    return read_image(path, what, "L")
 
 
 def mask_file(folder: Path, frame: Path) -> Path:
