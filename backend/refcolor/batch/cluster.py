@@ -75,6 +75,7 @@ class RayRenderer:
     ) -> None:
         ray = self.ray = _ray()
         self.todo, self.arrays = todo, arrays
+        self.position = {index: i for i, index in enumerate(todo)}
         self.inflight: dict[int, tuple[Any, int]] = {}  # index -> (object ref, worker)
         self.tries: dict[int, int] = {}
         self.next = 0  # position in todo of the next frame to send
@@ -126,7 +127,7 @@ class RayRenderer:
 
     def get(self, index: int) -> Frame:
         ray = self.ray
-        self._fill(self.todo.index(index))
+        self._fill(self.position[index])
         while True:
             if index in self.errors:
                 raise self.errors.pop(index)
@@ -147,7 +148,7 @@ class RayRenderer:
                 self._send(index, other)
                 continue
             self.inflight.pop(index)
-            self._fill(self.todo.index(index) + 1)
+            self._fill(self.position[index] + 1)
             return frame
 
     def close(self) -> None:

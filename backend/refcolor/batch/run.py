@@ -490,7 +490,6 @@ def _run(
                     previous, skipped = frame, None
             except ShotError:
                 shot_run.save(summary)
-                renderer.close()
                 raise
             except Exception as error:  # one frame's failure, whatever it is, must not end the shot
                 logger.warning("frame %s failed: %s", path, error, exc_info=logger.isEnabledFor(logging.DEBUG))
