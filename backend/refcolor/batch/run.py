@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from refcolor import __version__
+from refcolor.batch.frames import is_image
 from refcolor.batch.shot import Consistency, Shot, carry, render
 from refcolor.imaging import automask
 from refcolor.models.carry import Frame
@@ -150,7 +151,7 @@ def mask_file(folder: Path, frame: Path) -> Path:
         ValueError: there is none.
     """
     for candidate in sorted(folder.glob(f"{frame.stem}.*")):
-        if candidate.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}:
+        if is_image(candidate):
             return candidate
     raise ValueError(f"no mask for frame {frame.name} in {folder}: expected {folder / (frame.stem + '.png')}")
 
@@ -212,7 +213,6 @@ class ShotRun:
             reference_mask = None
             if spec.reference_mask == AUTO:
                 reference_mask = automask.reference_mask(on_white(reference))
-                self.output.mkdir(parents=True, exist_ok=True)
                 save_png(reference_mask, self.output / REFERENCE_MASK_FILE)
                 record["reference_mask"] = AUTO
             elif spec.reference_mask is not None:

@@ -13,12 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from refcolor.cli.colorize import AUTO, add_param_arguments, params_from_args
+from refcolor.cli.colorize import add_param_arguments, mask_source, params_from_args
 from refcolor.models.options import add_model_options, model_options
-
-
-def _mask_source(text: str) -> Path | str:
-    return AUTO if text == AUTO else Path(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reference", type=Path, required=True, help="the character sheet: one colour reference")
     parser.add_argument(
-        "--reference-mask", type=_mask_source,
+        "--reference-mask", type=mask_source,
         help="reference foreground mask (default: its alpha), or 'auto' (computed once for the shot)",
     )
     parser.add_argument(
-        "--masks", type=_mask_source,
+        "--masks", type=mask_source,
         help="sketch masks: a folder with one mask per frame, named like the frame (any image type), or 'auto' "
         "(computed per frame, written as <stem>_mask.png); default: none (all foreground)",
     )

@@ -71,13 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", type=Path, help="color reference image")
     parser.add_argument(
         "--mask",
-        type=_mask_source,
+        type=mask_source,
         help="sketch foreground mask (white = character), or 'auto': what the canvas border cannot reach "
         "through the line art's paper (written as <stem>_mask.png)",
     )
     parser.add_argument(
         "--reference-mask",
-        type=_mask_source,
+        type=mask_source,
         help="reference foreground mask (default: its alpha), or 'auto': its salient character, for a "
         "reference without transparency (written as <stem>_reference_mask.png)",
     )
@@ -97,7 +97,7 @@ AUTO = "auto"
 COMPUTED_FILES = {MaskName.SKETCH: "mask", MaskName.REFERENCE: "reference_mask"}  # <stem>_<this>.png
 
 
-def _mask_source(text: str) -> Path | str:
+def mask_source(text: str) -> Path | str:
     """argparse type of a mask option: "auto", or a path."""
     return AUTO if text == AUTO else Path(text)
 
