@@ -264,4 +264,3 @@ class BackendConnection(QObject):
             )
             self._retry.start(RETRY_MS)
         self.message.emit(msg)
-

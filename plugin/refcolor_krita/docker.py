@@ -33,6 +33,7 @@ from .document import (
     selection_box,
     selection_mask,
 )
+from .frames import FrameRange, ShotCallbacks, ShotController, ShotState
 from .masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
 from .panel import FILE_ITEM, THUMB, BackendDialog, Panel, connect_clicked
 from .pixels import Pixels, PluginError, coverage, faded_outside, has_transparency, thumbnail_rgba
@@ -114,11 +115,25 @@ class RefcolorDocker(DockWidget):
                 masks=self._masks_computed,
             ),
         )
+        self.shots = ShotController(
+            self.documents,
+            self.connection.send,
+            ShotCallbacks(
+                state=self._shot_state,
+                progress=self.panel.set_progress,
+                stage=self._stage,
+                preview=self.panel.set_preview,
+                done=self._done,
+                failed=lambda text: self.panel.set_status(sentence(text), ok=False),
+            ),
+        )
         self.connection.status.connect(self.panel.set_connection)
         self.connection.ready.connect(self._backend_ready)
         self.connection.message.connect(self.controller.handle)
+        self.connection.message.connect(self.shots.handle)
         connect_clicked(self.panel.colorize, self.start)
-        connect_clicked(self.panel.cancel, self.controller.cancel)
+        connect_clicked(self.panel.colorize_frames, self.start_frames)
+        connect_clicked(self.panel.cancel, self.cancel)
         connect_clicked(self.panel.settings_button, self.edit_backend)
         connect_clicked(self.panel.use_masks, self.use_as_selection)
         self.panel.line_art.activated.connect(lambda *_: self._picked("line_art", self.panel.line_art))
@@ -273,9 +288,11 @@ class RefcolorDocker(DockWidget):
     def refresh_masks(self) -> str:
         """Offer the masks the picked layers have; returns a problem reading the reference, or ""."""
         line_art = self._handle(self.panel.line_art.currentData())
-        document = None if line_art is None else line_art.document
+        document = None if line_art is None or isinstance(line_art, Missing) else line_art.document
+        animated = document is not None and line_art.node.animated()
+        self.panel.show_frames((document.playBackStartTime(), document.playBackEndTime()) if animated else None)
         box = selection_box(document)
-        has_layer_mask = line_art is not None and selection_mask(line_art.node) is not None
+        has_layer_mask = document is not None and selection_mask(line_art.node) is not None
         choices = sketch_mask_choices(box is not None, has_layer_mask, self._can_auto(MaskName.SKETCH))
         self.panel.fill_masks(self.panel.sketch_mask, choices)
         if box is not None:  # say which selection: the artist sees it is the one they made
@@ -360,10 +377,14 @@ class RefcolorDocker(DockWidget):
             replace_previous=self.panel.replace_previous.isChecked(),
         )
 
-    def start(self) -> None:
+    def _ready_to_start(self) -> bool:
+        """Connected and idle; the pickers refreshed to what the documents are now."""
         if not self.connection.connected:
             self.panel.set_status(f"Not connected to a backend: {self.panel.connection.text()}", ok=False)
-            return
+            return False
+        if self.controller.job is not None or self.shots.shot is not None:
+            self.panel.set_status("A colorization is running: cancel it or wait for it", ok=False)
+            return False
         # The pickers show the documents as they are now, and the job uses what they show. Painting
         # changes no layer structure, so the reference is looked at afresh: a look taken while it was
         # empty (Krita shows a new document's paint late) or before its transparency was painted
@@ -372,15 +393,51 @@ class RefcolorDocker(DockWidget):
         self._look_again()
         self._save()
         self.job_reference_pick = self.panel.reference.currentData()
+        return True
+
+    def start(self) -> None:
+        if not self._ready_to_start():
+            return
         caps = self.connection.capabilities
         self.controller.colorize(
             self.inputs(), self.panel.params(), self.settings.model, None if caps is None else caps.auto_masks
         )
 
+    def start_frames(self) -> None:
+        """Colorize every keyframe of the animated line art in the frames the panel shows."""
+        if not self._ready_to_start():
+            return
+        caps = self.connection.capabilities
+        try:
+            frames = FrameRange(*self.panel.frame_range())
+        except PluginError as exc:
+            self.panel.set_status(sentence(str(exc)), ok=False)
+            return
+        carry = caps is None or caps.carry_colors
+        self.shots.start(
+            self.inputs(),
+            self.panel.params(),
+            frames,
+            self.settings.model,
+            None if caps is None else caps.auto_masks,
+            carry=carry,
+        )
+        if not carry and self.shots.shot is not None:
+            logger.warning("the backend does not carry colours between frames (protocol < 1.7): frames are independent")
+
+    def cancel(self) -> None:
+        if self.shots.shot is not None:
+            self.shots.cancel()
+        else:
+            self.controller.cancel()
+
     def _state(self, state: State) -> None:
         self.panel.set_running(state is not State.IDLE)
         if state is State.CANCELLING:
             self.panel.set_status("Cancelling…")
+
+    def _shot_state(self, state: ShotState) -> None:
+        self.panel.set_running(state is not ShotState.IDLE)
 
     def _stage(self, text: str, busy: bool) -> None:
         self.panel.set_status(text)
@@ -472,6 +529,7 @@ class RefcolorDocker(DockWidget):
             sketch_mask=mask(self.panel.sketch_mask),
             reference_mask=mask(self.panel.reference_mask),
             show_advanced=self.panel.advanced_toggle.isChecked(),
+            frames_playback=self.panel.playback_range.isChecked(),
         )
         save_settings(self.store, self.settings)
 

@@ -17,10 +17,11 @@ from PyQt5.QtGui import QImage
 from refcolor_protocol import Layout, MaskName
 
 from .controller import ComputedMasks, Inputs, MadeSelections, Placement
+from .frames import FrameInput, FrameRange, ShotOutcome, ShotSnapshot, shot_times
 from .jobs import Snapshot, VariationLayers
 from .masks import MaskSource
 from .pixels import Pixels, PluginError, alpha_channel, full_mask, is_blank
-from .placement import group_number, latest_group, next_group_names
+from .placement import group_number, latest_group, next_group_names, with_note
 from .settings import GROUP
 from .sources import Entry, Kind, Missing, Source, document_titles, is_result_layer, layer_label
 
@@ -186,6 +187,62 @@ def read_mask(node: Any, rect: tuple[int, int, int, int], what: str) -> Pixels:
     return Pixels(data, rect[2], rect[3], Layout.L8)
 
 
+def read_selection(document: Any) -> Pixels:
+    """The document's selection over the whole document (L8)."""
+    selection = document.selection()
+    if selection is None:
+        raise PluginError("there is no selection any more: select the foreground, or pick another mask")
+    return read_mask(selection, (0, 0, document.width(), document.height()), "document")
+
+
+def line_mask(node: Any) -> Any:
+    """The line-art layer's selection mask (the topmost)."""
+    mask = selection_mask(node)
+    if mask is None:
+        raise PluginError(f"“{node.name()}” has no selection mask: add one, or pick another mask")
+    return mask
+
+
+def keyframes(node: Any, document: Any) -> list[int]:
+    """The times of ``node``'s keyframes (none when it is not animated)."""
+    if not node.animated():
+        return []
+    return [t for t in range(document.animationLength() + 1) if node.hasKeyframeAtTime(t)]
+
+
+def read_at(node: Any, document: Any, time: int, what: str) -> bytes:
+    """``node``'s pixels over the whole document as they show at ``time``: an animated layer's
+    keyframe at or before it, a still layer's only picture."""
+    width, height = document.width(), document.height()
+    if not node.animated():
+        return bytes(node.pixelData(0, 0, width, height))
+    shown = max((t for t in keyframes(node, document) if t <= time), default=None)
+    data = b"" if shown is None else bytes(node.pixelDataAtTime(0, 0, width, height, shown))
+    if not data:
+        raise PluginError(f"the {what} “{node.name()}” has no keyframe at frame {time} any more")
+    return data
+
+
+@dataclass(frozen=True)
+class References:
+    """What every frame of a job shares: the reference, its mask (None: automatic or from the
+    backend's rules), and the background."""
+
+    reference: Pixels
+    mask: Pixels | None
+    auto: bool
+    background: Pixels | None
+
+
+@dataclass
+class ShotPlace(ResultPlace):
+    """A shot's target: where its frames go, and how each frame's line-art mask is read."""
+
+    size: tuple[int, int] = (0, 0)  # the document's, when the shot started
+    mask_source: MaskSource = MaskSource.NONE
+    selection: Pixels | None = None  # the selection as read at the start: the same for every frame
+
+
 class KritaDocuments:
     """The plugin's view of the open documents (implements ``controller.DocumentAccess``)."""
 
@@ -254,23 +311,22 @@ class KritaDocuments:
         if inputs.sketch_mask is MaskSource.AUTO:
             auto.append(MaskName.SKETCH)
         elif inputs.sketch_mask is MaskSource.SELECTION:
-            selection = document.selection()
-            if selection is None:
-                raise PluginError("there is no selection any more: select the foreground, or pick another mask")
-            sketch_mask = read_mask(selection, rect, "document")
+            sketch_mask = read_selection(document)
         elif inputs.sketch_mask is MaskSource.LAYER_MASK:
-            node = selection_mask(line_art.node)
-            if node is None:
-                raise PluginError(f"“{line_art.node.name()}” has no selection mask: add one, or pick another mask")
-            sketch_mask = read_mask(node, rect, "line-art")
+            sketch_mask = read_mask(line_mask(line_art.node), rect, "line-art")
+        references = self._read_references(inputs, place)
+        if references.auto:
+            auto.append(MaskName.REFERENCE)
+        return Snapshot(sketch, references.reference, sketch_mask, references.mask, references.background, tuple(auto))
+
+    def _read_references(self, inputs: Inputs, place: ResultPlace) -> References:
+        """The reference, its mask and the background: what a still and every frame of a shot share."""
         if present(inputs.reference, "reference") is None:
             raise PluginError("pick a reference: a layer of an open document, or an image file")
         reference, ref_rect = read_image(inputs.reference, "reference")
         place.reference_rect = ref_rect
         reference_mask = None
-        if inputs.reference_mask is MaskSource.AUTO:
-            auto.append(MaskName.REFERENCE)
-        elif inputs.reference_mask is MaskSource.ALPHA:
+        if inputs.reference_mask is MaskSource.ALPHA:
             reference_mask = alpha_channel(reference)
         elif inputs.reference_mask is MaskSource.LAYER_MASK:
             node = None if ref_rect is None else selection_mask(inputs.reference.node)
@@ -281,7 +337,7 @@ class KritaDocuments:
             reference_mask = full_mask(reference.width, reference.height)
         background_source = present(inputs.background, "background")
         background = None if background_source is None else read_image(background_source, "background")[0]
-        return Snapshot(sketch, reference, sketch_mask, reference_mask, background, tuple(auto))
+        return References(reference, reference_mask, inputs.reference_mask is MaskSource.AUTO, background)
 
     def document_size(self, target: ResultPlace) -> tuple[int, int]:
         return target.document.width(), target.document.height()
@@ -358,22 +414,13 @@ class KritaDocuments:
         user's layers and the active layer are never changed.
         """
         document, line_art = target.document, target.line_art
-        parent = line_art.parentNode()
-        if parent is None:
-            raise PluginError("the line-art layer was removed while colorizing; the result was discarded")
+        parent = result_parent(line_art)
         active = document.activeNode()
         width, height = document.width(), document.height()
         if replace_previous:
-            previous = latest_group([n.name() for n in parent.childNodes() if n.type() == "grouplayer"])
-            for node in parent.childNodes():
-                if node.type() == "grouplayer" and node.name() == previous and group_number(node.name()):
-                    node.remove()
-        existing = [n.name() for n in walk(document.rootNode())]
-        names = next_group_names(existing, len(layers))
-        # Nothing can go below a layer at the bottom of its stack (Krita's addChildNode puts a node
-        # without a neighbour on top): there, too, the groups go above with the lines on top.
-        bottom = parent.childNodes()[0].uniqueId() == line_art.uniqueId()
-        on_top = target.opaque or bottom
+            remove_latest_group(parent)
+        names = next_group_names([n.name() for n in walk(document.rootNode())], len(layers))
+        on_top = lines_on_top(target, parent)
 
         def layer(name: str, data: bytes, blending: str = "normal") -> Any:
             node = document.createNode(name, "paintlayer")
@@ -392,32 +439,196 @@ class KritaDocuments:
             groups.append(group)
         # Each group goes right next to the line art, the last first: the first variation ends up nearest.
         for group in reversed(groups):
-            if on_top:
-                parent.addChildNode(group, line_art)  # directly above it
-            else:
-                siblings = parent.childNodes()  # bottom of the stack first
-                index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
-                parent.addChildNode(group, siblings[index - 1])  # directly below it (index > 0: not the bottom)
+            insert_next_to(parent, line_art, group, on_top)
         if active is not None:
             keep_active(document, active)
         document.refreshProjection()
-        where = f"{'above' if on_top else 'below'} “{line_art.name()}”"
+        return Placement(names, self._where(target, on_top))
+
+    def _where(self, target: ResultPlace, on_top: bool) -> str:
+        """Where results went, in words; a copy made for them is shown."""
+        where = f"{'above' if on_top else 'below'} “{target.line_art.name()}”"
         if on_top:
             where += ", with its lines multiplied on top"
         if target.copy_of:
             where += f", in an 8-bit RGB copy of {target.copy_of}, which is unchanged"
             window = self.app.activeWindow()
             if window is not None:
-                window.addView(document)
-        return Placement(names, where)
+                window.addView(target.document)
+        return where
+
+    # --- frames of an animation -------------------------------------------------------------
+
+    def shot_snapshot(self, inputs: Inputs, frames: FrameRange) -> tuple[ShotSnapshot, ShotPlace]:
+        """What every frame of a shot shares, and its keyframes in ``frames``. The frames themselves
+        are read one by one (:meth:`read_frame`)."""
+        line_art = present(inputs.line_art, "line art")
+        if line_art is None:
+            raise PluginError("pick a line-art layer (a paint layer of the active document)")
+        document, node = line_art.document, line_art.node
+        check_readable(document, "line art")
+        if not node.animated():
+            raise PluginError(
+                f"the line-art layer “{node.name()}” is not animated: “Colorize frames” colours the keyframes of "
+                "an animated layer (add frames to it in the Timeline), “Colorize” colours this picture"
+            )
+        times = shot_times(keyframes(node, document), frames)
+        if not times:
+            raise PluginError(
+                f"“{node.name()}” has no keyframe in frames {frames.words}: set the range to where its drawings are"
+            )
+        base = self._place(line_art)
+        place = ShotPlace(base.document, base.line_art, base.copy_of, size=(document.width(), document.height()))
+        try:
+            place.lines = read_at(place.line_art, place.document, times[0], "line-art layer")
+            place.mask_source = inputs.sketch_mask
+            if inputs.sketch_mask is MaskSource.SELECTION:
+                place.selection = read_selection(document)  # one selection: the same place in every frame
+            elif inputs.sketch_mask is MaskSource.LAYER_MASK:
+                line_mask(node)
+            references = self._read_references(inputs, place)
+        except BaseException:
+            self.discard(place)
+            raise
+        words = layer_or_file_words(inputs.reference)
+        snapshot = ShotSnapshot(
+            tuple(times),
+            references.reference,
+            references.mask,
+            references.background,
+            auto_sketch=inputs.sketch_mask is MaskSource.AUTO,
+            auto_reference=references.auto,
+            reference_words=words,
+        )
+        return snapshot, place
+
+    def read_frame(self, target: ShotPlace, time: int) -> FrameInput:
+        document, node = target.document, target.line_art
+        self._check_open(document, node, "line art")
+        width, height = document.width(), document.height()
+        if (width, height) != target.size:
+            raise PluginError(f"the document was resized to {width}x{height} during the shot")
+        sketch = Pixels(read_at(node, document, time, "line-art layer"), width, height, Layout.BGRA8)
+        mask = None
+        if target.mask_source is MaskSource.SELECTION:
+            mask = target.selection
+        elif target.mask_source is MaskSource.LAYER_MASK:
+            mask = Pixels(read_at(line_mask(node), document, time, "selection mask"), width, height, Layout.L8)
+        return FrameInput(time, sketch, mask)
+
+    def add_frames(self, target: ShotPlace, outcome: ShotOutcome, replace_previous: bool) -> Placement:
+        """One animated group next to the line art, placed as a still's: its layers are copies of
+        the line-art layer (so they have its keyframes, at the same times), each keyframe painted
+        with that frame's colours, or left empty (a frame not colorized, keyframes outside the shot).
+        The playhead, the active layer and the user's layers are as they were."""
+        document, line_art = target.document, target.line_art
+        self._check_open(document, line_art, "line art")
+        parent = result_parent(line_art)
+        width, height = document.width(), document.height()
+        if (width, height) != target.size:
+            raise PluginError(f"the document was resized to {width}x{height} during the shot")
+        active, now = document.activeNode(), document.currentTime()
+        if replace_previous:
+            remove_latest_group(parent)
+        (name,) = next_group_names([n.name() for n in walk(document.rootNode())], 1)
+        on_top = lines_on_top(target, parent)
+        group = document.createGroupLayer(with_note(name, outcome.label))
+        layers = {which: stripped_copy(line_art, which) for which in ("background", "foreground")}
+        children = [layers["background"], layers["foreground"]]
+        if on_top:
+            lines = stripped_copy(line_art, "lines")
+            lines.setBlendingMode("multiply")
+            children.append(lines)
+        group.setChildNodes(children)
+        insert_next_to(parent, line_art, group, on_top)
+        # Krita's API writes an animated layer's pixels at the current time: visit each keyframe.
+        empty = bytes(width * height * 4)
+        done = {frame.time: frame for frame in outcome.frames}
+        for time in keyframes(layers["foreground"], document):
+            document.setCurrentTime(time)
+            document.waitForDone()
+            frame = done.get(time)
+            for which, packed in (
+                ("foreground", None if frame is None else frame.foreground),
+                ("background", None if frame is None else frame.background),
+            ):
+                layers[which].setPixelData(empty if packed is None else packed.unpack().data, 0, 0, width, height)
+        document.setCurrentTime(now)
+        document.waitForDone()
+        if active is not None:
+            keep_active(document, active)
+        document.refreshProjection()
+        return Placement([group.name()], self._where(target, on_top))
+
+
+def result_parent(line_art: Any) -> Any:
+    parent = line_art.parentNode()
+    if parent is None:
+        raise PluginError("the line-art layer was removed while colorizing; the result was discarded")
+    return parent
+
+
+def remove_latest_group(parent: Any) -> None:
+    """ "Replace the previous result": the newest result group beside the line art goes."""
+    previous = latest_group([n.name() for n in parent.childNodes() if n.type() == "grouplayer"])
+    for node in parent.childNodes():
+        if node.type() == "grouplayer" and node.name() == previous and group_number(node.name()):
+            node.remove()
+
+
+def lines_on_top(target: ResultPlace, parent: Any) -> bool:
+    """Whether results go above the line art, with its lines multiplied on top: line art that
+    covers the canvas would hide them below it, and nothing can go below a layer at the bottom of
+    its stack (Krita's addChildNode puts a node without a neighbour on top)."""
+    bottom = parent.childNodes()[0].uniqueId() == target.line_art.uniqueId()
+    return target.opaque or bottom
+
+
+def insert_next_to(parent: Any, line_art: Any, group: Any, on_top: bool) -> None:
+    """``group`` directly above the line art (``on_top``) or directly below it."""
+    if on_top:
+        parent.addChildNode(group, line_art)
+        return
+    siblings = parent.childNodes()  # bottom of the stack first
+    index = next(i for i, n in enumerate(siblings) if n.uniqueId() == line_art.uniqueId())
+    parent.addChildNode(group, siblings[index - 1])  # index > 0: not the bottom
+
+
+def stripped_copy(node: Any, name: str) -> Any:
+    """A copy of a layer with its keyframes, as a plain result layer: none of its masks, opacity,
+    blending, locks or label."""
+    copy = node.duplicate()
+    for child in copy.childNodes():
+        child.remove()
+    copy.setName(name)
+    copy.setOpacity(255)
+    copy.setBlendingMode("normal")
+    copy.setVisible(True)
+    copy.setLocked(False)
+    copy.setAlphaLocked(False)
+    copy.setInheritAlpha(False)
+    copy.setColorLabel(0)
+    return copy
+
+
+def layer_or_file_words(source: Any) -> str:
+    """A reference as a message names it."""
+    if isinstance(source, str):
+        return f"the file {os.path.basename(source)}"
+    node = source.node
+    at = f" at frame {source.document.currentTime()}" if node.animated() else ""
+    return f"“{node.name()}”{at}"
 
 
 def layer_structure(document: Any) -> tuple[Any, ...]:
-    """A document's file, name and layers (id, name, type, has a selection mask)."""
+    """A document's file, name, layers (id, name, type, has a selection mask, is animated) and
+    playback range."""
     layers = tuple(
-        (n.uniqueId().toString(), n.name(), n.type(), selection_mask(n) is not None) for n in walk(document.rootNode())
+        (n.uniqueId().toString(), n.name(), n.type(), selection_mask(n) is not None, n.animated())
+        for n in walk(document.rootNode())
     )
-    return document.fileName(), document.name(), layers
+    playback = (document.playBackStartTime(), document.playBackEndTime())
+    return document.fileName(), document.name(), layers, playback
 
 
 def present(source: Any, what: str) -> Any:

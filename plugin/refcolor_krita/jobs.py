@@ -30,14 +30,31 @@ class Snapshot:
     auto_masks: tuple[MaskName, ...] = ()  # the masks the backend is to find ("Automatic")
 
 
+@dataclass(frozen=True)
+class Previous:
+    """A shot's previous frame, whose colours the next frame carries (PROTOCOL.md, "Frames of a
+    shot"): its line art as sent, its result's foreground layer as received, the sketch mask it
+    was colorized with (None: all foreground) and its result's age."""
+
+    sketch: Pixels
+    fills: Pixels
+    mask: Pixels | None
+    age: int
+
+
 MASK_WORDS = {MaskName.SKETCH: "line-art", MaskName.REFERENCE: "reference"}
 
 
 def build_request(
-    snapshot: Snapshot, params: ColorizeParams, model: str = "", can_compute: tuple[str, ...] | None = None
+    snapshot: Snapshot,
+    params: ColorizeParams,
+    model: str = "",
+    can_compute: tuple[str, ...] | None = None,
+    previous: Previous | None = None,
 ) -> tuple[ColorizeRequest, list[object]]:
     """The request and its buffers (``model`` "": the backend's default). ``can_compute``: the
-    masks the backend can find (its capabilities' ``auto_masks``; None: not known).
+    masks the backend can find (its capabilities' ``auto_masks``; None: not known). ``previous``:
+    the shot's previous frame, for a backend that carries colours (capabilities.carry_colors).
 
     Raises:
         PluginError: a mask does not match its image (a bug in reading the document, or a
@@ -67,6 +84,13 @@ def build_request(
             raise PluginError(
                 f"the {what} mask is {mask.width}x{mask.height} but the {what} is {image.width}x{image.height}"
             )
+    if previous is not None:
+        for image, what in ((previous.sketch, "line art"), (previous.fills, "colours"), (previous.mask, "mask")):
+            if image is not None and image.size != snapshot.sketch.size:
+                raise PluginError(
+                    f"the previous frame's {what} is {image.width}x{image.height} but this frame is "
+                    f"{snapshot.sketch.width}x{snapshot.sketch.height}"
+                )
     att = Attachments()
 
     def add(pixels: Pixels | None) -> object:
@@ -81,6 +105,10 @@ def build_request(
         params=params,
         model=model,
         auto_masks=snapshot.auto_masks,
+        previous_sketch=None if previous is None else add(previous.sketch),  # type: ignore[arg-type]
+        previous_fills=None if previous is None else add(previous.fills),  # type: ignore[arg-type]
+        previous_mask=None if previous is None else add(previous.mask),  # type: ignore[arg-type]
+        previous_age=0 if previous is None else previous.age,
     )
     return request, att.buffers
 

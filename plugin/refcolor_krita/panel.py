@@ -265,6 +265,22 @@ class Panel(QWidget):
         self.advanced = QWidget()
         self.colorize = QPushButton("Colorize")
         self.colorize.setObjectName("refcolor-colorize")
+        # Animated line art: every keyframe in a range of frames, one after the other.
+        self.colorize_frames = QPushButton("Colorize frames")
+        self.colorize_frames.setObjectName("refcolor-colorize-frames")
+        self.colorize_frames.setToolTip(
+            "Colorize every keyframe of the animated line-art layer in the frames below, with one reference and "
+            "one seed, each frame keeping the colours of the one before; the result is a new animated group"
+        )
+        self.frames = QWidget()
+        self.frames_from = QSpinBox()
+        self.frames_to = QSpinBox()
+        for spin in (self.frames_from, self.frames_to):
+            spin.setRange(0, 100_000)
+        self.playback_range = QCheckBox("Playback range")
+        self.playback_range.setToolTip("Follow the document's playback range; untick to choose the frames")
+        self.playback_range.setChecked(settings.frames_playback)
+        self.playback: tuple[int, int] | None = None  # the line art's playback range; None: not animated
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
         self.progress = QProgressBar()
@@ -285,6 +301,7 @@ class Panel(QWidget):
         for combo in (self.sketch_mask, self.reference_mask):
             combo.activated.connect(lambda _, c=combo: c.setProperty("user_pick", c.currentData()))
         self.advanced_toggle.toggled.connect(self.show_advanced)
+        self.playback_range.toggled.connect(self._follow_playback)
         self.show_advanced(settings.show_advanced)
         self._mode_help()
 
@@ -298,6 +315,15 @@ class Panel(QWidget):
         form.addRow("Reference mask", self.reference_mask)
         form.addRow("", self.use_masks)
         form.addRow("Background", self.background)
+        frames = QHBoxLayout(self.frames)
+        frames.setContentsMargins(0, 0, 0, 0)
+        frames.addWidget(self.frames_from, 1)
+        frames.addWidget(QLabel("–"))
+        frames.addWidget(self.frames_to, 1)
+        frames.addWidget(self.playback_range)
+        form.addRow("Frames", self.frames)
+        self.frames_label = form.labelForField(self.frames)
+        self.show_frames(None)
         advanced = QFormLayout(self.advanced)
         advanced.setContentsMargins(0, 0, 0, 0)
         advanced.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
@@ -328,6 +354,7 @@ class Panel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
+        layout.addWidget(self.colorize_frames)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.connection)
@@ -345,6 +372,7 @@ class Panel(QWidget):
                     control.auto.toggled.connect(lambda *_: callback())
         self.replace_previous.toggled.connect(lambda *_: callback())
         self.advanced_toggle.toggled.connect(lambda *_: callback())
+        self.playback_range.toggled.connect(lambda *_: callback())
 
     def show_advanced(self, shown: bool) -> None:
         self.advanced_toggle.setChecked(shown)
@@ -405,7 +433,28 @@ class Panel(QWidget):
             if isinstance(control, OptionalStrength) and own_model:
                 control.set_default(getattr(caps.model, spec.name, None))
 
+    def show_frames(self, playback: tuple[int, int] | None) -> None:
+        """The frames row and "Colorize frames", for animated line art (``playback``: its document's
+        playback range, which the row follows while "Playback range" is ticked); hidden for a still."""
+        self.playback = playback
+        for widget in (self.frames, self.frames_label, self.colorize_frames):
+            if widget is not None:
+                widget.setVisible(playback is not None)
+        self._follow_playback()
+
+    def _follow_playback(self, *_: object) -> None:
+        following = self.playback_range.isChecked()
+        for spin in (self.frames_from, self.frames_to):
+            spin.setEnabled(not following)
+        if self.playback is not None and following:
+            self.frames_from.setValue(self.playback[0])
+            self.frames_to.setValue(self.playback[1])
+
     # --- reading the controls -------------------------------------------------------------
+
+    def frame_range(self) -> tuple[int, int]:
+        """The frames "Colorize frames" colours, both ends included."""
+        return self.frames_from.value(), self.frames_to.value()
 
     def params(self) -> ColorizeParams:
         """The controls' values; the parameters the panel does not show at their defaults."""
@@ -416,6 +465,7 @@ class Panel(QWidget):
     def set_running(self, running: bool) -> None:
         """Buttons for the state; a finished job's bar and preview go away with it."""
         self.colorize.setEnabled(not running)
+        self.colorize_frames.setEnabled(not running)
         self.cancel.setEnabled(running)
         self.progress.setVisible(running)
         if running:

@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable
 
 GROUP_PREFIX = "Colorized"
-_GROUP_NAME = re.compile(rf"^{GROUP_PREFIX} (\d+)$")
+# "Colorized 3", or with a note on what it holds: "Colorized 3 (4 of 6 frames)"
+_GROUP_NAME = re.compile(rf"^{GROUP_PREFIX} (\d+)(?: \(.*\))?$")
 
 
 def group_number(name: str) -> int | None:
@@ -19,6 +20,11 @@ def next_group_names(existing: Iterable[str], count: int) -> list[str]:
     numbers = [n for n in (group_number(name) for name in existing) if n is not None]
     start = max(numbers, default=0) + 1
     return [f"{GROUP_PREFIX} {start + i}" for i in range(count)]
+
+
+def with_note(name: str, note: str) -> str:
+    """A result group's name with a note on what it holds ("" : none)."""
+    return f"{name} ({note})" if note else name
 
 
 def latest_group(existing: Iterable[str]) -> str | None:

@@ -48,6 +48,7 @@ class Settings:
     sketch_mask: str = ""
     reference_mask: str = ""
     show_advanced: bool = False
+    frames_playback: bool = True  # "Colorize frames" follows the document's playback range
     params: ColorizeParams = field(default_factory=ColorizeParams)  # the panel's controls
 
 

@@ -329,3 +329,62 @@ def test_automatic_masks_split_a_flat_reference_and_become_selections(gui_env, b
     second = mask_of(facts["foreground_alpha_2"], (w, h))
     assert np.abs(second.astype(int) - selection.astype(int)).max() <= 1
     assert facts["originals_unchanged"]
+
+
+def test_colorize_frames_fills_an_animated_group_keyframe_for_keyframe(gui_env, backend, tmp_path) -> None:
+    """Issue 20: a 6-keyframe animated line-art layer (keyframes every other frame), colorized with
+    "Colorize frames": one animated group below the line art whose layers have a keyframe at each of
+    the line art's, each with that frame's colours where that frame's character is; one seed for
+    the shot; the playhead, the active layer and the line art as they were. A second run cancelled
+    during its first frame keeps that frame, labelled, and leaves the others empty."""
+    env, pythonpath = gui_env
+    w, h = 320, 240
+    still, truth = line_art_layer(w, h)
+    shift = 12  # pixels to the right per keyframe
+    paths, truths = [], []
+    for i in range(6):
+        paths.append(write_png(tmp_path / f"lines_{i}.png", np.roll(still, shift * i, axis=1)))
+        truths.append(np.roll(truth, shift * i, axis=1))
+    config = {"frames": paths, "size": [w, h]}
+    facts = run_gui(env, "frames", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend), config=config)
+    assert facts.get("ok"), facts.get("error") or facts.get("timeout_in")
+    keys = [0, 2, 4, 6, 8, 10]
+    assert facts["imported"] and facts["line_art_keys"] == keys
+    assert not facts["frames_shown_for_a_still"] and facts["frames_shown"]
+    assert facts["range_shown"] == [0, 11] and facts["sketch_mask"] == "Automatic"
+    assert any("frame 6 of 6 (keyframe 10)" in s for s in facts["stages"]), facts["stages"]
+    status = facts["status_1"]
+    assert status.startswith("Done: added Colorized 1 (seed 11) below “line art”"), status
+    assert "keyframes 0, 2, 4, 6, 8, 10" in status, status
+    assert facts["stack_1"] == ["Background", "Colorized 1", "line art"]
+    assert facts["time_after"] == 3 and facts["active_after"] == "Background"
+    assert [c["name"] for c in facts["group_1"]["children"]] == ["background", "foreground"]
+
+    def alpha(entry: dict) -> np.ndarray:
+        return np.frombuffer(bytes.fromhex(entry["alpha"]), np.uint8).reshape(h, w)
+
+    layers = facts["keys_1"]
+    assert sorted(int(t) for t in layers["foreground"]) == keys
+    assert sorted(int(t) for t in layers["background"]) == keys
+    for i, t in enumerate(keys):
+        fg, bg = alpha(layers["foreground"][str(t)]), alpha(layers["background"][str(t)])
+        inside = fg > 127
+        iou = (inside & (truths[i] > 127)).sum() / (inside | (truths[i] > 127)).sum()
+        assert iou > 0.85, (t, iou)  # this frame's character, found in this frame
+        assert ((fg == 255) | (bg == 255)).mean() > 0.99  # the two sides cover the canvas
+    # colours carried from frame to frame: the character's colour stays put
+    means = np.array([layers["foreground"][str(t)]["bgr_mean"] for t in keys])
+    print("foreground means", means.round(1).tolist())
+    assert np.abs(np.diff(means, axis=0)).max() < 20, means.round(1).tolist()
+    # The cancelled run: its first frame kept, labelled, the rest empty.
+    assert "Stopping after frame 1 of 6" in facts["status_stopping"], facts["status_stopping"]
+    assert facts["groups_2"] == ["Colorized 2 (1 of 6 frames)", "Colorized 1"] or set(facts["groups_2"]) == {
+        "Colorized 2 (1 of 6 frames)",
+        "Colorized 1",
+    }
+    assert facts["status_2"].startswith("Stopped. Kept keyframes 0 (1 of 6 frames)"), facts["status_2"]
+    second = facts["keys_2"]["foreground"]
+    assert sorted(int(t) for t in second) == keys
+    assert alpha(second["0"]).max() == 255
+    assert all(alpha(second[str(t)]).max() == 0 for t in keys[1:])
+    assert facts["line_art_unchanged"]

@@ -694,3 +694,103 @@ def late_paint(d: Driver) -> Steps:
     yield 0.5
     d.facts["status"] = panel.status.text()
     d.facts["stack"] = stack(doc)
+
+
+
+def keyframe_facts(node: Any, doc: Any) -> dict[str, Any]:
+    """A layer's keyframes: for each, a digest and its alpha (hex, for the test to measure)."""
+    w, h = doc.width(), doc.height()
+    found: dict[str, Any] = {}
+    for t in range(doc.animationLength() + 1):
+        if node.hasKeyframeAtTime(t):
+            data = bytes(node.pixelDataAtTime(0, 0, w, h, t))
+            found[str(t)] = {"digest": digest(data), "alpha": data[3::4].hex(), "bgr_mean": bgr_mean(data)}
+    return found
+
+
+def bgr_mean(data: bytes) -> list[float] | None:
+    """The mean colour of a BGRA8 layer's opaque pixels (None: nothing opaque)."""
+    opaque = [i for i in range(0, len(data) // 4, 5) if data[4 * i + 3] == 255]
+    if not opaque:
+        return None
+    return [sum(data[4 * i + c] for i in opaque) / len(opaque) for c in range(3)]
+
+
+def frames(d: Driver) -> Steps:
+    """Issue 20: an animated line-art layer of 6 keyframes (every other frame, imported from PNGs
+    as an animator does) over paper, nothing selected; a reference with transparency in another
+    document. "Colorize frames" gives one animated group with a keyframe per keyframe at the same
+    times; the playhead, the active layer and the user's layers stay as they were. Then a second
+    run cancelled during its first frame keeps that frame, in a group that says so."""
+    app = Krita.instance()
+    ref = character_document("sheet", 300, 240)
+    w, h = CONFIG["size"]
+    doc = app.createDocument(w, h, "shot", "RGBA", "U8", "", 72.0)
+    window = app.activeWindow()
+    window.addView(ref)
+    window.addView(doc)
+    show(doc)
+    paper = doc.rootNode().childNodes()[0]
+    doc.setActiveNode(paper)
+    yield 0.5
+    d.facts["imported"] = doc.importAnimation(CONFIG["frames"], 0, 2)  # keyframes 0, 2, ... 10
+    doc.waitForDone()
+    line_art = doc.rootNode().childNodes()[-1]
+    line_art.setName("line art")
+    doc.setFullClipRangeStartTime(0)
+    doc.setFullClipRangeEndTime(11)
+    doc.setPlayBackRange(0, 11)
+    doc.setCurrentTime(3)
+    doc.setActiveNode(paper)
+    doc.waitForDone()
+    yield connected(d)
+    yield 1.0
+    panel, facts = d.docker.panel, d.facts
+    before = keyframe_facts(line_art, doc)
+    facts["line_art_keys"] = sorted(int(t) for t in before)
+    choose(panel.line_art, paper.name())
+    yield 0.5
+    facts["frames_shown_for_a_still"] = panel.colorize_frames.isVisible()
+    choose(panel.line_art, "line art")
+    choose(panel.reference, "character")
+    yield 1.0
+    facts["frames_shown"] = panel.colorize_frames.isVisible()
+    facts["range_shown"] = list(panel.frame_range())
+    facts["sketch_mask"] = panel.sketch_mask.currentText()
+    panel.control("steps").set_value(4)
+    panel.control("seed").set_value(11)
+    yield 0.3
+    stages: list[str] = []
+    original_stage = d.docker._stage
+
+    def recording(text: str, busy: bool) -> None:
+        stages.append(text)
+        original_stage(text, busy)
+
+    d.docker.shots.callbacks.stage = recording
+    panel.colorize_frames.click()  # the docker's own button
+    yield 0.3
+    yield Until(lambda: d.docker.shots.shot is None and panel.colorize.isEnabled(), "the shot to end", 180)
+    yield 0.5
+    facts["stages"] = stages
+    facts["status_1"] = panel.status.text()
+    facts["stack_1"] = stack(doc)
+    facts["time_after"] = doc.currentTime()
+    facts["active_after"] = doc.activeNode().name()
+    group = next(n for n in doc.rootNode().childNodes() if n.type() == "grouplayer")
+    facts["group_1"] = group_facts(group)
+    facts["keys_1"] = {c.name(): keyframe_facts(c, doc) for c in group.childNodes()}
+    d.shot("frames-result")
+    # A second run, cancelled while its first frame is in flight: that frame is kept, labelled.
+    panel.colorize_frames.click()
+    yield Until(lambda: d.docker.shots.shot is not None and d.docker.shots.shot.header is not None, "frame 1", 60)
+    panel.cancel.click()
+    facts["status_stopping"] = panel.status.text()
+    yield Until(lambda: d.docker.shots.shot is None and panel.colorize.isEnabled(), "the stopped shot to end", 120)
+    yield 0.5
+    facts["status_2"] = panel.status.text()
+    groups = [n for n in doc.rootNode().childNodes() if n.type() == "grouplayer"]
+    facts["groups_2"] = [g.name() for g in groups]
+    second = next(g for g in groups if g.name().startswith("Colorized 2"))
+    facts["keys_2"] = {c.name(): keyframe_facts(c, doc) for c in second.childNodes()}
+    facts["line_art_unchanged"] = keyframe_facts(line_art, doc) == before
