@@ -422,8 +422,6 @@ class RefcolorDocker(DockWidget):
             None if caps is None else caps.auto_masks,
             carry=carry,
         )
-        if not carry and self.shots.shot is not None:
-            logger.warning("the backend does not carry colours between frames (protocol < 1.7): frames are independent")
 
     def cancel(self) -> None:
         if self.shots.shot is not None:

@@ -425,7 +425,8 @@ class KritaDocuments:
         def layer(name: str, data: bytes, blending: str = "normal") -> Any:
             node = document.createNode(name, "paintlayer")
             node.setPixelData(data, 0, 0, width, height)
-            node.setBlendingMode(blending)
+            if blending != node.blendingMode():  # an undo step of its own: only where needed
+                node.setBlendingMode(blending)
             return node
 
         groups = []
@@ -520,45 +521,61 @@ class KritaDocuments:
         """One animated group next to the line art, placed as a still's: its layers are copies of
         the line-art layer (so they have its keyframes, at the same times), each keyframe painted
         with that frame's colours, or left empty (a frame not colorized, keyframes outside the shot).
-        The playhead, the active layer and the user's layers are as they were."""
+
+        Krita's API paints an animated layer at its document's current time, and moving the time
+        is an undo step: the layers are painted in a hidden scratch document, then copied (with
+        all their keyframes) into a group that enters the stack whole, so adding the shot is one
+        undo step, and the playhead, the active layer and the user's layers stay as they were.
+        """
         document, line_art = target.document, target.line_art
         self._check_open(document, line_art, "line art")
         parent = result_parent(line_art)
         width, height = document.width(), document.height()
         if (width, height) != target.size:
             raise PluginError(f"the document was resized to {width}x{height} during the shot")
-        active, now = document.activeNode(), document.currentTime()
+        active = document.activeNode()
+        on_top = lines_on_top(target, parent)
+        painted = paint_keyframes(document, line_art, outcome)
         if replace_previous:
             remove_latest_group(parent)
         (name,) = next_group_names([n.name() for n in walk(document.rootNode())], 1)
-        on_top = lines_on_top(target, parent)
         group = document.createGroupLayer(with_note(name, outcome.label))
-        layers = {which: stripped_copy(line_art, which) for which in ("background", "foreground")}
-        children = [layers["background"], layers["foreground"]]
+        children = painted
         if on_top:
             lines = stripped_copy(line_art, "lines")
             lines.setBlendingMode("multiply")
-            children.append(lines)
-        group.setChildNodes(children)
+            children = [*painted, lines]
+        group.setChildNodes(children)  # bottom first
         insert_next_to(parent, line_art, group, on_top)
-        # Krita's API writes an animated layer's pixels at the current time: visit each keyframe.
-        empty = bytes(width * height * 4)
-        done = {frame.time: frame for frame in outcome.frames}
-        for time in keyframes(layers["foreground"], document):
-            document.setCurrentTime(time)
-            document.waitForDone()
-            frame = done.get(time)
-            for which, packed in (
-                ("foreground", None if frame is None else frame.foreground),
-                ("background", None if frame is None else frame.background),
-            ):
-                layers[which].setPixelData(empty if packed is None else packed.unpack().data, 0, 0, width, height)
-        document.setCurrentTime(now)
-        document.waitForDone()
         if active is not None:
             keep_active(document, active)
         document.refreshProjection()
         return Placement([group.name()], self._where(target, on_top))
+
+
+def paint_keyframes(document: Any, line_art: Any, outcome: ShotOutcome) -> list[Any]:
+    """The shot's ``background`` and ``foreground`` layers, with the line art's keyframes, painted
+    in a scratch document that is closed again; returns copies that belong to no document."""
+    width, height = document.width(), document.height()
+    scratch = Krita.instance().createDocument(
+        width, height, "refcolor frames", "RGBA", "U8", document.colorProfile(), document.resolution()
+    )
+    try:
+        layers = [stripped_copy(line_art, which) for which in ("background", "foreground")]
+        scratch.rootNode().setChildNodes(layers)
+        empty = bytes(width * height * 4)
+        done = {frame.time: frame for frame in outcome.frames}
+        for time in keyframes(layers[0], scratch):
+            scratch.setCurrentTime(time)
+            scratch.waitForDone()
+            frame = done.get(time)
+            packed = (None, None) if frame is None else (frame.background, frame.foreground)
+            for layer, pixels in zip(layers, packed, strict=True):
+                layer.setPixelData(empty if pixels is None else pixels.unpack().data, 0, 0, width, height)
+        scratch.waitForDone()
+        return [layer.duplicate() for layer in layers]
+    finally:
+        scratch.close()
 
 
 def result_parent(line_art: Any) -> Any:
@@ -596,18 +613,23 @@ def insert_next_to(parent: Any, line_art: Any, group: Any, on_top: bool) -> None
 
 def stripped_copy(node: Any, name: str) -> Any:
     """A copy of a layer with its keyframes, as a plain result layer: none of its masks, opacity,
-    blending, locks or label."""
+    blending, locks or label. A property is set only where it differs: Krita makes some setters
+    undo steps of the layer's document, and a result must stay one step."""
     copy = node.duplicate()
     for child in copy.childNodes():
         child.remove()
     copy.setName(name)
-    copy.setOpacity(255)
-    copy.setBlendingMode("normal")
-    copy.setVisible(True)
-    copy.setLocked(False)
-    copy.setAlphaLocked(False)
-    copy.setInheritAlpha(False)
-    copy.setColorLabel(0)
+    for getter, setter, plain in (
+        ("opacity", "setOpacity", 255),
+        ("blendingMode", "setBlendingMode", "normal"),
+        ("visible", "setVisible", True),
+        ("locked", "setLocked", False),
+        ("alphaLocked", "setAlphaLocked", False),
+        ("inheritAlpha", "setInheritAlpha", False),
+        ("colorLabel", "setColorLabel", 0),
+    ):
+        if getattr(copy, getter)() != plain:
+            getattr(copy, setter)(plain)
     return copy
 
 

@@ -386,4 +386,12 @@ class ShotController:
                 f"{placed.where}; keyframes {span_words(left)} were not colorized and are empty there."
             )
             return
-        self.callbacks.done(names, f"{placed.where}: keyframes {span_words(times)}")
+        where = f"{placed.where}: keyframes {span_words(times)}"
+        if shot.snapshot.reference_words:
+            where += f", in the colours of {shot.snapshot.reference_words}"
+        if not shot.carry:
+            where += (
+                ". This backend does not carry colours from frame to frame (it is older than protocol 1.7): "
+                "each frame was coloured on its own, with one seed; update it for steadier colours"
+            )
+        self.callbacks.done(names, where)

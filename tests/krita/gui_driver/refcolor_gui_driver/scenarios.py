@@ -721,7 +721,8 @@ def frames(d: Driver) -> Steps:
     as an animator does) over paper, nothing selected; a reference with transparency in another
     document. "Colorize frames" gives one animated group with a keyframe per keyframe at the same
     times; the playhead, the active layer and the user's layers stay as they were. Then a second
-    run cancelled during its first frame keeps that frame, in a group that says so."""
+    run cancelled during its first frame keeps that frame, in a group that says so. Each shot is
+    one undo step."""
     app = Krita.instance()
     ref = character_document("sheet", 300, 240)
     w, h = CONFIG["size"]
@@ -794,3 +795,10 @@ def frames(d: Driver) -> Steps:
     second = next(g for g in groups if g.name().startswith("Colorized 2"))
     facts["keys_2"] = {c.name(): keyframe_facts(c, doc) for c in second.childNodes()}
     facts["line_art_unchanged"] = keyframe_facts(line_art, doc) == before
+    # Each shot is one undo step: Edit ▸ Undo removes the newest group whole, then the other.
+    undo = Krita.instance().action("edit_undo")
+    facts["after_undo"] = []
+    for _ in range(2):
+        undo.trigger()
+        yield 0.5
+        facts["after_undo"].append(stack(doc))
