@@ -349,7 +349,12 @@ def test_colorize_frames_fills_an_animated_group_keyframe_for_keyframe(gui_env, 
         truths.append(np.roll(truth, shift * i, axis=1))
     config = {"frames": paths, "size": [w, h]}
     settings = settings_for(backend)
-    facts = run_gui(env, "frames", tmp_path / "gui", pythonpath=pythonpath, settings=settings, config=config)
+    gui = KritaGui(env, "frames", tmp_path / "gui", pythonpath=pythonpath, settings=settings, config=config)
+    try:
+        facts = gui.facts()
+    finally:
+        gui.kill()
+    gui.keep("frames-result", "krita-frames.png")
     assert facts.get("ok"), facts.get("error") or facts.get("timeout_in")
     keys = [0, 2, 4, 6, 8, 10]
     assert facts["imported"] and facts["line_art_keys"] == keys

@@ -781,6 +781,12 @@ def frames(d: Driver) -> Steps:
     group = next(n for n in doc.rootNode().childNodes() if n.type() == "grouplayer")
     facts["group_1"] = group_facts(group)
     facts["keys_1"] = {c.name(): keyframe_facts(c, doc) for c in group.childNodes()}
+    for docker in app.dockers():  # the Timeline, as an animator has it open, showing the keyframes
+        if "timeline" in docker.objectName().lower():
+            docker.show()
+    for node in (line_art, *group.childNodes()):
+        node.setPinnedToTimeline(True)
+    yield 1.0
     d.shot("frames-result")
     # A second run, cancelled while its first frame is in flight: that frame is kept, labelled.
     panel.colorize_frames.click()
