@@ -338,7 +338,8 @@ def test_colorize_frames_fills_an_animated_group_keyframe_for_keyframe(gui_env, 
     the shot; the playhead, the active layer and the line art as they were. A second run cancelled
     during its first frame keeps that frame, labelled, and leaves the others empty. Each shot is one
     undo step (Krita paints keyframes at the current time, and moving it is an undo step: the
-    layers are painted in a scratch document; before that, Undo first undid time switches)."""
+    layers are painted in a scratch document; before that, Undo first undid time switches).
+    Scanned frames on opaque paper get the group above them with their lines on top."""
     env, pythonpath = gui_env
     w, h = 320, 240
     still, truth = line_art_layer(w, h)
@@ -347,7 +348,13 @@ def test_colorize_frames_fills_an_animated_group_keyframe_for_keyframe(gui_env, 
     for i in range(6):
         paths.append(write_png(tmp_path / f"lines_{i}.png", np.roll(still, shift * i, axis=1)))
         truths.append(np.roll(truth, shift * i, axis=1))
-    config = {"frames": paths, "size": [w, h]}
+    scans = []
+    for i in range(3):  # scanned frames: black lines on opaque white paper
+        page = np.roll(still, shift * i, axis=1)
+        page[..., :3] = np.where(page[..., 3:] > 0, 0, 255)
+        page[..., 3] = 255
+        scans.append(write_png(tmp_path / f"scan_{i}.png", page))
+    config = {"frames": paths, "scan_frames": scans, "size": [w, h]}
     settings = settings_for(backend)
     gui = KritaGui(env, "frames", tmp_path / "gui", pythonpath=pythonpath, settings=settings, config=config)
     try:
@@ -395,3 +402,14 @@ def test_colorize_frames_fills_an_animated_group_keyframe_for_keyframe(gui_env, 
     assert facts["line_art_unchanged"]
     # one Undo per shot: the newest group goes whole, then the first
     assert facts["after_undo"] == [["Background", "Colorized 1", "line art"], ["Background", "line art"]]
+    # scanned frames: the group goes above them, with their lines multiplied on top, keyframe for keyframe
+    assert facts["status_scan"].startswith("Done: added Colorized 1"), facts["status_scan"]
+    assert "above “scan”, with its lines multiplied on top" in facts["status_scan"]
+    assert facts["stack_scan"] == ["Background", "scan", "Colorized 1"]
+    children = facts["group_scan"]["children"]
+    assert [(c["name"], c["blending"]) for c in children] == [
+        ("background", "normal"),
+        ("foreground", "normal"),
+        ("lines", "multiply"),
+    ]
+    assert facts["keys_scan"] == {"background": [0, 1, 2], "foreground": [0, 1, 2], "lines": [0, 1, 2]}

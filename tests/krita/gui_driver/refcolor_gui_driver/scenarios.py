@@ -808,3 +808,25 @@ def frames(d: Driver) -> Steps:
         undo.trigger()
         yield 0.5
         facts["after_undo"].append(stack(doc))
+    # Scanned frames (opaque paper): the result goes above them with their lines multiplied on
+    # top, as for a still scan, and the lines layer has their keyframes.
+    scan = app.createDocument(w, h, "scan shot", "RGBA", "U8", "", 72.0)
+    window.addView(scan)
+    show(scan)
+    yield 0.5
+    scan.importAnimation(CONFIG["scan_frames"], 0, 1)
+    scan.waitForDone()
+    scan_lines = scan.rootNode().childNodes()[-1]
+    scan_lines.setName("scan")
+    yield 1.5
+    choose(panel.line_art, "scan")
+    yield 1.0
+    panel.colorize_frames.click()
+    yield 0.3
+    yield Until(lambda: d.docker.shots.shot is None and panel.colorize.isEnabled(), "the scan shot to end", 120)
+    yield 0.5
+    facts["status_scan"] = panel.status.text()
+    facts["stack_scan"] = stack(scan)
+    group = next(n for n in scan.rootNode().childNodes() if n.type() == "grouplayer")
+    facts["group_scan"] = group_facts(group)
+    facts["keys_scan"] = {c.name(): sorted(int(t) for t in keyframe_facts(c, scan)) for c in group.childNodes()}
