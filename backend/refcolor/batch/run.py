@@ -13,8 +13,9 @@ A frame's key is a hash of everything its outputs depend on: the shot's settings
 and its mask's bytes and, when colours are carried, the previous frame's key. Re-running skips a
 frame whose key matches a ``done`` entry whose files are all there, so an interrupted run goes on
 where it stopped, and a changed frame is redone with the frames that carry its colours. Every
-file is written under a temporary name and renamed into place, so a run killed at any moment
-leaves whole PNGs and a whole manifest, and loses at most the frame in flight.
+file is written whole (:mod:`refcolor.batch.output`: renamed into place in a local folder, one
+object put on shared storage), so a run killed at any moment leaves whole PNGs and a whole
+manifest, and loses at most the frame in flight.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ from PIL import Image
 
 from refcolor import __version__
 from refcolor.batch.frames import is_image
+from refcolor.batch.output import Output, OutputBusyError, folder_lock
 from refcolor.batch.shot import Consistency, Shot, carry, render
 from refcolor.imaging import automask
 from refcolor.models.carry import Frame
@@ -51,7 +53,6 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 AUTO = "auto"
 LAYERS = ("combined", "foreground", "background")
-LOCK_FILE = ".refcolor-batch.lock"
 REFERENCE_MASK_FILE = "reference_mask.png"  # the computed reference mask, when it is "auto"
 
 
@@ -65,7 +66,7 @@ class ShotSpec:
 
     frames: list[Path]
     reference: Path
-    output: Path
+    output: Path | str  # a local folder, or anything fsspec opens (s3://bucket/shot, ...)
     params: ColorizeParams  # seed None: the manifest's (a resumed shot), else a fresh one
     model: str = "nano"
     reference_mask: Path | str | None = None  # a file, "auto", or None (the reference's alpha)
@@ -101,30 +102,14 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that becomes ``path`` (os.replace) when the block ends
-    without an error, and is removed when it ends with one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+def png_bytes(pixels: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    Image.fromarray(pixels).save(stream, format="PNG")
+    return stream.getvalue()
 
 
-def save_png(pixels: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        Image.fromarray(pixels).save(temporary, format="PNG")
-
-
-def write_json(data: Any, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def read_image(path: Path, what: str, mode: str) -> np.ndarray:
-    """The image at ``path`` in PIL ``mode`` (RGBA, L).
+def read_image(path: Path | io.BytesIO, what: str, mode: str, name: str = "") -> np.ndarray:
+    """The image at ``path`` (or in a stream of bytes read from ``name``) in PIL ``mode`` (RGBA, L).
 
     Raises:
         ValueError: it cannot be read, naming ``what`` it is and why.
@@ -133,7 +118,20 @@ def read_image(path: Path, what: str, mode: str) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert(mode))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read the {what} {path}: {error}") from None
+        raise ValueError(f"cannot read the {what} {name or path}: {error}") from None
+
+
+def read_output(output: Output, name: str, what: str, mode: str) -> np.ndarray:
+    """An image an earlier run wrote into ``output``.
+
+    Raises:
+        ValueError: it cannot be read.
+    """
+    try:
+        data = output.read(name)
+    except OSError as error:
+        raise ValueError(f"cannot read the {what} {output.describe(name)}: {error}") from None
+    return read_image(io.BytesIO(data), what, mode, output.describe(name))
 
 
 def read_rgba(path: Path, what: str) -> np.ndarray:
@@ -156,15 +154,15 @@ def mask_file(folder: Path, frame: Path) -> Path:
     raise ValueError(f"no mask for frame {frame.name} in {folder}: expected {folder / (frame.stem + '.png')}")
 
 
-def read_manifest(output: Path) -> dict[str, Any] | None:
+def read_manifest(output: Output) -> dict[str, Any] | None:
     """The manifest of an earlier run in ``output``, or None (none, or unreadable: started over)."""
-    path = output / MANIFEST
-    if not path.exists():
-        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(output.read(MANIFEST).decode("utf-8"))
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError) as error:
-        logger.warning("the manifest %s cannot be read (%s): every frame is done again", path, error)
+        where = output.describe(MANIFEST)
+        logger.warning("the manifest %s cannot be read (%s): every frame is done again", where, error)
         return None
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
@@ -178,8 +176,8 @@ class ShotRun:
 
     def __init__(self, spec: ShotSpec) -> None:
         self.spec = spec
-        self.output = spec.output
-        self.earlier = read_manifest(spec.output)
+        self.output = Output(spec.output)
+        self.earlier = read_manifest(self.output)
         seed = spec.params.seed
         if seed is None:
             seed = (self.earlier or {}).get("shot", {}).get("seed")
@@ -213,7 +211,7 @@ class ShotRun:
             reference_mask = None
             if spec.reference_mask == AUTO:
                 reference_mask = automask.reference_mask(on_white(reference))
-                save_png(reference_mask, self.output / REFERENCE_MASK_FILE)
+                self.output.write(REFERENCE_MASK_FILE, png_bytes(reference_mask))
                 record["reference_mask"] = AUTO
             elif spec.reference_mask is not None:
                 path = Path(spec.reference_mask)
@@ -262,7 +260,7 @@ class ShotRun:
         }
 
     def save(self, summary: Summary) -> None:
-        write_json(self.manifest(summary), self.output / MANIFEST)
+        self.output.write(MANIFEST, (json.dumps(self.manifest(summary), indent=2) + "\n").encode("utf-8"))
 
     # --- frames --------------------------------------------------------------------------
 
@@ -300,17 +298,17 @@ class ShotRun:
         if not earlier or earlier.get("status") != "done" or earlier.get("key") != key:
             return False
         outputs = earlier.get("outputs", {})
-        return isinstance(outputs, dict) and all((self.output / str(name)).is_file() for name in outputs.values())
+        return isinstance(outputs, dict) and all(self.output.exists(str(name)) for name in outputs.values())
 
     def load_done(self, index: int) -> Frame:
         """Frame ``index`` as an earlier run wrote it (what the next frame carries from)."""
         entry = self.earlier_frames[str(self.spec.frames[index])]
         sketch = read_rgba(self.spec.frames[index], "frame")
         names = entry["outputs"]
-        layers = {name: read_rgba(self.output / names[name], "earlier output") for name in LAYERS}
+        layers = {name: read_output(self.output, names[name], "earlier output", "RGBA") for name in LAYERS}
         mask_name = names.get("mask")
         if mask_name is not None:
-            mask: np.ndarray | None = read_mask(self.output / mask_name, "earlier mask")
+            mask: np.ndarray | None = read_output(self.output, mask_name, "earlier mask", "L")
         elif "mask" in entry:
             mask = read_mask(Path(entry["mask"]["path"]), "mask")
         else:
@@ -322,36 +320,26 @@ class ShotRun:
         stem = self.spec.frames[index].stem
         names = output_names(stem)
         for name, pixels in frame.layers.named().items():
-            save_png(pixels, self.output / names[name])
+            self.output.write(names[name], png_bytes(pixels))
         if self.spec.masks == AUTO and frame.mask is not None:
             names["mask"] = f"{stem}_mask.png"
-            save_png(frame.mask, self.output / names["mask"])
+            self.output.write(names["mask"], png_bytes(frame.mask))
         return names
 
 
 @contextlib.contextmanager
-def output_lock(output: Path) -> Iterator[None]:
-    """Holds ``output``'s lock file for the block, so two runs never write one folder.
+def output_lock(output: Output | Path) -> Iterator[None]:
+    """Holds ``output``'s lock for the block, so two runs never write one folder.
 
     Raises:
         ShotError: another run holds it.
     """
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; one run per folder is up to the user
-        yield
-        return
-    with open(output / LOCK_FILE, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ShotError(
-                f"another refcolor batch is writing to {output}: wait for it, or give another --output"
-            ) from None
-        try:
+        with output.lock() if isinstance(output, Output) else folder_lock(output):
             yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    except OutputBusyError:
+        busy = f"another refcolor batch is writing to {output}: wait for it, or give another --output"
+        raise ShotError(busy) from None
 
 
 class Renderer(Protocol):
@@ -423,8 +411,12 @@ def run_shot(
         if load is None:
             raise ValueError("run_shot needs a model loader or a renderer")
         renderer = LocalRenderer.factory(load, ctx)
-    spec.output.mkdir(parents=True, exist_ok=True)
-    with output_lock(spec.output):
+    try:
+        output = Output(spec.output)
+        output.prepare()
+    except (OSError, ValueError) as error:
+        raise ShotError(f"cannot write to the output {spec.output}: {error}") from None
+    with output_lock(output):
         return _run(spec, renderer, on_frame)
 
 
@@ -448,8 +440,6 @@ def _plan(shot_run: ShotRun) -> list[tuple[dict[str, Any] | None, str | None, st
 def _run(
     spec: ShotSpec, make_renderer: RendererFactory, on_frame: Callable[[int, dict[str, Any]], None] | None
 ) -> tuple[Summary, ShotRun]:
-    for stale in spec.output.glob(".*.tmp"):  # what a killed run was writing: never a finished file
-        stale.unlink(missing_ok=True)
     shot_run = ShotRun(spec)
     summary = Summary(frames=len(spec.frames))
     start = time.perf_counter()

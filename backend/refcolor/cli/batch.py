@@ -50,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cluster.add_argument("--num-cpus-per-worker", type=float, default=1.0, help="CPUs each worker reserves")
     parser.add_argument("--model", default="nano", help="registered model name or model folder (default nano)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (also where a run resumes)")
+    parser.add_argument(
+        "-o", "--output", required=True,
+        help="output folder (also where a run resumes), or shared storage fsspec opens: s3://bucket/shot/ "
+        "(with s3fs installed), gs://..., ...",
+    )
     add_param_arguments(parser)
     add_model_options(parser)
 
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{summary.done} frames colorized, {summary.skipped} already done, {len(summary.failed)} failed "
         f"of {summary.frames} (seed {shot_run.seed}) in {summary.seconds:.1f} s; manifest: "
-        f"{args.output / 'manifest.json'}",
+        f"{shot_run.output.describe('manifest.json')}",
         file=sys.stderr,
     )
     for frame, why in summary.failed:

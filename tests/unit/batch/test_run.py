@@ -212,3 +212,48 @@ def test_two_runs_never_write_one_folder(shot: SyntheticShot, tmp_path: Path) ->
     stale.write_bytes(b"half a png")
     summary, _ = run_shot(spec, classical)
     assert summary.ok and not stale.exists()
+
+
+def test_a_shot_on_shared_storage_matches_the_local_one_and_resumes(shot: SyntheticShot, tmp_path: Path) -> None:
+    """-o with anything fsspec opens (here its in-memory filesystem, as s3:// would be): the same
+    files and manifest as a local folder, and the same resume, reading earlier outputs back from it."""
+    import uuid
+
+    import fsspec
+
+    from refcolor.batch.output import Output
+
+    local = spec_for(shot, tmp_path)
+    url = f"memory://shots/{uuid.uuid4().hex}"
+    shared = dataclasses.replace(local, output=url)
+    assert run_shot(local, classical)[0].ok
+    summary, shot_run = run_shot(shared, classical)
+    assert summary.ok and summary.done == FRAMES and shot_run.output.describe(MANIFEST) == f"{url}/{MANIFEST}"
+    fs, root = fsspec.core.url_to_fs(url)
+
+    def remote() -> dict[str, np.ndarray]:
+        return {
+            path.rsplit("/", 1)[1]: np.asarray(Image.open(fs.open(path)))
+            for path in sorted(fs.glob(f"{root}/*.png"))
+        }
+
+    want = pixels(local.output)
+    assert set(remote()) == set(want) and all(np.array_equal(want[k], v) for k, v in remote().items())
+    on_storage = json.loads(fs.cat_file(f"{root}/{MANIFEST}"))
+    assert [f["key"] for f in on_storage["frames"]] == [f["key"] for f in manifest(local.output)["frames"]]
+    assert not fs.glob(f"{root}/.*.tmp")  # one object per file, put whole: no temporaries
+    # resumed: everything done, no model loaded; a lost output is redone from the frame before it,
+    # read back from the storage
+    assert run_shot(shared, never)[0].skipped == FRAMES
+    fs.rm(f"{root}/f3_combined.png")
+    summary, _ = run_shot(shared, classical)
+    assert summary.done == 1 and summary.skipped == FRAMES - 1
+    assert all(np.array_equal(want[k], v) for k, v in remote().items())
+    assert Output("file://" + str(tmp_path / "x")).folder == tmp_path / "x"  # a file:// URL is a local folder
+
+
+def test_an_output_that_cannot_be_opened_is_said_before_any_frame(shot: SyntheticShot, tmp_path: Path) -> None:
+    from refcolor.batch.run import ShotError
+
+    with pytest.raises(ShotError, match=r"cannot write to the output nope://shot/.*nope"):
+        run_shot(spec_for(shot, tmp_path, output="nope://shot/"), never)
