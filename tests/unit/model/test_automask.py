@@ -208,3 +208,17 @@ def test_cli_auto_masks_split_a_reference_without_alpha(tmp_path: Path) -> None:
     assert iou(sketch_mask, truth) > 0.9 and iou(reference_mask, reference_truth) > 0.8
     foreground = np.asarray(Image.open(tmp_path / "out" / "sketch_foreground.png"))
     assert np.array_equal(foreground[..., 3], sketch_mask)  # the split followed the computed mask
+
+
+def test_larger_pictures_go_through_the_network_at_its_larger_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 256-px picture has no more to show than the network's training size; a 512-px one keeps more
+    # detail at 320² (validation: +0.011 IoU for both masks at 512 px).
+    net = SaliencyNet.default()
+    assert net.input_side((256, 200, 3)) == automask.TUNED_SIDE == 256
+    assert net.input_side((300, 512, 3)) == automask.LARGE_SIDE == 320
+    seen: list[int] = []
+    real = automask.net_input
+    monkeypatch.setattr(automask, "net_input", lambda rgb, side: seen.append(side) or real(rgb, side))
+    small = net(np.full((256, 256, 3), 200, np.uint8))
+    large = net(np.full((512, 384, 3), 200, np.uint8))
+    assert seen == [256, 320] and small.shape == (256, 256) and large.shape == (512, 384)
