@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import logging
 import math
@@ -151,12 +152,15 @@ def pairs(source: SampleSource, index: int, side: int) -> list[tuple[np.ndarray,
 
 
 def batches(
-    sources: Sequence[SampleSource], batch: int, seed: int, side: int
+    sources: Sequence[SampleSource], batch: int, seed: int, side: int | Sequence[int]
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches, half coloured pictures and half sketches, mirrored at random."""
+    """Endless batches, half coloured pictures and half sketches, mirrored at random; with several
+    input sides, each batch at the next one in turn (the network runs at each, automask.LARGE_SIDE)."""
     rng = np.random.default_rng(seed)
+    sides = [side] if isinstance(side, int) else list(side)
     index = 0
-    while True:
+    for number in itertools.count():
+        side = sides[number % len(sides)]
         colour: list[tuple[np.ndarray, np.ndarray]] = []
         lines: list[tuple[np.ndarray, np.ndarray]] = []
         while len(colour) < batch // 2 or len(lines) < batch - batch // 2:
@@ -171,6 +175,7 @@ def batches(
         images[flip] = images[flip][..., ::-1]
         targets[flip] = targets[flip][..., ::-1]
         yield torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(targets))
+    raise AssertionError("unreachable")
 
 
 def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -194,7 +199,7 @@ def train(
     save_every: int = 25,
     base: Path | None = None,
     sample_sides: Sequence[int] = SAMPLE_SIDES,
-    net_side: int = automask.TUNED_SIDE,
+    net_side: int | Sequence[int] = automask.TUNED_SIDE,
 ) -> Path:
     """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches and write
     ``out/u2netp_refcolor.onnx`` (also every ``save_every`` steps; ``out/log.jsonl`` has each
@@ -241,10 +246,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--save-every", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0, help="of the samples and the batches")
     parser.add_argument("--base", type=Path, help="the graph to start from (default: the rembg package's u2netp.onnx)")
+    parser.add_argument(
+        "--net-sides", default=str(automask.TUNED_SIDE),
+        help="input sides the batches take in turn, e.g. 256,320 (default: the tuned side)",
+    )
     args = parser.parse_args(argv)
+    sides = [int(side) for side in args.net_sides.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    train(args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base)
+    train(
+        args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base,
+        net_side=sides,
+    )
 
 
 if __name__ == "__main__":

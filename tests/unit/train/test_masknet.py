@@ -77,6 +77,14 @@ def test_batches_are_half_coloured_and_half_sketches(folders: tuple[Path, Path])
     assert grey == [False] * 3 + [True] * 3  # a grey sketch, repeated on three channels
 
 
+def test_batches_take_several_input_sides_in_turn(folders: tuple[Path, Path]) -> None:
+    # The network runs at 256² and, for larger pictures, 320²: it can be trained at both.
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    stream = masknet.batches([source], 2, seed=0, side=[32, 48])
+    shapes = [tuple(next(stream)[0].shape[2:]) for _ in range(3)]
+    assert shapes == [(32, 32), (48, 48), (32, 32)]
+
+
 def test_validation_characters_and_backgrounds_are_kept_apart(folders: tuple[Path, Path]) -> None:
     paths = [Path(f"c{i:02d}.png") for i in range(20)]
     kept, apart = masknet.split(paths, 8)
