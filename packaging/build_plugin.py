@@ -5,6 +5,7 @@ Krita's Tools ▸ Scripts ▸ Import Python Plugin from File reads it as it is: 
 ``refcolor_krita/vendor/`` (see ``plugin/refcolor_krita/vendor.py``):
 
 - ``vendor/common/refcolor_protocol/``: pure Python, from ``protocol/``;
+- ``vendor/common/refcolor_plugin/``: the logic the paint-app plugins share, from ``plugin/``;
 - ``vendor/<tag>/``: the contents of one pyzmq wheel and one blake3 wheel per interpreter and
   platform, ``<tag>`` spelt as ``vendor.interpreter_tag()`` spells it (``cp311-linux_x86_64``,
   ``cp310-win_x86_64``, ``cp311-macos_arm64``, ...). A macOS universal2 wheel fills both macOS tags.
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugin"
 PLUGIN_NAME = "refcolor_krita"
 PROTOCOL_PACKAGE = ROOT / "protocol" / "refcolor_protocol"
+SHARED_PACKAGE = PLUGIN / "refcolor_plugin"  # the plugins' shared logic
 VERSION_SOURCE = ROOT / "backend" / "pyproject.toml"
 # Zip entries get this timestamp, so the same inputs give the same bytes.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -157,6 +159,7 @@ def stage(folder: Path, wheels: dict[str, list[Path]]) -> Path:
     vendor = package / "vendor"
     no_cache = shutil.ignore_patterns("__pycache__")
     shutil.copytree(PROTOCOL_PACKAGE, vendor / "common" / "refcolor_protocol", ignore=no_cache)
+    shutil.copytree(SHARED_PACKAGE, vendor / "common" / "refcolor_plugin", ignore=no_cache)
     for tag, tag_wheels in sorted(wheels.items()):
         for wheel in tag_wheels:
             with zipfile.ZipFile(wheel) as archive:

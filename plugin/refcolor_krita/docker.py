@@ -21,10 +21,15 @@ from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QIcon
 from PyQt5.QtWidgets import QApplication, QComboBox, QDialog
 
+from refcolor_plugin.controller import Callbacks, ColorizeController, ComputedMasks, Inputs, State
+from refcolor_plugin.frames import FrameRange, ShotCallbacks, ShotController, ShotState
+from refcolor_plugin.masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
+from refcolor_plugin.pixels import Pixels, PluginError, coverage, faded_outside, has_transparency, thumbnail_rgba
+from refcolor_plugin.settings import load_settings, save_settings
+from refcolor_plugin.sources import Entry, Kind, Missing, Source, find, line_art_entries, reference_entries
 from refcolor_protocol import MaskName
 
 from .connection import BackendConnection
-from .controller import Callbacks, ColorizeController, ComputedMasks, Inputs, State
 from .document import (
     KritaDocuments,
     KritaSettingsStore,
@@ -33,12 +38,7 @@ from .document import (
     selection_box,
     selection_mask,
 )
-from .frames import FrameRange, ShotCallbacks, ShotController, ShotState
-from .masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
 from .panel import FILE_ITEM, THUMB, BackendDialog, Panel, connect_clicked
-from .pixels import Pixels, PluginError, coverage, faded_outside, has_transparency, thumbnail_rgba
-from .settings import load_settings, save_settings
-from .sources import Entry, Kind, Missing, Source, find, line_art_entries, reference_entries
 
 logger = logging.getLogger(__name__)
 DOCKER_ID = "refcolor_docker"

@@ -14,16 +14,15 @@ from krita import Krita, Selection
 from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QImage
 
+from refcolor_plugin.controller import ComputedMasks, Inputs, MadeSelections, Placement
+from refcolor_plugin.frames import FrameInput, FrameRange, ShotOutcome, ShotSnapshot, shot_times
+from refcolor_plugin.jobs import Snapshot, VariationLayers
+from refcolor_plugin.masks import MaskSource
+from refcolor_plugin.pixels import Pixels, PluginError, alpha_channel, full_mask, is_blank
+from refcolor_plugin.placement import group_number, latest_group, next_group_names, with_note
+from refcolor_plugin.settings import GROUP
+from refcolor_plugin.sources import Entry, Kind, Missing, Source, document_titles, is_result_layer, layer_label
 from refcolor_protocol import Layout, MaskName
-
-from .controller import ComputedMasks, Inputs, MadeSelections, Placement
-from .frames import FrameInput, FrameRange, ShotOutcome, ShotSnapshot, shot_times
-from .jobs import Snapshot, VariationLayers
-from .masks import MaskSource
-from .pixels import Pixels, PluginError, alpha_channel, full_mask, is_blank
-from .placement import group_number, latest_group, next_group_names, with_note
-from .settings import GROUP
-from .sources import Entry, Kind, Missing, Source, document_titles, is_result_layer, layer_label
 
 
 class KritaSettingsStore:

@@ -31,12 +31,11 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
+from refcolor_plugin.masks import LABELS, MaskSource, keep_choice
+from refcolor_plugin.pixels import Pixels, thumbnail_rgba
+from refcolor_plugin.settings import PANEL_PARAMS, Settings
 from refcolor_protocol import Capabilities, ColorizeParams, Layout, Mode
 from refcolor_protocol.schema import AUTO, ParamSpec, params_from
-
-from .masks import LABELS, MaskSource, keep_choice
-from .pixels import Pixels, thumbnail_rgba
-from .settings import PANEL_PARAMS, Settings
 
 MODE_HELP = {
     Mode.BOTH: "Foreground takes only the reference's foreground colours, background only its background.",

@@ -38,11 +38,11 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     from krita import Krita, Selection
     from PyQt5.QtCore import QElapsedTimer, QEventLoop, QTimer
     from refcolor_krita.connection import BackendConnection
-    from refcolor_krita.controller import Callbacks, ColorizeController, Inputs
     from refcolor_krita.document import KritaDocuments, LayerRef
-    from refcolor_krita.masks import MaskSource
-    from refcolor_krita.settings import Settings
 
+    from refcolor_plugin.controller import Callbacks, ColorizeController, Inputs
+    from refcolor_plugin.masks import MaskSource
+    from refcolor_plugin.settings import Settings
     from refcolor_protocol import ColorizeParams
 
     width, height = config["size"]

@@ -60,6 +60,11 @@ def install_plugin(pykrita: Path, source: Path, name: str) -> None:
         return  # already there (unpacked into the profile)
     shutil.copy(source / f"{name}.desktop", pykrita)
     shutil.copytree(source / name, pykrita / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shared = source / "refcolor_plugin"  # the plugins' shared logic, bundled as the zip bundles it
+    if (pykrita / name / "vendor.py").is_file() and shared.is_dir():
+        common = pykrita / name / "vendor" / "common" / "refcolor_plugin"
+        shutil.rmtree(common, ignore_errors=True)
+        shutil.copytree(shared, common, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 class KritaGui:

@@ -73,6 +73,7 @@ def test_zip_layout(plugin_zip) -> None:
     assert "refcolor_krita.desktop" in names
     assert "refcolor_krita/" in names and "refcolor_krita/__init__.py" in names
     assert "refcolor_krita/vendor/common/refcolor_protocol/client.py" in names
+    assert "refcolor_krita/vendor/common/refcolor_plugin/controller.py" in names
     assert f"refcolor_krita/vendor/{TAG}/zmq/__init__.py" in names
     assert any(name.startswith(f"refcolor_krita/vendor/{TAG}/zmq/backend/cython/_zmq") for name in names)
     assert vendored(names, "blake3") == vendored(names, "zmq") == {TAG}

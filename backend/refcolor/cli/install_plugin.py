@@ -1,9 +1,9 @@
 """``refcolor install-plugin``: put the Krita plugin into a Krita profile and enable it.
 
 Copies ``refcolor_krita.desktop`` and ``refcolor_krita/`` into ``<profile>/pykrita/``, bundles
-``refcolor_protocol`` and this environment's pyzmq into ``refcolor_krita/vendor/`` (as the plugin
-zip does, see ``packaging/build_plugin.py``), and sets ``enable_refcolor_krita=true`` in the
-``[python]`` group of ``kritarc``.
+``refcolor_protocol``, the plugins' shared ``refcolor_plugin`` and this environment's pyzmq into
+``refcolor_krita/vendor/`` (as the plugin zip does, see ``packaging/build_plugin.py``), and sets
+``enable_refcolor_krita=true`` in the ``[python]`` group of ``kritarc``.
 
 The pyzmq copied is the one this Python runs; it only loads in Krita when Krita's embedded Python
 has the same version and platform. For any other Krita, install the plugin zip instead.
@@ -135,6 +135,7 @@ def install(profile: Path, kritarc: Path, plugin_source: Path | None = None) -> 
     _copy_tree(source / PLUGIN_NAME, package)
     vendor = package / "vendor"
     _copy_tree(Path(refcolor_protocol.__file__).parent, vendor / "common" / "refcolor_protocol")
+    _copy_tree(source / "refcolor_plugin", vendor / "common" / "refcolor_plugin")  # the plugins' shared logic
     zmq_dir = Path(zmq.__file__).parent
     _copy_tree(zmq_dir, vendor / tag / "zmq")
     libs = zmq_dir.parent / "pyzmq.libs"  # auditwheel/delvewheel put libzmq here

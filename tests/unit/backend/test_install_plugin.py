@@ -59,6 +59,7 @@ def test_installs_files_and_enables_the_plugin(tmp_path, capsys) -> None:
     assert (pykrita / f"{PLUGIN_NAME}.desktop").is_file()
     assert (package / "__init__.py").is_file() and (package / "vendor.py").is_file()
     assert (package / "vendor" / "common" / "refcolor_protocol" / "client.py").is_file()
+    assert (package / "vendor" / "common" / "refcolor_plugin" / "controller.py").is_file()  # shared logic
     assert (package / "vendor" / interpreter_tag() / "zmq" / "__init__.py").is_file()
     assert not list(package.rglob("__pycache__"))
     assert "same version and platform" in capsys.readouterr().out

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from refcolor_krita.controller import Callbacks, ColorizeController, ComputedMasks, Inputs, Placement, State
-from refcolor_krita.jobs import Snapshot, VariationLayers, build_request, result_layers, result_masks
-from refcolor_krita.masks import MaskSource
-from refcolor_krita.pixels import Pixels, PluginError, coverage, faded_outside
+from plugin_fakes import Sent
 
+from refcolor_plugin.controller import Callbacks, ColorizeController, ComputedMasks, Inputs, Placement, State
+from refcolor_plugin.jobs import Snapshot, VariationLayers, build_request, result_layers, result_masks
+from refcolor_plugin.masks import MaskSource
+from refcolor_plugin.pixels import Pixels, PluginError, coverage, faded_outside
 from refcolor_protocol import (
     Cancel,
     ColorizeParams,
@@ -148,15 +149,7 @@ class FakeDocuments:
         self.discarded.append(target)
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[object, list[object]]] = []
-        self.events: list[tuple[str, object]] = []
-
-    def send(self, content: object, buffers: list[object]) -> Header:
-        self.sent.append((content, buffers))
-        return Header(f"m{len(self.sent)}", type(content).msg_type, "s", "d", "1.0")
-
+class Recorder(Sent):
     def callbacks(self) -> Callbacks:
         return Callbacks(
             state=lambda s: self.events.append(("state", s)),

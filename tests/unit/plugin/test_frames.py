@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from refcolor_krita.controller import Inputs, Placement
-from refcolor_krita.frames import (
+from plugin_fakes import Sent
+
+from refcolor_plugin.controller import Inputs, Placement
+from refcolor_plugin.frames import (
     FrameInput,
     FrameRange,
     Packed,
@@ -19,9 +21,8 @@ from refcolor_krita.frames import (
     shot_times,
     span_words,
 )
-from refcolor_krita.masks import MaskSource
-from refcolor_krita.pixels import Pixels, PluginError
-
+from refcolor_plugin.masks import MaskSource
+from refcolor_plugin.pixels import Pixels, PluginError
 from refcolor_protocol import (
     Cancel,
     ColorizeParams,
@@ -100,16 +101,8 @@ class FakeShot:
         self.discarded.append(target)
 
 
-class Backend:
+class Backend(Sent):
     """Records what the controller sends and answers as a server would."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[object, list[object]]] = []
-        self.events: list[tuple[str, object]] = []
-
-    def send(self, content: object, buffers: list[object]) -> Header:
-        self.sent.append((content, buffers))
-        return Header(f"m{len(self.sent)}", type(content).msg_type, "s", "d", "1.0")
 
     def callbacks(self) -> ShotCallbacks:
         return ShotCallbacks(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from refcolor_krita.masks import MaskSource
 from refcolor_krita.panel import MODE_HELP, BackendDialog, Choice, Count, OptionalStrength, Panel, Strength
-from refcolor_krita.pixels import Pixels
-from refcolor_krita.settings import PANEL_PARAMS, Settings
 
+from refcolor_plugin.masks import MaskSource
+from refcolor_plugin.pixels import Pixels
+from refcolor_plugin.settings import PANEL_PARAMS, Settings
 from refcolor_protocol import Capabilities, ColorizeParams, Layout, Limits, Mode, ModelEntry
 from refcolor_protocol.schema import PARAMS
 

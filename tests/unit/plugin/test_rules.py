@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from refcolor_krita.masks import MaskSource, keep_choice, reference_mask_choices, sketch_mask_choices
-from refcolor_krita.pixels import (
+
+from refcolor_plugin.masks import MaskSource, keep_choice, reference_mask_choices, sketch_mask_choices
+from refcolor_plugin.pixels import (
     Pixels,
     PluginError,
     alpha_channel,
@@ -13,9 +14,8 @@ from refcolor_krita.pixels import (
     swap_red_blue,
     thumbnail_rgba,
 )
-from refcolor_krita.placement import latest_group, next_group_names
-from refcolor_krita.settings import Settings, load_settings, save_settings
-
+from refcolor_plugin.placement import latest_group, next_group_names
+from refcolor_plugin.settings import Settings, load_settings, save_settings
 from refcolor_protocol import ColorizeParams, Layout
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from refcolor_krita.sources import (
+
+from refcolor_plugin.sources import (
     Entry,
     Kind,
     Missing,
