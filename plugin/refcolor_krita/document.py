@@ -215,7 +215,10 @@ def read_at(node: Any, document: Any, time: int, what: str) -> bytes:
     width, height = document.width(), document.height()
     if not node.animated():
         return bytes(node.pixelData(0, 0, width, height))
-    shown = max((t for t in keyframes(node, document) if t <= time), default=None)
+    if node.hasKeyframeAtTime(time):  # a shot's frames are keyframe times: no search
+        shown: int | None = time
+    else:
+        shown = max((t for t in keyframes(node, document) if t <= time), default=None)
     data = b"" if shown is None else bytes(node.pixelDataAtTime(0, 0, width, height, shown))
     if not data:
         raise PluginError(f"the {what} “{node.name()}” has no keyframe at frame {time} any more")
@@ -534,17 +537,12 @@ class KritaDocuments:
             raise PluginError(f"the document was resized to {width}x{height} during the shot")
         active = document.activeNode()
         on_top = lines_on_top(target, parent)
-        painted = paint_keyframes(document, line_art, outcome)
+        layers = paint_keyframes(document, line_art, outcome, lines=on_top)
         if replace_previous:
             remove_latest_group(parent)
         (name,) = next_group_names([n.name() for n in walk(document.rootNode())], 1)
         group = document.createGroupLayer(with_note(name, outcome.label))
-        children = painted
-        if on_top:
-            lines = stripped_copy(line_art, "lines")
-            lines.setBlendingMode("multiply")
-            children = [*painted, lines]
-        group.setChildNodes(children)  # bottom first
+        group.setChildNodes(layers)  # bottom first
         insert_next_to(parent, line_art, group, on_top)
         if active is not None:
             keep_active(document, active)
@@ -552,16 +550,22 @@ class KritaDocuments:
         return Placement([group.name()], self._where(target, on_top))
 
 
-def paint_keyframes(document: Any, line_art: Any, outcome: ShotOutcome) -> list[Any]:
-    """The shot's ``background`` and ``foreground`` layers, with the line art's keyframes, painted
-    in a scratch document that is closed again; returns copies that belong to no document."""
+def paint_keyframes(document: Any, line_art: Any, outcome: ShotOutcome, lines: bool) -> list[Any]:
+    """The shot's ``background`` and ``foreground`` layers (and with ``lines``, a ``lines`` layer in
+    Multiply: the line art's own keyframes), with the line art's keyframes, made and painted in a
+    scratch document that is closed again, so none of it is an undo step of ``document``; returns
+    copies that belong to no document, bottom first."""
     width, height = document.width(), document.height()
     scratch = Krita.instance().createDocument(
         width, height, "refcolor frames", "RGBA", "U8", document.colorProfile(), document.resolution()
     )
     try:
-        layers = [stripped_copy(line_art, which) for which in ("background", "foreground")]
-        scratch.rootNode().setChildNodes(layers)
+        names = ["background", "foreground", "lines"][: 3 if lines else 2]
+        scratch.rootNode().setChildNodes([line_art.duplicate() for _ in names])
+        # The scratch document's own handles: their setters are its undo steps, not the user's.
+        layers = [plain_layer(node, name) for node, name in zip(scratch.rootNode().childNodes(), names, strict=True)]
+        if lines:
+            layers[2].setBlendingMode("multiply")
         empty = bytes(width * height * 4)
         done = {frame.time: frame for frame in outcome.frames}
         for time in keyframes(layers[0], scratch):
@@ -569,7 +573,7 @@ def paint_keyframes(document: Any, line_art: Any, outcome: ShotOutcome) -> list[
             scratch.waitForDone()
             frame = done.get(time)
             packed = (None, None) if frame is None else (frame.background, frame.foreground)
-            for layer, pixels in zip(layers, packed, strict=True):
+            for layer, pixels in zip(layers, packed, strict=False):  # the lines keep the line art's
                 layer.setPixelData(empty if pixels is None else pixels.unpack().data, 0, 0, width, height)
         scratch.waitForDone()
         return [layer.duplicate() for layer in layers]
@@ -610,11 +614,10 @@ def insert_next_to(parent: Any, line_art: Any, group: Any, on_top: bool) -> None
     parent.addChildNode(group, siblings[index - 1])  # index > 0: not the bottom
 
 
-def stripped_copy(node: Any, name: str) -> Any:
-    """A copy of a layer with its keyframes, as a plain result layer: none of its masks, opacity,
+def plain_layer(copy: Any, name: str) -> Any:
+    """A copy of a layer, keyframes kept, made a plain result layer: none of its masks, opacity,
     blending, locks or label. A property is set only where it differs: Krita makes some setters
-    undo steps of the layer's document, and a result must stay one step."""
-    copy = node.duplicate()
+    undo steps of the layer's document."""
     for child in copy.childNodes():
         child.remove()
     copy.setName(name)

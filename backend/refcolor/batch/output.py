@@ -116,12 +116,12 @@ class Output:
             logger.info("%s is not a local folder: no lock; run one batch per output", self.where)
             yield
             return
-        with folder_lock(self.folder):
+        with _folder_lock(self.folder):
             yield
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
+def _folder_lock(folder: Path) -> Iterator[None]:
     """Holds ``folder``'s lock file for the block.
 
     Raises:

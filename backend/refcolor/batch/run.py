@@ -38,7 +38,7 @@ from PIL import Image
 
 from refcolor import __version__
 from refcolor.batch.frames import is_image
-from refcolor.batch.output import Output, OutputBusyError, folder_lock
+from refcolor.batch.output import Output, OutputBusyError
 from refcolor.batch.shot import Consistency, Shot, carry, render
 from refcolor.imaging import automask
 from refcolor.models.carry import Frame
@@ -174,9 +174,9 @@ def output_names(stem: str) -> dict[str, str]:
 class ShotRun:
     """One run of a shot: reads its inputs, knows what an earlier run did, writes as it goes."""
 
-    def __init__(self, spec: ShotSpec) -> None:
+    def __init__(self, spec: ShotSpec, output: Output | None = None) -> None:
         self.spec = spec
-        self.output = Output(spec.output)
+        self.output = output or Output(spec.output)
         self.earlier = read_manifest(self.output)
         seed = spec.params.seed
         if seed is None:
@@ -328,14 +328,14 @@ class ShotRun:
 
 
 @contextlib.contextmanager
-def output_lock(output: Output | Path) -> Iterator[None]:
+def output_lock(output: Output | Path | str) -> Iterator[None]:
     """Holds ``output``'s lock for the block, so two runs never write one folder.
 
     Raises:
         ShotError: another run holds it.
     """
     try:
-        with output.lock() if isinstance(output, Output) else folder_lock(output):
+        with (output if isinstance(output, Output) else Output(output)).lock():
             yield
     except OutputBusyError:
         busy = f"another refcolor batch is writing to {output}: wait for it, or give another --output"
@@ -417,7 +417,7 @@ def run_shot(
     except (OSError, ValueError) as error:
         raise ShotError(f"cannot write to the output {spec.output}: {error}") from None
     with output_lock(output):
-        return _run(spec, renderer, on_frame)
+        return _run(spec, output, renderer, on_frame)
 
 
 def _plan(shot_run: ShotRun) -> list[tuple[dict[str, Any] | None, str | None, str | None]]:
@@ -438,9 +438,12 @@ def _plan(shot_run: ShotRun) -> list[tuple[dict[str, Any] | None, str | None, st
 
 
 def _run(
-    spec: ShotSpec, make_renderer: RendererFactory, on_frame: Callable[[int, dict[str, Any]], None] | None
+    spec: ShotSpec,
+    output: Output,
+    make_renderer: RendererFactory,
+    on_frame: Callable[[int, dict[str, Any]], None] | None,
 ) -> tuple[Summary, ShotRun]:
-    shot_run = ShotRun(spec)
+    shot_run = ShotRun(spec, output)
     summary = Summary(frames=len(spec.frames))
     start = time.perf_counter()
     plan = _plan(shot_run)
