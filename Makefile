@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps test lint serve colorize bench clean gpu-pack gpu-train
 
-# Krita (for the real-Krita tests), Xvfb and xauth (GUI test), imagemagick (screenshots).
-SYSTEM_PACKAGES := krita xvfb xauth imagemagick
+# Krita and Blender (for the real-app tests), Xvfb and xauth (GUI tests), imagemagick (screenshots).
+SYSTEM_PACKAGES := krita blender xvfb xauth imagemagick
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # torch==2.13.0 (the CPU build) goes in first: every torch range below it is then already
@@ -28,7 +28,7 @@ $(STAMP): protocol/pyproject.toml backend/pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	@if ! command -v kritarunner >/dev/null || ! command -v xvfb-run >/dev/null || ! command -v import >/dev/null; then \
+	@if ! command -v kritarunner >/dev/null || ! command -v blender >/dev/null || ! command -v xvfb-run >/dev/null || ! command -v import >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi

@@ -2,7 +2,7 @@
 
 Krita's Tools ▸ Scripts ▸ Import Python Plugin from File reads it as it is: the zip's root holds
 ``refcolor_krita.desktop`` and ``refcolor_krita/``, with the plugin's dependencies inside
-``refcolor_krita/vendor/`` (see ``plugin/refcolor_krita/vendor.py``):
+``refcolor_krita/vendor/`` (see ``plugin/refcolor_plugin/vendor.py``):
 
 - ``vendor/common/refcolor_protocol/``: pure Python, from ``protocol/``;
 - ``vendor/common/refcolor_plugin/``: the logic the paint-app plugins share, from ``plugin/``;
@@ -151,12 +151,8 @@ def fetch_wheel(target: Target, wheels_dir: Path, requirement: str) -> Path | No
     return wheel
 
 
-def stage(folder: Path, wheels: dict[str, list[Path]]) -> Path:
-    """Lay the plugin out in folder as the zip will hold it; returns the package folder."""
-    shutil.copy(PLUGIN / f"{PLUGIN_NAME}.desktop", folder)
-    package = folder / PLUGIN_NAME
-    shutil.copytree(PLUGIN / PLUGIN_NAME, package, ignore=shutil.ignore_patterns("__pycache__", "vendor"))
-    vendor = package / "vendor"
+def stage_vendor(vendor: Path, wheels: dict[str, list[Path]]) -> None:
+    """Fill a plugin's ``vendor/``: the pure-Python packages in ``common/``, each tag's wheels in ``<tag>/``."""
     no_cache = shutil.ignore_patterns("__pycache__")
     shutil.copytree(PROTOCOL_PACKAGE, vendor / "common" / "refcolor_protocol", ignore=no_cache)
     shutil.copytree(SHARED_PACKAGE, vendor / "common" / "refcolor_plugin", ignore=no_cache)
@@ -164,6 +160,14 @@ def stage(folder: Path, wheels: dict[str, list[Path]]) -> Path:
         for wheel in tag_wheels:
             with zipfile.ZipFile(wheel) as archive:
                 archive.extractall(vendor / tag)
+
+
+def stage(folder: Path, wheels: dict[str, list[Path]]) -> Path:
+    """Lay the plugin out in folder as the zip will hold it; returns the package folder."""
+    shutil.copy(PLUGIN / f"{PLUGIN_NAME}.desktop", folder)
+    package = folder / PLUGIN_NAME
+    shutil.copytree(PLUGIN / PLUGIN_NAME, package, ignore=shutil.ignore_patterns("__pycache__", "vendor"))
+    stage_vendor(package / "vendor", wheels)
     return package
 
 
@@ -186,22 +190,17 @@ def write_zip(folder: Path, destination: Path) -> None:
     partial.replace(destination)
 
 
-def build(
-    out: Path,
+def collect_wheels(
     wheels_dir: Path,
     only: list[str] | None = None,
     requirement: str = "pyzmq>=25",
     blake3_requirement: str = "blake3>=1.0",
-) -> Path:
-    """Build the zip in out; returns its path.
+) -> dict[str, list[Path]]:
+    """The pyzmq (and blake3) wheels of each target tag (``only``: these tags; default all); a tag
+    pip cannot fetch a pyzmq wheel for is left out.
 
-    Args:
-        out: folder for the zip (created if missing).
-        wheels_dir: where wheels are looked for first and downloaded to.
-        only: interpreter tags to bundle (default: every tag in TARGETS).
-        requirement: the pyzmq pip downloads, e.g. ``pyzmq==27.1.0``; a tag without one is skipped.
-        blake3_requirement: the blake3 pip downloads, e.g. ``blake3==1.0.11``; a tag without one
-            is bundled without it (the plugin signs with hmac-sha256 there).
+    Raises:
+        SystemExit: an unknown tag, or no pyzmq wheel for any target.
     """
     known = {target.tag: target for target in TARGETS}
     unknown = sorted(set(only or []) - set(known))
@@ -227,6 +226,27 @@ def build(
     log.info("bundled: %s%s", ", ".join(sorted(wheels)), f"; skipped: {', '.join(skipped)}" if skipped else "")
     if no_blake3:
         log.warning("no blake3 wheel for %s: the plugin signs with hmac-sha256 there", ", ".join(no_blake3))
+    return wheels
+
+
+def build(
+    out: Path,
+    wheels_dir: Path,
+    only: list[str] | None = None,
+    requirement: str = "pyzmq>=25",
+    blake3_requirement: str = "blake3>=1.0",
+) -> Path:
+    """Build the zip in out; returns its path.
+
+    Args:
+        out: folder for the zip (created if missing).
+        wheels_dir: where wheels are looked for first and downloaded to.
+        only: interpreter tags to bundle (default: every tag in TARGETS).
+        requirement: the pyzmq pip downloads, e.g. ``pyzmq==27.1.0``; a tag without one is skipped.
+        blake3_requirement: the blake3 pip downloads, e.g. ``blake3==1.0.11``; a tag without one
+            is bundled without it (the plugin signs with hmac-sha256 there).
+    """
+    wheels = collect_wheels(wheels_dir, only, requirement, blake3_requirement)
     destination = out / f"{PLUGIN_NAME}-{read_version()}.zip"
     with tempfile.TemporaryDirectory(prefix="refcolor-plugin-") as staging:
         stage(Path(staging), wheels)

@@ -24,7 +24,15 @@ from PyQt5.QtWidgets import QApplication, QComboBox, QDialog
 from refcolor_plugin.controller import Callbacks, ColorizeController, ComputedMasks, Inputs, State
 from refcolor_plugin.frames import FrameRange, ShotCallbacks, ShotController, ShotState
 from refcolor_plugin.masks import LABELS, MaskSource, reference_mask_choices, sketch_mask_choices
-from refcolor_plugin.pixels import Pixels, PluginError, coverage, faded_outside, has_transparency, thumbnail_rgba
+from refcolor_plugin.pixels import (
+    Pixels,
+    PluginError,
+    coverage,
+    faded_outside,
+    has_transparency,
+    sentence,
+    thumbnail_rgba,
+)
 from refcolor_plugin.settings import load_settings, save_settings
 from refcolor_plugin.sources import Entry, Kind, Missing, Source, find, line_art_entries, reference_entries
 from refcolor_protocol import MaskName
@@ -46,11 +54,6 @@ POLL_MS = 400  # how often the pickers look for a changed document
 NONE_ITEM = Source()
 # Krita's own icon for "draw a new seed" (Krita ships no dice); the first that exists is used.
 DICE_ICONS = ("view-refresh", "reload-preset", "krita_tool_multihand")
-
-
-def sentence(text: str) -> str:
-    """``text`` with a capital first letter, as the status shows it."""
-    return text[:1].upper() + text[1:]
 
 
 def krita_icon(name: str) -> QIcon:

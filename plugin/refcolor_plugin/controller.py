@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, MaskName, Message, Progress, Stage
+from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, Layout, MaskName, Message, Progress, Stage
 
 from .jobs import Snapshot, VariationLayers, build_request, result_layers, result_masks
 from .masks import MaskSource
@@ -132,10 +132,12 @@ class ColorizeController:
         documents: DocumentAccess,
         send: Callable[[object, list[object]], Header],
         callbacks: Callbacks | None = None,
+        layout: Layout = Layout.BGRA8,
     ) -> None:
         self.documents = documents
         self.send = send
         self.callbacks = callbacks or Callbacks()
+        self.layout = layout  # of the result layers handed to the document: BGRA8 (Krita) or RGBA8
         self.job: _PendingJob | None = None
 
     @property
@@ -210,7 +212,7 @@ class ColorizeController:
         elif msg.msg_type == "result":
             self.callbacks.stage("Placing the result layers…", True)
             try:
-                layers = result_layers(msg, job.size)
+                layers = result_layers(msg, job.size, self.layout)
                 placed = self.documents.add_results(job.target, layers, job.inputs.replace_previous)
             except PluginError as exc:
                 self._fail(job, str(exc))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
 
-from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, MaskName, Message, Progress, Stage
+from refcolor_protocol import Cancel, ColorizeParams, ErrorCode, Header, Layout, MaskName, Message, Progress, Stage
 
 from .controller import STAGE_TEXT, Inputs, Placement
 from .jobs import Previous, Snapshot, build_request, result_layers, result_masks
@@ -204,10 +204,12 @@ class ShotController:
         documents: ShotAccess,
         send: Callable[[object, list[object]], Header],
         callbacks: ShotCallbacks | None = None,
+        layout: Layout = Layout.BGRA8,
     ) -> None:
         self.documents = documents
         self.send = send
         self.callbacks = callbacks or ShotCallbacks()
+        self.layout = layout  # of the result layers handed to the document: BGRA8 (Krita) or RGBA8
         self.shot: _Shot | None = None
 
     @property
@@ -344,7 +346,7 @@ class ShotController:
         """Keep a frame's result, and what the next frame carries from it."""
         frame = shot.frame
         assert frame is not None
-        (layers, *_) = result_layers(msg, frame.sketch.size)
+        (layers, *_) = result_layers(msg, frame.sketch.size, self.layout)
         masks = result_masks(msg, frame.sketch.size)
         shot.done.append(FrameResult(frame.time, Packed(layers.foreground), Packed(layers.background)))
         reference = masks.get(MaskName.REFERENCE)

@@ -137,16 +137,17 @@ def result_masks(msg: Message, document_size: tuple[int, int]) -> dict[MaskName,
 
 @dataclass(frozen=True)
 class VariationLayers:
-    """One variation's layers, BGRA8 at document size, ready for Krita's setPixelData."""
+    """One variation's layers at document size, BGRA8 (ready for Krita's setPixelData) or RGBA8."""
 
     variation: int
     seed: int
     foreground: Pixels
     background: Pixels
+    combined: Pixels | None = None  # the finished picture (opaque, lines multiplied over the fills)
 
 
-def result_layers(msg: Message, document_size: tuple[int, int]) -> list[VariationLayers]:
-    """Decode a ``result`` message into per-variation BGRA layers.
+def result_layers(msg: Message, document_size: tuple[int, int], layout: Layout = Layout.BGRA8) -> list[VariationLayers]:
+    """Decode a ``result`` message into per-variation layers in ``layout`` (BGRA8 or RGBA8).
 
     Raises:
         PluginError: the result is not what was asked for (wrong size, missing layer).
@@ -161,7 +162,9 @@ def result_layers(msg: Message, document_size: tuple[int, int]) -> list[Variatio
                 f"expected RGBA8 at the document's {document_size[0]}x{document_size[1]}"
             )
         data = bytes(memoryview(msg.buffers[ref.buffer]))
-        found[(layer.variation, layer.name.value)] = Pixels(swap_red_blue(data), ref.width, ref.height, Layout.BGRA8)
+        if layout is Layout.BGRA8:
+            data = swap_red_blue(data)
+        found[(layer.variation, layer.name.value)] = Pixels(data, ref.width, ref.height, layout)
     out = []
     for variation, seed in enumerate(result.seeds):
         try:
@@ -170,5 +173,5 @@ def result_layers(msg: Message, document_size: tuple[int, int]) -> list[Variatio
             raise PluginError(
                 f"the backend's result lacks the {missing.args[0][1]} layer of variation {variation}"
             ) from None
-        out.append(VariationLayers(variation, seed, fg, bg))
+        out.append(VariationLayers(variation, seed, fg, bg, found.get((variation, "combined"))))
     return out

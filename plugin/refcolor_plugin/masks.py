@@ -10,6 +10,7 @@ class MaskSource(str, Enum):
     LAYER_MASK = "layer_mask"  # a selection mask attached to the layer
     ALPHA = "alpha"  # the layer's own transparency (references only)
     AUTO = "auto"  # computed by the backend (protocol 1.6: colorize_request.auto_masks)
+    IMAGE = "image"  # another image of the same size, white = foreground (Blender)
     NONE = "none"  # no mask: everything is foreground
 
 
@@ -18,6 +19,7 @@ LABELS = {
     MaskSource.LAYER_MASK: "Selection mask on the layer",
     MaskSource.ALPHA: "Layer transparency",
     MaskSource.AUTO: "Automatic",
+    MaskSource.IMAGE: "An image",
     MaskSource.NONE: "None (all foreground)",
 }
 

@@ -15,6 +15,11 @@ class PluginError(Exception):
     """Something the user can fix; the message says what and how. Shown in the docker."""
 
 
+def sentence(text: str) -> str:
+    """``text`` with a capital first letter, as a plugin's status line shows it."""
+    return text[:1].upper() + text[1:]
+
+
 @dataclass(frozen=True)
 class Pixels:
     data: bytes  # rows top to bottom, tightly packed

@@ -136,7 +136,7 @@ def test_bundled_packages_import_without_the_environment(tmp_path) -> None:
 def test_the_vendor_folder_name_is_the_plugins_own() -> None:
     # The backend spells the tag itself (it used to exec the plugin's vendor.py by path); the plugin
     # computes it before it can import anything. The two must agree.
-    source = Path(__file__).resolve().parents[3] / "plugin" / "refcolor_krita" / "vendor.py"
+    source = Path(__file__).resolve().parents[3] / "plugin" / "refcolor_plugin" / "vendor.py"
     namespace: dict[str, object] = {"__name__": "vendor_under_test", "__file__": str(source)}
     exec(compile(source.read_text(), str(source), "exec"), namespace)  # the plugin module, as Krita runs it
     assert interpreter_tag() == namespace["interpreter_tag"]()  # type: ignore[operator]
