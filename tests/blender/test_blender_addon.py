@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_blender
+from blendertest import run_blender
 
 pytestmark = pytest.mark.timeout(600)
 
