@@ -13,7 +13,6 @@ prints the zip's path.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_plugin import PLUGIN, ROOT, TARGETS, collect_wheels, read_version, stage_vendor, write_zip
+from build_plugin import PLUGIN, collect_wheels, read_version, run_cli, stage_vendor, write_zip
 
 ADDON_NAME = "refcolor_blender"
 
@@ -49,27 +48,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the Blender add-on zip with its bundled dependencies.")
-    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="folder for the zip (default dist/)")
-    parser.add_argument(
-        "--wheels-dir", type=Path, default=None, help="pyzmq and blake3 wheels: used from here, else downloaded here"
-    )
-    parser.add_argument(
-        "--only",
-        action="append",
-        metavar="TAG",
-        help=f"bundle only this interpreter tag (repeatable; default all: {', '.join(t.tag for t in TARGETS)})",
-    )
-    parser.add_argument("--pyzmq", default="pyzmq>=25", help="requirement pip downloads (default pyzmq>=25)")
-    parser.add_argument("--blake3", default="blake3>=1.0", help="requirement pip downloads (default blake3>=1.0)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.wheels_dir is not None:
-        print(build(args.out, args.wheels_dir, args.only, args.pyzmq, args.blake3))
-        return 0
-    with tempfile.TemporaryDirectory(prefix="refcolor-wheels-") as wheels_dir:
-        print(build(args.out, Path(wheels_dir), args.only, args.pyzmq, args.blake3))
-    return 0
+    return run_cli("Blender add-on", build, argv)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,8 +256,10 @@ def build(
     return destination
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the Krita plugin zip with its bundled dependencies.")
+def run_cli(what: str, build_zip: Callable[..., Path], argv: list[str] | None = None) -> int:
+    """The command line of a zip builder (this one and build_blender_addon.py): ``build_zip`` takes
+    ``build``'s arguments."""
+    parser = argparse.ArgumentParser(description=f"Build the {what} zip with its bundled dependencies.")
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="folder for the zip (default dist/)")
     parser.add_argument(
         "--wheels-dir",
@@ -276,11 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.wheels_dir is not None:
-        print(build(args.out, args.wheels_dir, args.only, args.pyzmq, args.blake3))
+        print(build_zip(args.out, args.wheels_dir, args.only, args.pyzmq, args.blake3))
         return 0
     with tempfile.TemporaryDirectory(prefix="refcolor-wheels-") as wheels_dir:
-        print(build(args.out, Path(wheels_dir), args.only, args.pyzmq, args.blake3))
+        print(build_zip(args.out, Path(wheels_dir), args.only, args.pyzmq, args.blake3))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("Krita plugin", build, argv)
 
 
 if __name__ == "__main__":

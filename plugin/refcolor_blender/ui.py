@@ -220,12 +220,47 @@ def _session() -> Session:
     return SESSION
 
 
-def _report_outcome(operator: Any, session: Session) -> set[str]:
-    """After starting a job: FINISHED when it runs, else its problem as a warning."""
+def _line_art(operator: Any, context: Any, drawing: bool) -> ImageArt | DrawingArt | None:
+    """What the operator colorizes: its own argument, else the Image Editor's image or the active
+    Grease Pencil object (None, and said, when there is none)."""
+    props = scene_settings(context)
+    mask = props.sketch_mask_image.name if props.sketch_mask_image else ""
+    if drawing:
+        name = operator.object or getattr(active_drawing(context), "name", "")
+        if name:
+            return DrawingArt(name, context.scene.frame_current, mask)
+        operator.report({"WARNING"}, "Select a Grease Pencil object to colorize.")
+        return None
+    name = operator.image or getattr(active_image(context), "name", "")
+    if name:
+        return ImageArt(name, mask)
+    operator.report({"WARNING"}, "Open the line art in the Image Editor first.")
+    return None
+
+
+def _start(operator: Any, context: Any, drawing: bool, frames: bool = False) -> set[str]:
+    """Start a job; FINISHED when it runs, else its problem as a warning (nothing is changed)."""
+    line_art = _line_art(operator, context, drawing)
+    if line_art is None:
+        return {"CANCELLED"}
+    try:
+        session = _session()
+        inputs, params = inputs_for(context, line_art), params_for(context)
+        if frames:
+            scene = context.scene
+            session.colorize_frames(inputs, params, FrameRange(scene.frame_start, scene.frame_end))
+        else:
+            session.colorize(inputs, params)
+    except PluginError as exc:
+        operator.report({"WARNING"}, sentence(str(exc)))
+        return {"CANCELLED"}
     if session.view.failed:
         operator.report({"WARNING"}, session.view.message)
         return {"CANCELLED"}
     return {"FINISHED"}
+
+
+DRAWING_HELP = "The Grease Pencil object (empty: the active one)"
 
 
 class REFCOLOR_OT_colorize_image(bpy.types.Operator):
@@ -238,13 +273,7 @@ class REFCOLOR_OT_colorize_image(bpy.types.Operator):
     image: StringProperty(name="Line art", description="The image to colorize (empty: the Image Editor's)")  # type: ignore[valid-type]
 
     def execute(self, context: Any) -> set[str]:
-        name = self.image or getattr(active_image(context), "name", "")
-        if not name:
-            self.report({"WARNING"}, "Open the line art in the Image Editor first.")
-            return {"CANCELLED"}
-        props = scene_settings(context)
-        mask = props.sketch_mask_image.name if props.sketch_mask_image else ""
-        return _start(self, context, ImageArt(name, mask))
+        return _start(self, context, drawing=False)
 
 
 class REFCOLOR_OT_colorize_drawing(bpy.types.Operator):
@@ -254,16 +283,10 @@ class REFCOLOR_OT_colorize_drawing(bpy.types.Operator):
     bl_idname = "refcolor.colorize_drawing"
     bl_label = "Colorize drawing"
 
-    object: StringProperty(name="Drawing", description="The Grease Pencil object (empty: the active one)")  # type: ignore[valid-type]
+    object: StringProperty(name="Drawing", description=DRAWING_HELP)  # type: ignore[valid-type]
 
     def execute(self, context: Any) -> set[str]:
-        name = self.object or getattr(active_drawing(context), "name", "")
-        if not name:
-            self.report({"WARNING"}, "Select a Grease Pencil object to colorize.")
-            return {"CANCELLED"}
-        props = scene_settings(context)
-        mask = props.sketch_mask_image.name if props.sketch_mask_image else ""
-        return _start(self, context, DrawingArt(name, context.scene.frame_current, mask))
+        return _start(self, context, drawing=True)
 
 
 class REFCOLOR_OT_colorize_frames(bpy.types.Operator):
@@ -273,36 +296,10 @@ class REFCOLOR_OT_colorize_frames(bpy.types.Operator):
     bl_idname = "refcolor.colorize_frames"
     bl_label = "Colorize frames"
 
-    object: StringProperty(name="Drawing", description="The Grease Pencil object (empty: the active one)")  # type: ignore[valid-type]
+    object: StringProperty(name="Drawing", description=DRAWING_HELP)  # type: ignore[valid-type]
 
     def execute(self, context: Any) -> set[str]:
-        name = self.object or getattr(active_drawing(context), "name", "")
-        if not name:
-            self.report({"WARNING"}, "Select a Grease Pencil object to colorize.")
-            return {"CANCELLED"}
-        scene = context.scene
-        props = scene_settings(context)
-        mask = props.sketch_mask_image.name if props.sketch_mask_image else ""
-        try:
-            session = _session()
-            frames = FrameRange(scene.frame_start, scene.frame_end)
-            session.colorize_frames(
-                inputs_for(context, DrawingArt(name, scene.frame_current, mask)), params_for(context), frames
-            )
-        except PluginError as exc:
-            self.report({"WARNING"}, sentence(str(exc)))
-            return {"CANCELLED"}
-        return _report_outcome(self, session)
-
-
-def _start(operator: Any, context: Any, line_art: ImageArt | DrawingArt) -> set[str]:
-    try:
-        session = _session()
-        session.colorize(inputs_for(context, line_art), params_for(context))
-    except PluginError as exc:
-        operator.report({"WARNING"}, sentence(str(exc)))
-        return {"CANCELLED"}
-    return _report_outcome(operator, session)
+        return _start(self, context, drawing=True, frames=True)
 
 
 class REFCOLOR_OT_cancel(bpy.types.Operator):
