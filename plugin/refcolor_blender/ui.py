@@ -261,6 +261,7 @@ def _start(operator: Any, context: Any, drawing: bool, frames: bool = False) -> 
 
 
 DRAWING_HELP = "The Grease Pencil object (empty: the active one)"
+WRAP = 28  # characters a line of the sidebar shows at its usual width
 
 
 class REFCOLOR_OT_colorize_image(bpy.types.Operator):
@@ -336,7 +337,9 @@ def draw_panel(layout: Any, context: Any, drawing: bool) -> None:
         return
     view = session.view
     row = layout.row()
-    row.label(text=view.connection, icon="CHECKMARK" if view.connected else "ERROR")
+    lines = row.column()
+    for index, line in enumerate(_wrap(view.connection, WRAP)):
+        lines.label(text=line, icon=("CHECKMARK" if view.connected else "ERROR") if index == 0 else "BLANK1")
     row.operator(REFCOLOR_OT_reconnect.bl_idname, text="", icon="FILE_REFRESH")
 
     box = layout.box()
@@ -348,7 +351,7 @@ def draw_panel(layout: Any, context: Any, drawing: bool) -> None:
     else:
         image = active_image(context)
         box.label(text=f"Line art: {image.name if image else 'open an image'}", icon="IMAGE_DATA")
-    box.prop(props, "sketch_mask")
+    box.prop(props, "sketch_mask", text="Mask")
     if props.sketch_mask == MaskSource.IMAGE.value:
         box.template_ID(props, "sketch_mask_image", open="image.open")
     box = layout.box()
@@ -357,7 +360,7 @@ def draw_panel(layout: Any, context: Any, drawing: bool) -> None:
         box.template_ID(props, "reference_image", open="image.open")
     else:
         box.prop(props, "reference_path")
-    box.prop(props, "reference_mask")
+    box.prop(props, "reference_mask", text="Mask")
     if props.reference_mask == MaskSource.IMAGE.value:
         box.template_ID(props, "reference_mask_image", open="image.open")
 
@@ -383,7 +386,7 @@ def draw_panel(layout: Any, context: Any, drawing: bool) -> None:
         else:
             column.operator(REFCOLOR_OT_colorize_image.bl_idname, icon="BRUSH_DATA")
     if view.message:
-        for line in _wrap(view.message, 48):
+        for line in _wrap(view.message, WRAP):
             layout.label(text=line, icon="ERROR" if view.failed else "NONE")
 
 
