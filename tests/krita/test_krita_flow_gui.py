@@ -97,9 +97,7 @@ def test_pickers_follow_the_documents_live_and_name_their_documents(gui_env, bac
     name their document; results stay out of the line-art list and at the end of the reference list."""
     env, pythonpath = gui_env
     config = {"lines": lines_png(tmp_path / "lines.png"), "character": character_png(tmp_path / "character.png")}
-    facts = run_gui(
-        env, "live", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend), config=config
-    )
+    facts = run_gui(env, "live", tmp_path / "gui", pythonpath=pythonpath, settings=settings_for(backend), config=config)
     assert facts["line_art_items"] == ["Background — lines.png"]
     assert facts["reference_items"][:2] == ["Background — lines.png", "Background — character.png"]
     assert facts["mask_before"] == "Automatic"  # nothing selected
@@ -121,9 +119,7 @@ def test_pickers_follow_the_documents_live_and_name_their_documents(gui_env, bac
     assert facts["line_art_items_after_switch"] == ["Background — character.png"]
 
 
-def test_picks_stay_after_a_run_and_across_a_restart_and_a_lost_layer_is_reported(
-    gui_env, backend, tmp_path
-) -> None:
+def test_picks_stay_after_a_run_and_across_a_restart_and_a_lost_layer_is_reported(gui_env, backend, tmp_path) -> None:
     """Item 3: files and layers stay as picked after a run and after Krita restarts; a picked layer
     that has gone is reported and refused, never replaced."""
     env, pythonpath = gui_env
@@ -356,11 +352,22 @@ def test_colorize_frames_fills_an_animated_group_keyframe_for_keyframe(gui_env, 
         scans.append(write_png(tmp_path / f"scan_{i}.png", page))
     config = {"frames": paths, "scan_frames": scans, "size": [w, h]}
     settings = settings_for(backend)
-    gui = KritaGui(env, "frames", tmp_path / "gui", pythonpath=pythonpath, settings=settings, config=config)
-    try:
-        facts = gui.facts()
-    finally:
-        gui.kill()
+    for attempt in (1, 2):
+        gui = KritaGui(
+            env, "frames", tmp_path / f"gui{attempt}", pythonpath=pythonpath, settings=settings, config=config
+        )
+        try:
+            facts = gui.facts()
+        except pytest.fail.Exception:
+            # Krita 5.1's own timeline model sometimes crashes inside Document.importAnimation (seen once
+            # in a full run: "endInsertColumns: Invalid index … KisAnimTimelineFramesModel", then a
+            # segfault), before any refcolor code runs. Only that crash earns a second start.
+            if attempt == 2 or "KisAnimTimelineFramesModel" not in gui.output():
+                raise
+            continue
+        finally:
+            gui.kill()
+        break
     gui.keep("frames-result", "krita-frames.png")
     assert facts.get("ok"), facts.get("error") or facts.get("timeout_in")
     keys = [0, 2, 4, 6, 8, 10]
