@@ -45,6 +45,8 @@ from .pixels_io import from_blender, to_blender
 logger = logging.getLogger(__name__)
 
 RENDER_SCENE = "refcolor render"
+AUTO_MASK = "auto mask"  # a computed mask's image: "<image> auto mask"
+LINE_ART_KEY = "refcolor_line_art"  # a result image's custom property: the line art it was made from
 PLANE_MARGIN = 1.02  # the plane sits this much farther than the drawing's farthest point
 
 
@@ -140,6 +142,25 @@ def write_image(name: str, pixels: Pixels, replace: bool) -> Any:
     image.pack()
     image.use_fake_user = True
     return image
+
+
+def line_art_name(name: str) -> str:
+    """The line art an image stands for: a result's own line art, else the image itself."""
+    image = bpy.data.images.get(name)
+    source = image.get(LINE_ART_KEY) if image is not None else None
+    return source if isinstance(source, str) and source in bpy.data.images else name
+
+
+def show_instead(line_art: str, result: Any) -> None:
+    """Image Editors showing the line art (or an earlier result of it) show ``result`` now."""
+    window_manager = getattr(bpy.context, "window_manager", None)
+    for window in window_manager.windows if window_manager is not None else ():
+        for area in window.screen.areas:
+            if area.type != "IMAGE_EDITOR":
+                continue
+            shown = area.spaces.active.image
+            if shown is not None and line_art_name(shown.name) == line_art:
+                area.spaces.active.image = result
 
 
 # --- Grease Pencil ------------------------------------------------------------------------------
@@ -424,20 +445,37 @@ class BlenderDocuments:
             ):
                 if pixels is not None:
                     images[what] = write_image(f"{target.name} {what}{suffix}", pixels, replace_previous)
+            for image in images.values():
+                image[LINE_ART_KEY] = target.name  # Colorize with a result shown colorizes its line art again
             names.append(images["colors"].name if "colors" in images else images["foreground"].name)
+            if not target.drawing and layers_of.variation == 0 and "colors" in images:
+                show_instead(target.name, images["colors"])
             if target.drawing and layers_of.variation == 0:
                 place_plane(self.scene, target, images["foreground"], images["background"])
         if target.drawing:
             where = f"as images, and behind “{target.drawing}” on the plane “{target.name} colors”"
         else:
-            where = "as new images (pick them in the Image Editor)"
+            where = "as new images, shown in the Image Editor"
         return Placement(names, where)
 
     def discard(self, target: Target) -> None:
         target.renders.clear()
 
     def use_as_selection(self, computed: ComputedMasks) -> MadeSelections:
-        raise PluginError("Blender has no selection to make from a mask")
+        """Blender has no selection: the masks the backend found become images the artist can
+        correct and pick as “An image”: “<line art> auto mask”, “<reference> auto mask” (written
+        over at each job, so never one the artist painted under another name)."""
+        made, words = set(), []
+        for name, pixels in computed.masks.items():
+            if name is MaskName.SKETCH:
+                base = computed.target.name
+            else:
+                pick = computed.inputs.reference
+                base = pick.image or Path(pick.path).stem
+            image = write_image(f"{base} {AUTO_MASK}", pixels, replace=True)
+            made.add(name)
+            words.append(f"“{image.name}”")
+        return MadeSelections(frozenset(made), words)
 
     # frames --------------------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from refcolor_plugin.connection import Connection, ConnectionEvents
-from refcolor_plugin.controller import Callbacks, ColorizeController, DocumentAccess, Inputs, State
+from refcolor_plugin.controller import Callbacks, ColorizeController, ComputedMasks, DocumentAccess, Inputs, State
 from refcolor_plugin.frames import FrameRange, ShotAccess, ShotCallbacks, ShotController, ShotState
-from refcolor_plugin.pixels import sentence
+from refcolor_plugin.pixels import PluginError, sentence
 from refcolor_plugin.settings import Settings
 from refcolor_protocol import ColorizeParams, Header, Layout
 
@@ -73,9 +73,12 @@ class Session:
                 stage=self._stage,
                 done=self._done,
                 failed=self._failed,
+                masks=self._masks,
             ),
             layout=Layout.RGBA8,
         )
+        self.documents = documents
+        self._mask_words: list[str] = []  # the images the last job's computed masks went to
         self.shots = ShotController(
             documents,
             self._send,
@@ -184,8 +187,23 @@ class Session:
         self.view.stage = text
         self.redraw()
 
+    def _masks(self, computed: ComputedMasks) -> None:
+        """The masks the backend found become images the artist can correct (Blender's "Use as
+        selection")."""
+        try:
+            self._mask_words = self.documents.use_as_selection(computed).words
+        except PluginError as exc:
+            logger.warning("the computed masks could not be kept: %s", exc)
+
     def _done(self, names: list[str], where: str) -> None:
-        self.view.message, self.view.failed = sentence(f"Done: {', '.join(names)} {where}"), False
+        message = f"Done: {', '.join(names)} {where}."
+        if self._mask_words:
+            message += (
+                f" The masks found are {' and '.join(self._mask_words)}: paint them right and pick them as "
+                "“An image” to correct them."
+            )
+            self._mask_words = []
+        self.view.message, self.view.failed = sentence(message), False
         self.view.stage, self.view.progress = "", 0.0
         self.redraw()
 

@@ -22,7 +22,7 @@ from refcolor_plugin.pixels import PluginError, sentence
 from refcolor_plugin.settings import Settings, SettingsStore, load_settings
 
 from .controls import AUTO_PREFIX, controls, params_from_values
-from .scene import BlenderDocuments, DrawingArt, ImageArt, ReferencePick
+from .scene import BlenderDocuments, DrawingArt, ImageArt, ReferencePick, line_art_name
 from .session import Session
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _line_art(operator: Any, context: Any, drawing: bool) -> ImageArt | DrawingA
             return DrawingArt(name, context.scene.frame_current, mask)
         operator.report({"WARNING"}, "Select a Grease Pencil object to colorize.")
         return None
-    name = operator.image or getattr(active_image(context), "name", "")
+    name = line_art_name(operator.image or getattr(active_image(context), "name", ""))
     if name:
         return ImageArt(name, mask)
     operator.report({"WARNING"}, "Open the line art in the Image Editor first.")
@@ -350,7 +350,7 @@ def draw_panel(layout: Any, context: Any, drawing: bool) -> None:
         )
     else:
         image = active_image(context)
-        box.label(text=f"Line art: {image.name if image else 'open an image'}", icon="IMAGE_DATA")
+        box.label(text=f"Line art: {line_art_name(image.name) if image else 'open an image'}", icon="IMAGE_DATA")
     box.prop(props, "sketch_mask", text="Mask")
     if props.sketch_mask == MaskSource.IMAGE.value:
         box.template_ID(props, "sketch_mask_image", open="image.open")

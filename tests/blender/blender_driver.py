@@ -128,6 +128,17 @@ def scenario_image() -> None:
     FACTS["mask"] = [255 if inside(x, y, 96, 64) else 0 for y in range(63, -1, -1) for x in range(96)]
     for what in ("colors", "foreground", "background"):
         FACTS[what] = describe(f"sketch {what}")
+    # Again from the result (what the Image Editor shows after a job), with both masks automatic:
+    # the line art is colorized again, and the masks found become images to correct.
+    props = bpy.context.scene.refcolor
+    props.sketch_mask, props.reference_mask = "auto", "auto"
+    before = sorted(i.name for i in bpy.data.images)
+    FACTS["again_operator"] = sorted(bpy.ops.refcolor.colorize_image(image="sketch colors"))
+    FACTS["again_finished"] = pump(idle)
+    FACTS["again_message"] = session().view.message
+    FACTS["again_new_images"] = sorted(set(i.name for i in bpy.data.images) - set(before))
+    FACTS["again_line_art"] = bpy.data.images["sketch colors.001"].get("refcolor_line_art")
+    FACTS["sketch_auto_mask"] = describe("sketch auto mask")
 
 
 def scenario_no_backend() -> None:

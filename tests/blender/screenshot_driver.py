@@ -1,6 +1,6 @@
 """Blender with its UI (under Xvfb): the README's screenshot. Installs the add-on zip, colorizes
 docs/examples/sketch.png in the colours of docs/examples/reference.png with the Image Editor's
-sidebar open on the refcolor tab, shows the result, and writes ``ready`` into the spec's folder;
+sidebar open on the refcolor tab (the add-on then shows the result there), and writes ``ready`` into the spec's folder;
 the caller takes the screenshot (``import -window root``) and ends Blender.
 
 Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" blender --factory-startup --python
@@ -54,8 +54,6 @@ def step() -> float | None:
         if STATE["phase"] == "running":
             if session.busy:
                 return 0.5
-            area, space = image_area()
-            space.image = bpy.data.images.get(f"{space.image.name} colors") or space.image
             (OUT / "message.txt").write_text(session.view.message)
             STATE["phase"] = "shown"
             return 2.0

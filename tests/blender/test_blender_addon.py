@@ -33,6 +33,19 @@ def test_colorize_an_image_makes_three_images_with_the_masks_alpha(blender, addo
     assert near(facts["foreground"]["alpha"], mask) > 0.97  # the line-art mask painted as an image
     assert near(facts["background"]["alpha"], [255 - m for m in mask]) > 0.97
 
+    # Colorize with the result shown colorizes the line art again; automatic masks become images.
+    assert facts["again_operator"] == ["FINISHED"] and facts["again_finished"]
+    assert facts["again_new_images"] == [
+        "ref auto mask",
+        "sketch auto mask",
+        "sketch background.001",
+        "sketch colors.001",
+        "sketch foreground.001",
+    ], facts["again_message"]
+    assert facts["again_line_art"] == "sketch"
+    assert facts["sketch_auto_mask"]["size"] == [96, 64]
+    assert "“sketch auto mask”" in facts["again_message"] and "“An image”" in facts["again_message"]
+
 
 def test_no_backend_says_so_and_makes_nothing(blender, addon_zip, tmp_path) -> None:
     facts = run_blender(blender, addon_zip, tmp_path, "no_backend", tmp_path / "nowhere" / "backend.json")
