@@ -7,6 +7,7 @@ A parameter that may be ``auto`` gets a value and an "Automatic" switch; Blender
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -36,7 +37,9 @@ class Control:
     auto_default: bool = False
 
 
-def controls() -> list[Control]:
+@functools.cache
+def controls() -> tuple[Control, ...]:
+    """The panel's controls, in the schema's order (the schema is fixed: built once)."""
     out = []
     for spec in PANEL_PARAMS:
         auto_default = spec.auto and spec.default is None
@@ -67,7 +70,7 @@ def controls() -> list[Control]:
                 auto_default,
             )
         )
-    return out
+    return tuple(out)
 
 
 def params_from_values(values: Mapping[str, Any]) -> ColorizeParams:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import array
 from collections.abc import Sequence
 
-from refcolor_plugin.pixels import Pixels, PluginError
+from refcolor_plugin.pixels import Pixels, PluginError, swap_red_blue
 from refcolor_protocol import Layout
 
 try:
@@ -65,10 +65,7 @@ def from_blender(floats: array.array | Sequence[float], width: int, height: int,
         rgba[3::4] = b"\xff" * (width * height)
         data = bytes(rgba)
     elif channels == 1:
-        rgba = bytearray(b"\xff" * (width * height * 4))
-        for c in range(3):
-            rgba[c::4] = data
-        data = bytes(rgba)
+        data = _grey_rgba(data)
     elif channels != 4:
         raise PluginError(f"images with {channels} channels are not supported; convert it to RGBA")
     return Pixels(flip_rows(data, width, height, 4), width, height, Layout.RGBA8)
@@ -78,12 +75,15 @@ def to_blender(pixels: Pixels) -> array.array:
     """RGBA8/BGRA8 (or an L8 mask, as grey) as Blender's RGBA floats, bottom row first."""
     data = pixels.data
     if pixels.layout is Layout.L8:
-        rgba = bytearray(b"\xff" * (pixels.width * pixels.height * 4))
-        for c in range(3):
-            rgba[c::4] = data
-        data = bytes(rgba)
+        data = _grey_rgba(data)
     elif pixels.layout is Layout.BGRA8:
-        swapped = bytearray(data)
-        swapped[0::4], swapped[2::4] = data[2::4], data[0::4]
-        data = bytes(swapped)
+        data = swap_red_blue(data)
     return to_floats(flip_rows(data, pixels.width, pixels.height, 4))
+
+
+def _grey_rgba(grey: bytes) -> bytes:
+    """One byte a pixel as opaque grey RGBA."""
+    rgba = bytearray(b"\xff" * (len(grey) * 4))
+    for c in range(3):
+        rgba[c::4] = grey
+    return bytes(rgba)

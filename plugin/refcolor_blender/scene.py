@@ -127,7 +127,9 @@ def read_mask(name: str, size: tuple[int, int], what: str) -> Pixels:
             "scale it to that size (Image ▸ Resize) or pick another mask"
         )
     red, alpha = pixels.data[0::4], pixels.data[3::4]
-    return Pixels(bytes(r * a // 255 for r, a in zip(red, alpha, strict=True)), size[0], size[1], Layout.L8)
+    if alpha.count(255) != len(alpha):  # transparent parts count as background
+        red = bytes(r * a // 255 for r, a in zip(red, alpha, strict=True))
+    return Pixels(red, size[0], size[1], Layout.L8)
 
 
 def write_image(name: str, pixels: Pixels, replace: bool) -> Any:

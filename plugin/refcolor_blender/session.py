@@ -58,6 +58,8 @@ class Session:
     ) -> None:
         self.view = View()
         self.redraw = redraw
+        self.documents = documents
+        self._mask_words: list[str] = []  # the images the last job's computed masks went to
         self.connection = Connection(
             settings,
             ConnectionEvents(status=self._connection_status, message=self._message),
@@ -77,8 +79,6 @@ class Session:
             ),
             layout=Layout.RGBA8,
         )
-        self.documents = documents
-        self._mask_words: list[str] = []  # the images the last job's computed masks went to
         self.shots = ShotController(
             documents,
             self._send,

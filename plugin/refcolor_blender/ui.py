@@ -9,6 +9,7 @@ disabled or Blender quits.
 # No `from __future__ import annotations` here: Blender reads the properties from the classes'
 # annotations, which must stay objects, not strings.
 import atexit
+import dataclasses
 import logging
 from typing import Any
 
@@ -120,7 +121,7 @@ def current_settings() -> Settings:
         return Settings()
     settings = load_settings(PreferencesStore(addon.preferences))
     if settings.connection_file:
-        settings = Settings(**{**settings.__dict__, "connection_file": bpy.path.abspath(settings.connection_file)})
+        settings = dataclasses.replace(settings, connection_file=bpy.path.abspath(settings.connection_file))
     return settings
 
 

@@ -11,10 +11,10 @@ VENDOR = Path(__file__).resolve().parent / "vendor"
 def activate() -> list[str]:
     """Put ``vendor/common`` (the shared package lives there) and this interpreter's folder on
     sys.path; returns what was added."""
-    common = str(VENDOR / "common")
-    added = [common] if (VENDOR / "common").is_dir() and common not in sys.path else []
-    if added:
+    common, added = str(VENDOR / "common"), []
+    if (VENDOR / "common").is_dir() and common not in sys.path:
         sys.path.insert(0, common)
+        added.append(common)
     from refcolor_plugin.vendor import activate as activate_vendor
 
-    return added + [folder for folder in activate_vendor(VENDOR) if folder != common]
+    return added + activate_vendor(VENDOR)  # common is on the path already: only this interpreter's folder

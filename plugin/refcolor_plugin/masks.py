@@ -32,15 +32,7 @@ def sketch_mask_choices(has_selection: bool, has_layer_mask: bool, can_auto: boo
     the backend finds the character (what the canvas border cannot reach through the paper), when
     it can (``can_auto``: its capabilities list the mask, or they are not known yet).
     """
-    choices = []
-    if has_selection:
-        choices.append(MaskSource.SELECTION)
-    if has_layer_mask:
-        choices.append(MaskSource.LAYER_MASK)
-    if can_auto:
-        choices.append(MaskSource.AUTO)
-    choices.append(MaskSource.NONE)
-    return choices
+    return _choices(MaskSource.SELECTION if has_selection else None, has_layer_mask, can_auto)
 
 
 def reference_mask_choices(has_transparency: bool, has_layer_mask: bool, can_auto: bool = True) -> list[MaskSource]:
@@ -50,15 +42,18 @@ def reference_mask_choices(has_transparency: bool, has_layer_mask: bool, can_aut
     default; a selection mask on the reference layer comes next; a flattened picture (a JPEG, a
     character sheet on a background) gets its character found by the backend when it can.
     """
-    choices = []
-    if has_transparency:
-        choices.append(MaskSource.ALPHA)
+    return _choices(MaskSource.ALPHA if has_transparency else None, has_layer_mask, can_auto)
+
+
+def _choices(own: MaskSource | None, has_layer_mask: bool, can_auto: bool) -> list[MaskSource]:
+    """The image's own mask (a selection, a transparency) first, then a selection mask on the layer,
+    then Automatic, then none."""
+    choices = [own] if own is not None else []
     if has_layer_mask:
         choices.append(MaskSource.LAYER_MASK)
     if can_auto:
         choices.append(MaskSource.AUTO)
-    choices.append(MaskSource.NONE)
-    return choices
+    return [*choices, MaskSource.NONE]
 
 
 def keep_choice(previous: MaskSource | None, choices: list[MaskSource]) -> MaskSource:
