@@ -37,26 +37,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--all", action="store_true", help="every image of --data, not the part kept apart")
+    parser.add_argument("--net", type=Path, help="a mask network to measure instead of the one refcolor ships")
     args = parser.parse_args()
     characters, backgrounds = list_images(args.data / "characters"), list_images(args.data / "backgrounds")
     if not args.all:
         characters = split(characters, HOLD_OUT_CHARACTERS)[1]
         backgrounds = split(backgrounds, HOLD_OUT_BACKGROUNDS)[1]
-    SaliencyNet.default()  # load once, as a server does
+    net = SaliencyNet.tuned(args.net) if args.net else SaliencyNet.default()  # loaded once, as a server does
     reference, sketch = [], []
     source = SampleSource(characters, backgrounds, size=args.size, seed=args.seed, length=args.n)
     for sample in (source[i] for i in range(args.n)):
-        reference.append(mask_iou(reference_mask(sample.reference), sample.reference_mask))
-        sketch.append(mask_iou(sketch_mask(sample.sketch), sample.mask))
+        reference.append(mask_iou(reference_mask(sample.reference, net), sample.reference_mask))
+        sketch.append(mask_iou(sketch_mask(sample.sketch, net), sample.mask))
     big = SampleSource(characters, backgrounds, size=2048, seed=args.seed, length=1)[0]
-    reference_mask(big.reference[:256, :256])  # warm the runtime
+    reference_mask(big.reference[:256, :256], net)  # warm the runtime
     start = time.perf_counter()
-    reference_mask(big.reference)
+    reference_mask(big.reference, net)
     middle = time.perf_counter()
-    sketch_mask(big.sketch)
+    sketch_mask(big.sketch, net)
     end = time.perf_counter()
     part = "all" if args.all else "the part kept apart from the mask network's training"
-    print(f"# {args.n} triplets from {args.data} ({part}) at {args.size} px, seed {args.seed}")
+    net_name = args.net or "the shipped network"
+    print(f"# {args.n} triplets from {args.data} ({part}) at {args.size} px, seed {args.seed}, {net_name}")
     print(f"reference_iou: {np.mean(reference):.3f}")
     print(f"reference_iou_median: {np.median(reference):.3f}")
     print(f"reference_iou_p10: {np.percentile(reference, 10):.3f}")

@@ -264,10 +264,14 @@ class SampleSource:
             raise ValueError(
                 f"none of 16 characters drawn for sample {index} has transparency; check the folder"
             )
-        background_index = int(rng.integers(len(self.background_paths)))
-        sample = make_sample(
-            character, self.background(background_index), rng, self.size, self.placement, self.mismatch
-        )
+        background, meta = self.draw_background(rng)
+        sample = make_sample(character, background, rng, self.size, self.placement, self.mismatch)
         sample.meta["character"] = self.character_paths[int(character_index)].name
-        sample.meta["background"] = self.background_paths[background_index].name
+        sample.meta.update(meta)
         return sample
+
+    def draw_background(self, rng: np.random.Generator) -> tuple[Image.Image, dict[str, str]]:
+        """The background of the sample ``rng`` belongs to, and what to note of it in the sample's
+        ``meta``: one of the folder's, drawn at random (subclasses draw others)."""
+        index = int(rng.integers(len(self.background_paths)))
+        return self.background(index), {"background": self.background_paths[index].name}

@@ -121,7 +121,13 @@ class SaliencyNet:
         Raises:
             MaskModelMissingError: it cannot be loaded here.
         """
-        return cls(mask_net_path(), side=TUNED_SIDE, stretch=False, large_side=LARGE_SIDE)
+        return cls.tuned(mask_net_path())
+
+    @classmethod
+    def tuned(cls, path: Path, threads: int = 2) -> SaliencyNet:
+        """A graph fine-tuned by :mod:`refcolor.train.masknet` (the shipped one or a candidate), run
+        as automatic masks run it."""
+        return cls(path, threads, side=TUNED_SIDE, stretch=False, large_side=LARGE_SIDE)
 
     def input_side(self, shape: tuple[int, ...]) -> int:
         """The network's input side for a picture of ``shape``: ``large_side`` from that size on."""

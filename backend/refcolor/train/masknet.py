@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from refcolor.data import scenery
 from refcolor.data.samples import SampleSource, list_images
 from refcolor.imaging import automask
 
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_SIDES = (256, 512)  # sample images are drawn at these sizes, alternately
 HOLD_OUT_CHARACTERS = 8  # every 8th training character and every 4th background are kept apart
 HOLD_OUT_BACKGROUNDS = 4  # for validation (characters and backgrounds the network never saw)
+FAINT_SHARE = 0.25  # of sketches trained with lightened ink (faded)
 
 
 def _import_onnx2torch() -> Any:
@@ -132,14 +134,27 @@ def split(paths: Sequence[Path], every: int) -> tuple[list[Path], list[Path]]:
     return [p for i, p in enumerate(ordered) if i % every], [p for i, p in enumerate(ordered) if not i % every]
 
 
-def pairs(source: SampleSource, index: int, side: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+def faded(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``sketch`` (uint8, 255 = paper) with its ink lightened to 30–80 % of its darkness: pencil, a
+    light scan, line art drawn in a light colour."""
+    ink = 255.0 - sketch.astype(np.float32)
+    return (255.0 - ink * rng.uniform(0.3, 0.8) + 0.5).astype(np.uint8)
+
+
+def pairs(
+    source: SampleSource, index: int, side: int, faint: float = 0.0
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """Sample ``index``'s training pairs, prepared as at inference: (network input (3, side, side)
     float32, target (side, side) float32 in [0, 1], kind): its reference, its target picture (both
-    coloured, the character's alpha) and its sketch."""
+    coloured, the character's alpha) and its sketch (in a ``faint`` share of samples, :func:`faded`)."""
     import cv2
 
     sample = source[index]
-    sketch = np.repeat(sample.sketch[..., None], 3, axis=2)
+    lines = sample.sketch
+    rng = np.random.default_rng([source.seed, index, 2])
+    if rng.random() < faint:
+        lines = faded(lines, rng)
+    sketch = np.repeat(lines[..., None], 3, axis=2)
     out = []
     for image, mask, kind in (
         (sample.reference, sample.reference_mask, "reference"),
@@ -152,7 +167,7 @@ def pairs(source: SampleSource, index: int, side: int) -> list[tuple[np.ndarray,
 
 
 def batches(
-    sources: Sequence[SampleSource], batch: int, seed: int, side: int | Sequence[int]
+    sources: Sequence[SampleSource], batch: int, seed: int, side: int | Sequence[int], faint: float = 0.0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless batches, half coloured pictures and half sketches, mirrored at random; with several
     input sides, each batch at the next one in turn (the network runs at each, automask.LARGE_SIDE)."""
@@ -165,7 +180,7 @@ def batches(
         lines: list[tuple[np.ndarray, np.ndarray]] = []
         while len(colour) < batch // 2 or len(lines) < batch - batch // 2:
             source = sources[index % len(sources)]
-            for image, target, kind in pairs(source, index, side):
+            for image, target, kind in pairs(source, index, side, faint):
                 (lines if kind == "sketch" else colour).append((image, target))
             index += 1
         chosen = [colour[i] for i in rng.permutation(len(colour))[: batch // 2]] + lines[: batch - batch // 2]
@@ -200,13 +215,20 @@ def train(
     base: Path | None = None,
     sample_sides: Sequence[int] = SAMPLE_SIDES,
     net_side: int | Sequence[int] = automask.TUNED_SIDE,
+    background_shares: Sequence[float] = scenery.SHARES,
+    faint: float = FAINT_SHARE,
 ) -> Path:
     """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches and write
     ``out/u2netp_refcolor.onnx`` (also every ``save_every`` steps; ``out/log.jsonl`` has each
-    step's loss); returns its path."""
+    step's loss); returns its path. Backgrounds are drawn as :class:`refcolor.data.scenery.VariedSource`
+    does, in ``background_shares`` (``(1, 0, 0, 0)``: the folder's as they are); a ``faint`` share
+    of sketches is :func:`faded`."""
     characters, _ = split(list_images(data / "characters"), hold_out_every)
     backgrounds, _ = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
-    sources = [SampleSource(characters, backgrounds, size=s, seed=seed) for s in sample_sides]
+    sources: list[SampleSource] = [
+        scenery.VariedSource(characters, backgrounds, size=s, seed=seed, shares=background_shares)
+        for s in sample_sides
+    ]
     net = Convertible.load(base or automask.u2netp_path())
     net.module.train()
     optimizer = torch.optim.AdamW(net.module.parameters(), lr=lr, weight_decay=1e-4)
@@ -218,7 +240,7 @@ def train(
     log = out / "log.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for step, (images, targets) in enumerate(batches(sources, batch, seed, net_side), start=1):
+    for step, (images, targets) in enumerate(batches(sources, batch, seed, net_side, faint), start=1):
         loss = loss_fn(net.module(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -250,13 +272,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--net-sides", default=str(automask.TUNED_SIDE),
         help="input sides the batches take in turn, e.g. 256,320 (default: the tuned side)",
     )
+    parser.add_argument(
+        "--background-shares", default=",".join(str(s) for s in scenery.SHARES),
+        help=f"shares of the background kinds {', '.join(scenery.KINDS)} (1,0,0,0: the folder's as they are)",
+    )
+    parser.add_argument("--faint", type=float, default=FAINT_SHARE, help="share of sketches with lightened ink")
     args = parser.parse_args(argv)
     sides = [int(side) for side in args.net_sides.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     train(
         args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base,
-        net_side=sides,
+        net_side=sides, background_shares=[float(s) for s in args.background_shares.split(",")], faint=args.faint,
     )
 
 

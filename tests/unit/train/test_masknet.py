@@ -127,3 +127,40 @@ def test_converting_leaves_no_stand_in_for_torchvision_behind(base: masknet.Conv
     masknet.Convertible.load(automask.u2netp_path())
     assert "torchvision" not in sys.modules or sys.modules["torchvision"].__spec__ is not None
     importlib.util.find_spec("torchvision")  # answers (None here), does not raise
+
+
+def test_faded_sketches_keep_their_paper_and_lighten_their_ink() -> None:
+    sketch = np.full((8, 8), 255, np.uint8)
+    sketch[2:6, 3] = 0
+    sketch[4, 1:7] = 100
+    for seed in range(5):
+        light = masknet.faded(sketch, np.random.default_rng(seed))
+        assert (light[sketch == 255] == 255).all()
+        ink = light[sketch == 0].astype(int)
+        assert ((ink >= 255 - 0.8 * 255 - 1) & (ink <= 255 - 0.3 * 255 + 1)).all()  # 30–80 % as dark
+        assert (light[sketch == 100] > 100).all()
+
+
+def test_a_faint_share_of_pairs_gets_a_lighter_sketch(folders: tuple[Path, Path]) -> None:
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    for index in range(3):
+        plain = masknet.pairs(source, index, 48)
+        faint = masknet.pairs(source, index, 48, faint=1.0)
+        np.testing.assert_array_equal(plain[0][0], faint[0][0])  # coloured pictures untouched
+        np.testing.assert_array_equal(plain[2][1], faint[2][1])  # the same character to find
+        assert faint[2][0].mean() > plain[2][0].mean()  # lighter lines (paper is the brightest either way)
+
+
+def test_training_draws_varied_backgrounds(
+    folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[float, ...]] = []
+    real = masknet.scenery.VariedSource.__init__
+
+    def recording(self: object, *args: object, shares: tuple[float, ...], **kwargs: object) -> None:
+        seen.append(tuple(shares))
+        real(self, *args, shares=shares, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(masknet.scenery.VariedSource, "__init__", recording)
+    masknet.train(folders[0].parent, tmp_path / "run", steps=1, batch=2, sample_sides=(64,), net_side=32)
+    assert seen == [masknet.scenery.SHARES]
