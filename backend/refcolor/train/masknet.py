@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_SIDES = (256, 512)  # sample images are drawn at these sizes, alternately
 HOLD_OUT_CHARACTERS = 8  # every 8th training character and every 4th background are kept apart
 HOLD_OUT_BACKGROUNDS = 4  # for validation (characters and backgrounds the network never saw)
-FAINT_SHARE = 0.25  # of sketches trained with lightened ink (faded)
+FAINT_SHARE = 0.25  # of sketches lightened (faded) when asked for: round 5 (docs/automask.md), not shipped
 
 
 def _import_onnx2torch() -> Any:
@@ -215,18 +215,21 @@ def train(
     base: Path | None = None,
     sample_sides: Sequence[int] = SAMPLE_SIDES,
     net_side: int | Sequence[int] = automask.TUNED_SIDE,
-    background_shares: Sequence[float] = scenery.SHARES,
-    faint: float = FAINT_SHARE,
+    background_shares: Sequence[float] | None = None,
+    faint: float = 0.0,
 ) -> Path:
     """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches and write
     ``out/u2netp_refcolor.onnx`` (also every ``save_every`` steps; ``out/log.jsonl`` has each
-    step's loss); returns its path. Backgrounds are drawn as :class:`refcolor.data.scenery.VariedSource`
-    does, in ``background_shares`` (``(1, 0, 0, 0)``: the folder's as they are); a ``faint`` share
-    of sketches is :func:`faded`."""
+    step's loss); returns its path. The defaults are the shipped graph's recipe (round 3): the
+    folder's backgrounds as they are, sketches as extracted. ``background_shares`` draws backgrounds
+    as :class:`refcolor.data.scenery.VariedSource` does, a ``faint`` share of sketches is
+    :func:`faded` (round 5: both lowered validation IoU; docs/automask.md)."""
     characters, _ = split(list_images(data / "characters"), hold_out_every)
     backgrounds, _ = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
-    sources: list[SampleSource] = [
-        scenery.VariedSource(characters, backgrounds, size=s, seed=seed, shares=background_shares)
+    sources = [
+        SampleSource(characters, backgrounds, size=s, seed=seed)
+        if background_shares is None
+        else scenery.VariedSource(characters, backgrounds, size=s, seed=seed, shares=background_shares)
         for s in sample_sides
     ]
     net = Convertible.load(base or automask.u2netp_path())
@@ -273,17 +276,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="input sides the batches take in turn, e.g. 256,320 (default: the tuned side)",
     )
     parser.add_argument(
-        "--background-shares", default=",".join(str(s) for s in scenery.SHARES),
-        help=f"shares of the background kinds {', '.join(scenery.KINDS)} (1,0,0,0: the folder's as they are)",
+        "--background-shares",
+        help=f"shares of the background kinds {', '.join(scenery.KINDS)}, e.g. "
+        f"{','.join(str(s) for s in scenery.SHARES)} (default: the folder's backgrounds as they are)",
     )
-    parser.add_argument("--faint", type=float, default=FAINT_SHARE, help="share of sketches with lightened ink")
+    parser.add_argument(
+        "--faint", type=float, default=0.0, help=f"share of sketches with lightened ink, e.g. {FAINT_SHARE}"
+    )
     args = parser.parse_args(argv)
     sides = [int(side) for side in args.net_sides.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     train(
         args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base,
-        net_side=sides, background_shares=[float(s) for s in args.background_shares.split(",")], faint=args.faint,
+        net_side=sides, faint=args.faint,
+        background_shares=[float(s) for s in args.background_shares.split(",")] if args.background_shares else None,
     )
 
 
