@@ -167,10 +167,17 @@ def pairs(
 
 
 def batches(
-    sources: Sequence[SampleSource], batch: int, seed: int, side: int | Sequence[int], faint: float = 0.0
+    sources: Sequence[SampleSource],
+    batch: int,
+    seed: int,
+    side: int | Sequence[int],
+    faint: float = 0.0,
+    sketch_share: float = 0.5,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches, half coloured pictures and half sketches, mirrored at random; with several
-    input sides, each batch at the next one in turn (the network runs at each, automask.LARGE_SIDE)."""
+    """Endless batches, coloured pictures then sketches (``sketch_share`` of each batch, rounded
+    down; by default half), mirrored at random; with several input sides, each batch at the next one
+    in turn (the network runs at each, automask.LARGE_SIDE)."""
+    sketches = int(batch * sketch_share)
     rng = np.random.default_rng(seed)
     sides = [side] if isinstance(side, int) else list(side)
     index = 0
@@ -178,12 +185,12 @@ def batches(
         side = sides[number % len(sides)]
         colour: list[tuple[np.ndarray, np.ndarray]] = []
         lines: list[tuple[np.ndarray, np.ndarray]] = []
-        while len(colour) < batch // 2 or len(lines) < batch - batch // 2:
+        while len(colour) < batch - sketches or len(lines) < sketches:
             source = sources[index % len(sources)]
             for image, target, kind in pairs(source, index, side, faint):
                 (lines if kind == "sketch" else colour).append((image, target))
             index += 1
-        chosen = [colour[i] for i in rng.permutation(len(colour))[: batch // 2]] + lines[: batch - batch // 2]
+        chosen = [colour[i] for i in rng.permutation(len(colour))[: batch - sketches]] + lines[:sketches]
         images = np.stack([c[0] for c in chosen])
         targets = np.stack([c[1] for c in chosen])[:, None]
         flip = rng.random(len(chosen)) < 0.5
@@ -217,13 +224,15 @@ def train(
     net_side: int | Sequence[int] = automask.TUNED_SIDE,
     background_shares: Sequence[float] | None = None,
     faint: float = 0.0,
+    sketch_share: float = 0.5,
 ) -> Path:
     """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches and write
     ``out/u2netp_refcolor.onnx`` (also every ``save_every`` steps; ``out/log.jsonl`` has each
     step's loss); returns its path. The defaults are the shipped graph's recipe (round 3): the
     folder's backgrounds as they are, sketches as extracted. ``background_shares`` draws backgrounds
     as :class:`refcolor.data.scenery.VariedSource` does, a ``faint`` share of sketches is
-    :func:`faded` (round 5: both lowered validation IoU; docs/automask.md)."""
+    :func:`faded` (round 5: both lowered validation IoU; docs/automask.md). ``sketch_share`` of each
+    batch is sketches (1: a network for line art only)."""
     characters, _ = split(list_images(data / "characters"), hold_out_every)
     backgrounds, _ = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
     sources = [
@@ -243,7 +252,7 @@ def train(
     log = out / "log.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for step, (images, targets) in enumerate(batches(sources, batch, seed, net_side, faint), start=1):
+    for step, (images, targets) in enumerate(batches(sources, batch, seed, net_side, faint, sketch_share), start=1):
         loss = loss_fn(net.module(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -283,13 +292,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--faint", type=float, default=0.0, help=f"share of sketches with lightened ink, e.g. {FAINT_SHARE}"
     )
+    parser.add_argument(
+        "--sketch-share", type=float, default=0.5, help="share of each batch that is sketches (1: sketches only)"
+    )
     args = parser.parse_args(argv)
     sides = [int(side) for side in args.net_sides.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     train(
         args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base,
-        net_side=sides, faint=args.faint,
+        net_side=sides, faint=args.faint, sketch_share=args.sketch_share,
         background_shares=[float(s) for s in args.background_shares.split(",")] if args.background_shares else None,
     )
 

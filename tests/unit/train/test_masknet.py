@@ -77,6 +77,15 @@ def test_batches_are_half_coloured_and_half_sketches(folders: tuple[Path, Path])
     assert grey == [False] * 3 + [True] * 3  # a grey sketch, repeated on three channels
 
 
+def test_a_batch_can_be_all_sketches(folders: tuple[Path, Path]) -> None:
+    # A network for line art only (--sketch-share 1): every picture of the batch is a grey sketch.
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    images, _ = next(masknet.batches([source], 4, seed=0, side=32, sketch_share=1.0))
+    mean, std = torch.from_numpy(automask.MEAN)[:, None, None], torch.from_numpy(automask.STD)[:, None, None]
+    pixels = images * std + mean
+    assert all(torch.allclose(p[0], p[1], atol=1e-5) and torch.allclose(p[1], p[2], atol=1e-5) for p in pixels)
+
+
 def test_batches_take_several_input_sides_in_turn(folders: tuple[Path, Path]) -> None:
     # The network runs at 256² and, for larger pictures, 320²: it can be trained at both.
     source = SampleSource.from_folders(*folders, size=64, seed=3)
