@@ -91,17 +91,20 @@ def elastic_field(
     rng: np.random.Generator, shape: tuple[int, int], amplitude: float, smoothness: float
 ) -> np.ndarray:
     """(2, H, W) float32 displacement (dy, dx) with RMS about ``amplitude`` pixels."""
+    return np.stack([smooth_noise(rng, shape, smoothness, amplitude) for _ in range(2)])
+
+
+def smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, int], smoothness: float, scale: float = 1.0
+) -> np.ndarray:
+    """(H, W) float32 Gaussian noise smoothed over ``smoothness`` pixels, standard deviation about
+    ``scale``."""
     # Draw the noise on a coarse grid and zoom it: same smooth field, a fraction of the cost.
     step = max(1, int(smoothness // 4))
     coarse_shape = (shape[0] // step + 2, shape[1] // step + 2)
-    field = np.empty((2, *shape), np.float32)
-    for axis in range(2):
-        noise = ndimage.gaussian_filter(
-            rng.standard_normal(coarse_shape).astype(np.float32), smoothness / step
-        )
-        noise *= amplitude / max(float(noise.std()), 1e-6)
-        field[axis] = ndimage.zoom(noise, step, order=1)[: shape[0], : shape[1]]
-    return field
+    noise = ndimage.gaussian_filter(rng.standard_normal(coarse_shape).astype(np.float32), smoothness / step)
+    noise *= scale / max(float(noise.std()), 1e-6)
+    return ndimage.zoom(noise, step, order=1)[: shape[0], : shape[1]]
 
 
 def apply_elastic(image: np.ndarray, field: np.ndarray) -> np.ndarray:

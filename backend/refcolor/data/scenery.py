@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from scipy import ndimage
 
 from refcolor.data import augment
 from refcolor.data.samples import SampleSource
@@ -46,13 +45,10 @@ def restyled(background: Image.Image, rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def _smooth_noise(rng: np.random.Generator, side: int, scale: float) -> np.ndarray:
-    """(side, side, 3) float32 in about [-1, 1]: Gaussian noise smoothed over ``scale`` pixels."""
-    step = max(1, int(scale // 4))
-    coarse = rng.standard_normal((side // step + 2, side // step + 2, 3)).astype(np.float32)
-    smooth = ndimage.gaussian_filter(coarse, (scale / step, scale / step, 0))
-    smooth /= max(float(np.abs(smooth).max()), 1e-6)
-    return ndimage.zoom(smooth, (step, step, 1), order=1)[:side, :side]
+def _smooth_colours(rng: np.random.Generator, side: int, scale: float) -> np.ndarray:
+    """(side, side, 3) float32 in [-1, 1]: a smooth noise field (over ``scale`` pixels) per channel."""
+    noise = np.dstack([augment.smooth_noise(rng, (side, side), scale) for _ in range(3)])
+    return noise / max(float(np.abs(noise).max()), 1e-6)
 
 
 def procedural(rng: np.random.Generator, side: int) -> Image.Image:
@@ -63,8 +59,8 @@ def procedural(rng: np.random.Generator, side: int) -> Image.Image:
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
     ramp = np.clip((np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) + 0.5, 0, 1)[..., None]
     rgb = first * (1 - ramp) + second * ramp
-    rgb = rgb + rng.uniform(0.05, 0.35) * _smooth_noise(rng, side, side * rng.uniform(0.1, 0.3))
-    rgb = rgb + rng.uniform(0.0, 0.15) * _smooth_noise(rng, side, side * rng.uniform(0.01, 0.04))
+    rgb = rgb + rng.uniform(0.05, 0.35) * _smooth_colours(rng, side, side * rng.uniform(0.1, 0.3))
+    rgb = rgb + rng.uniform(0.0, 0.15) * _smooth_colours(rng, side, side * rng.uniform(0.01, 0.04))
     image = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, 7))):
