@@ -2,7 +2,8 @@
 
     refcolor gpu pack --data DATA --out .gpu           # here: the training split as WebP shards
     refcolor gpu run --packed .gpu --out $OUT          # there: train, export, split into parts
-    refcolor gpu join PARTS_DIR DEST                   # here: the parts back into a folder
+    refcolor gpu masks --packed .gpu --out $OUT        # there: fine-tune the mask network, split
+    refcolor gpu join PARTS_DIR DEST [--name masks.tar] # here: the parts back into a folder
 """
 
 from __future__ import annotations
@@ -26,9 +27,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     run.add_argument("--minutes", type=float, default=8.5, help="time budget, data preparation included")
     run.add_argument("--workers", type=int, default=None, help="sample-preparation processes (default: cores - 2)")
-    join = verbs.add_parser("join", help="reassemble the parts `gpu run` wrote")
-    join.add_argument("parts", type=Path, help="folder holding result.tar.NNN")
+    masks = verbs.add_parser("masks", help="fine-tune the mask network from the packed data for a fixed time")
+    masks.add_argument("--packed", type=Path, required=True, help="the folder `gpu pack` wrote")
+    masks.add_argument("--out", type=Path, required=True, help="folder for the result's parts (the machine's $OUT)")
+    masks.add_argument("--base", type=Path, help="graph to start from (default: the rembg package's u2netp.onnx)")
+    masks.add_argument("--device", default="cuda")
+    masks.add_argument("--minutes", type=float, default=4.0, help="training time (data preparation runs beside it)")
+    masks.add_argument("--workers", type=int, default=None, help="batch-preparation processes (default: cores - 2)")
+    masks.add_argument("--batch", type=int, default=32)
+    masks.add_argument("--lr", type=float, default=2e-4)
+    masks.add_argument("--validate", type=int, default=32, help="kept-apart samples measured every 200 steps")
+    join = verbs.add_parser("join", help="reassemble the parts `gpu run` or `gpu masks` wrote")
+    join.add_argument("parts", type=Path, help="folder holding result.tar.NNN (or masks.tar.NNN)")
     join.add_argument("dest", type=Path, help="folder to extract into")
+    join.add_argument("--name", default="result.tar", help="the parts' name: result.tar (colour) or masks.tar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         parts = gpu.run(args.packed, args.out, args.init_from, args.config, args.recipe, args.device,
                         args.minutes, args.workers, args.precision)  # fmt: skip
         print(f"wrote {len(parts)} parts to {args.out}")
+    elif args.verb == "masks":
+        parts = gpu.run_masks(args.packed, args.out, args.minutes, args.device, args.workers, args.batch, args.lr,
+                              args.validate, base=args.base)  # fmt: skip
+        print(f"wrote {len(parts)} parts to {args.out}")
     else:
-        print(f"extracted into {gpu.join(args.parts, args.dest)}")
+        print(f"extracted into {gpu.join(args.parts, args.dest, args.name)}")
     return 0

@@ -42,6 +42,8 @@ QUALITY = 90  # WebP quality (alpha is kept losslessly)
 LINE_FEATURES_FILE = "line_features.safetensors"
 MANIFEST = "pack.json"
 RESULT = "result.tar"
+MASKS_RESULT = "masks.tar"  # the mask network's run
+MASK_NET_SIDES = (256, 320, 384)  # every side automatic masks run the network at
 
 
 def _webp(path: Path, side: int) -> bytes:
@@ -104,8 +106,8 @@ def unpack(packed: Path, dest: Path) -> Path:
     return dest
 
 
-def split(folder: Path, out: Path, part_bytes: int = PART_BYTES) -> list[Path]:
-    """``folder`` as one tar cut into parts of at most ``part_bytes`` (``RESULT.000``, ...) in ``out``."""
+def split(folder: Path, out: Path, part_bytes: int = PART_BYTES, name: str = RESULT) -> list[Path]:
+    """``folder`` as one tar cut into parts of at most ``part_bytes`` (``NAME.000``, ...) in ``out``."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(folder, arcname=".")
@@ -113,16 +115,16 @@ def split(folder: Path, out: Path, part_bytes: int = PART_BYTES) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     parts = []
     for index, start in enumerate(range(0, len(data), part_bytes)):
-        parts.append(out / f"{RESULT}.{index:03d}")
+        parts.append(out / f"{name}.{index:03d}")
         parts[-1].write_bytes(data[start : start + part_bytes])
     return parts
 
 
-def join(parts_folder: Path, dest: Path) -> Path:
-    """Reassemble :func:`split`'s parts from ``parts_folder`` into the folder ``dest``."""
-    parts = sorted(parts_folder.glob(f"{RESULT}.[0-9][0-9][0-9]"))
+def join(parts_folder: Path, dest: Path, name: str = RESULT) -> Path:
+    """Reassemble :func:`split`'s parts ``NAME.NNN`` from ``parts_folder`` into the folder ``dest``."""
+    parts = sorted(parts_folder.glob(f"{name}.[0-9][0-9][0-9]"))
     if not parts:
-        raise FileNotFoundError(f"{parts_folder} holds no {RESULT}.NNN parts")
+        raise FileNotFoundError(f"{parts_folder} holds no {name}.NNN parts")
     data = b"".join(p.read_bytes() for p in parts)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
@@ -178,3 +180,45 @@ def run(
     (work / "result" / "status.json").write_text(json.dumps(status, indent=1))
     logger.info("%s", status)
     return split(work / "result", out)
+
+
+def run_masks(
+    packed: Path,
+    out: Path,
+    minutes: float = 4.0,
+    device: str = "cuda",
+    workers: int | None = None,
+    batch: int = 32,
+    lr: float = 2e-4,
+    validate: int = 32,
+    validate_every: int = 200,
+    base: Path | None = None,
+    net_sides: tuple[int, ...] = MASK_NET_SIDES,
+    work: Path | None = None,
+) -> list[Path]:
+    """Unpack, fine-tune the mask network (:func:`refcolor.train.masknet.train`, from the package's
+    U²-Netp unless ``base``) for ``minutes`` of training at every side automatic masks run it at,
+    with ``workers`` processes drawing batches, and split its folder (the last graph, the best one
+    on the kept-apart part, the log, a status) into ``out`` as ``masks.tar.NNN`` parts."""
+    from refcolor.train import masknet
+
+    start = time.monotonic()
+    work = work or Path(os.environ.get("TMPDIR", "/tmp")) / "refcolor-gpu-masks"
+    if work.exists():
+        shutil.rmtree(work)
+    data = unpack(packed, work / "data") / "train"
+    workers = max(1, (os.cpu_count() or 2) - 2) if workers is None else workers
+    result = work / "result"
+    masknet.train(
+        data, result, None, batch=batch, lr=lr, base=base, net_side=list(net_sides), minutes=minutes,
+        device=device, workers=workers, validate=validate, validate_every=validate_every, save_every=500,
+    )  # fmt: skip
+    log = [json.loads(line) for line in (result / "log.jsonl").read_text().splitlines()]
+    checks = [entry for entry in log if "validation" in entry]
+    status = {"steps": max(entry["step"] for entry in log), "seconds": round(time.monotonic() - start, 1),
+              "device": device, "batch": batch, "lr": lr, "net_sides": list(net_sides),
+              "validation": checks[-1]["validation"] if checks else None,
+              "best": max(checks, key=lambda e: sum(e["validation"].values()))["step"] if checks else None}  # fmt: skip
+    (result / "status.json").write_text(json.dumps(status, indent=1))
+    logger.info("%s", status)
+    return split(result, out, name=MASKS_RESULT)

@@ -32,7 +32,7 @@ import math
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ class Convertible:
         values = dict(self.module.named_parameters())
         for index, init in enumerate(graph.graph.initializer):
             if init.name in self.parameters:
-                array = values[self.parameters[init.name]].detach().numpy().astype(np.float32)
+                array = values[self.parameters[init.name]].detach().cpu().numpy().astype(np.float32)
                 graph.graph.initializer[index].CopyFrom(numpy_helper.from_array(array, init.name))
         for value in list(graph.graph.input) + list(graph.graph.output):  # any batch and side (the
             dims = value.type.tensor_type.shape.dim  # original says 1 x 3 x 320 x 320; its layers do not care)
@@ -169,27 +169,30 @@ def pairs(
 def batches(
     sources: Sequence[SampleSource],
     batch: int,
-    seed: int,
+    seed: int | Sequence[int],
     side: int | Sequence[int],
     faint: float = 0.0,
     sketch_share: float = 0.5,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    start: int = 0,
+    stride: int = 1,
+) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
     """Endless batches, coloured pictures then sketches (``sketch_share`` of each batch, rounded
     down; by default half), mirrored at random; with several input sides, each batch at the next one
-    in turn (the network runs at each, automask.LARGE_SIDE)."""
+    in turn (the network runs at each, automask.LARGE_SIDE). Samples ``start``, ``start + stride``, ...
+    are drawn, the sources taken in turn (data-loader workers each take their own)."""
     sketches = int(batch * sketch_share)
     rng = np.random.default_rng(seed)
     sides = [side] if isinstance(side, int) else list(side)
-    index = 0
+    drawn = 0
     for number in itertools.count():
         side = sides[number % len(sides)]
         colour: list[tuple[np.ndarray, np.ndarray]] = []
         lines: list[tuple[np.ndarray, np.ndarray]] = []
         while len(colour) < batch - sketches or len(lines) < sketches:
-            source = sources[index % len(sources)]
-            for image, target, kind in pairs(source, index, side, faint):
+            source = sources[drawn % len(sources)]
+            for image, target, kind in pairs(source, start + drawn * stride, side, faint):
                 (lines if kind == "sketch" else colour).append((image, target))
-            index += 1
+            drawn += 1
         chosen = [colour[i] for i in rng.permutation(len(colour))[: batch - sketches]] + lines[:sketches]
         images = np.stack([c[0] for c in chosen])
         targets = np.stack([c[1] for c in chosen])[:, None]
@@ -200,9 +203,83 @@ def batches(
     raise AssertionError("unreachable")
 
 
+class Stream(torch.utils.data.IterableDataset):
+    """:func:`batches` for a ``DataLoader`` (``batch_size=None, collate_fn=as_is``): each worker
+    draws its own samples (worker ``k`` of ``n``: samples ``k``, ``k + n``, ...) with its own random
+    stream. Batches travel as float16 arrays, pickled through the workers' pipes: no shared memory,
+    which a container may have little of (the pictures are normalised colours; float16 keeps them to
+    a thousandth)."""
+
+    def __init__(self, sources: Sequence[SampleSource], batch: int, seed: int, **options: Any) -> None:
+        self.sources, self.batch, self.seed, self.options = list(sources), batch, seed, options
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        stream = batches(self.sources, self.batch, [self.seed, worker], start=worker, stride=workers, **self.options)
+        return ((images.numpy().astype(np.float16), targets.numpy().astype(np.float16)) for images, targets in stream)
+
+
+def as_is(batch: Any) -> Any:
+    """A ``DataLoader``'s collate function that leaves :class:`Stream`'s arrays as they are."""
+    return batch
+
+
+def _quiet_worker(_: int) -> None:
+    """One thread per data-loader worker: the workers are the parallelism."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+@dataclass
+class Validation:
+    """Pictures kept apart (:func:`split`), prepared once at each input side: (images, targets, kinds)."""
+
+    sets: list[tuple[torch.Tensor, torch.Tensor, list[str]]]
+
+    @classmethod
+    def draw(
+        cls, data: Path, count: int, seed: int, sample_sides: Sequence[int], net_sides: Sequence[int],
+        hold_out_every: int = HOLD_OUT_CHARACTERS,
+    ) -> Validation:  # fmt: skip
+        """``count`` samples of the kept-apart characters on the kept-apart backgrounds (the sample
+        sides in turn), each sample's three pictures at every one of ``net_sides``."""
+        _, characters = split(list_images(data / "characters"), hold_out_every)
+        _, backgrounds = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
+        sources = [SampleSource(characters, backgrounds, size=s, seed=seed) for s in sample_sides]
+        sets = []
+        for side in net_sides:
+            drawn = [p for i in range(count) for p in pairs(sources[i % len(sources)], i, side)]
+            images = torch.from_numpy(np.stack([p[0] for p in drawn]))
+            targets = torch.from_numpy(np.stack([p[1] for p in drawn]))[:, None]
+            sets.append((images, targets, [p[2] for p in drawn]))
+        return cls(sets)
+
+    @torch.no_grad()
+    def measure(self, module: torch.nn.Module, device: str, chunk: int = 16) -> dict[str, float]:
+        """Mean IoU of the network's own mask (fused map ≥ 0.5) per kind, over every side."""
+        was_training = module.training
+        module.eval()
+        scores: dict[str, list[float]] = {}
+        for images, targets, kinds in self.sets:
+            for first in range(0, len(kinds), chunk):
+                maps = module(images[first : first + chunk].to(device))[0].float().cpu() >= 0.5
+                truth = targets[first : first + chunk] >= 0.5
+                inter = (maps & truth).sum((1, 2, 3)).double()
+                union = (maps | truth).sum((1, 2, 3)).double()
+                ious = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+                for kind, iou in zip(kinds[first : first + chunk], ious.tolist(), strict=True):
+                    scores.setdefault(kind, []).append(iou)
+        module.train(was_training)
+        return {kind: round(float(np.mean(values)), 4) for kind, values in sorted(scores.items())}
+
+
 def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
     """U²-Net's deep supervision (binary cross-entropy on each of its 7 maps, which are probabilities)
     plus a soft IoU on the fused map, the measure the masks are judged by."""
+    outputs = [o.float() for o in outputs]
     bce = sum(F.binary_cross_entropy(o.clamp(1e-6, 1 - 1e-6), target) for o in outputs)
     fused = outputs[0]
     inter = (fused * target).sum((1, 2, 3))
@@ -210,10 +287,14 @@ def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tens
     return bce + (1 - inter / union).mean()
 
 
+WARMUP_STEPS = 100  # of a run given in minutes (a run given in steps warms up over a 20th of them)
+BEST = "best.onnx"  # the graph at the best validation score, beside the last one
+
+
 def train(
     data: Path,
     out: Path,
-    steps: int,
+    steps: int | None,
     batch: int = 8,
     lr: float = 2e-4,
     seed: int = 0,
@@ -225,14 +306,30 @@ def train(
     background_shares: Sequence[float] | None = None,
     faint: float = 0.0,
     sketch_share: float = 0.5,
+    minutes: float | None = None,
+    device: str = "cpu",
+    workers: int = 0,
+    validate: int = 0,
+    validate_every: int = 100,
 ) -> Path:
-    """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches and write
-    ``out/u2netp_refcolor.onnx`` (also every ``save_every`` steps; ``out/log.jsonl`` has each
-    step's loss); returns its path. The defaults are the shipped graph's recipe (round 3): the
-    folder's backgrounds as they are, sketches as extracted. ``background_shares`` draws backgrounds
-    as :class:`refcolor.data.scenery.VariedSource` does, a ``faint`` share of sketches is
-    :func:`faded` (round 5: both lowered validation IoU; docs/automask.md). ``sketch_share`` of each
-    batch is sketches (1: a network for line art only)."""
+    """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches or ``minutes`` (whichever
+    ends first; the learning rate's cosine follows it) and write ``out/u2netp_refcolor.onnx`` (also
+    every ``save_every`` steps; ``out/log.jsonl`` has each step's loss); returns its path. The
+    defaults are the shipped graph's recipe (round 3): the folder's backgrounds as they are, sketches
+    as extracted. ``background_shares`` draws backgrounds as :class:`refcolor.data.scenery.VariedSource`
+    does, a ``faint`` share of sketches is :func:`faded` (round 5: both lowered validation IoU;
+    docs/automask.md). ``sketch_share`` of each batch is sketches (1: a network for line art only).
+
+    ``workers`` processes prepare the batches (0: this one). With ``validate`` samples, the network's
+    own masks are measured on the kept-apart part (:class:`Validation`) every ``validate_every``
+    steps and at the end (logged as ``validation``), and the best graph so far is kept as
+    ``out/best.onnx``.
+
+    Raises:
+        ValueError: neither ``steps`` nor ``minutes`` is given.
+    """
+    if steps is None and minutes is None:
+        raise ValueError("give the run's length: steps, minutes or both")
     characters, _ = split(list_images(data / "characters"), hold_out_every)
     backgrounds, _ = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
     sources = [
@@ -241,31 +338,66 @@ def train(
         else scenery.VariedSource(characters, backgrounds, size=s, seed=seed, shares=background_shares)
         for s in sample_sides
     ]
+    sides = [net_side] if isinstance(net_side, int) else list(net_side)
+    validation = Validation.draw(data, validate, seed + 1000, sample_sides, sides, hold_out_every) if validate else None
     net = Convertible.load(base or automask.u2netp_path())
-    net.module.train()
+    net.module.to(device).train()
     optimizer = torch.optim.AdamW(net.module.parameters(), lr=lr, weight_decay=1e-4)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-    )
+    warmup = max(1, steps // 20) if minutes is None and steps is not None else WARMUP_STEPS
+    budget = math.inf if minutes is None else minutes * 60
+    stream: Generator[tuple[torch.Tensor, torch.Tensor], None, None]
+    options = {"side": sides, "faint": faint, "sketch_share": sketch_share}
+    if workers:
+        loader = torch.utils.data.DataLoader(
+            Stream(sources, batch, seed, **options), batch_size=None, collate_fn=as_is, num_workers=workers,
+            worker_init_fn=_quiet_worker, prefetch_factor=4,
+        )  # fmt: skip
+        stream = ((torch.from_numpy(images), torch.from_numpy(targets)) for images, targets in loader)
+    else:
+        stream = batches(sources, batch, seed, **options)  # type: ignore[arg-type]
     path = out / "u2netp_refcolor.onnx"
     log = out / "log.jsonl"
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    for step, (images, targets) in enumerate(batches(sources, batch, seed, net_side, faint, sketch_share), start=1):
-        loss = loss_fn(net.module(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        entry = {"step": step, "loss": round(float(loss), 4), "seconds": round(time.perf_counter() - started, 1)}
+    best = -1.0
+
+    def checkpoint(step: int) -> None:
+        nonlocal best
+        assert validation is not None
+        scores = validation.measure(net.module, device)
+        entry = {"step": step, "validation": scores, "seconds": round(time.perf_counter() - started, 1)}
         with log.open("a") as file:
             file.write(json.dumps(entry) + "\n")
-        logger.info("step %d/%d loss %.4f (%.0f s)", step, steps, float(loss), entry["seconds"])
-        if step % save_every == 0 or step == steps:
-            net.save(path)
-        if step >= steps:
-            return path
+        logger.info("step %d validation %s", step, scores)
+        if float(np.mean(list(scores.values()))) > best:
+            best = float(np.mean(list(scores.values())))
+            net.save(out / BEST)
+
+    started = time.perf_counter()
+    try:
+        for step in itertools.count(1):
+            done = max((step - 1) / steps if steps else 0.0, (time.perf_counter() - started) / budget)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+            images, targets = next(stream)
+            images, targets = images.to(device).float(), targets.to(device).float()  # float16 from workers
+            loss = loss_fn(net.module(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            entry = {"step": step, "loss": round(float(loss), 4), "lr": float(f"{optimizer.param_groups[0]['lr']:.3g}"),
+                     "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            with log.open("a") as file:
+                file.write(json.dumps(entry) + "\n")
+            logger.info("step %d loss %.4f (%.0f s)", step, float(loss), entry["seconds"])
+            last = step == steps or time.perf_counter() - started >= budget
+            if last or step % save_every == 0:
+                net.save(path)
+            if validation is not None and (last or step % validate_every == 0):
+                checkpoint(step)
+            if last:
+                return path
+    finally:
+        stream.close()  # the data-loader's workers stop here, not whenever the collector gets to them
     raise AssertionError("unreachable")
 
 
@@ -273,7 +405,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the TRAINING split: characters/ and backgrounds/")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--steps", type=int, default=250, help="batches (0: as many as --minutes allows)")
+    parser.add_argument("--minutes", type=float, help="time budget (the learning rate's cosine follows it)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=0, help="batch-preparation processes (0: this one)")
+    parser.add_argument(
+        "--validate", type=int, default=0, help="kept-apart samples to measure the network on (keeps best.onnx)"
+    )
+    parser.add_argument("--validate-every", type=int, default=100)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
@@ -300,8 +439,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     train(
-        args.data, args.out, args.steps, args.batch, args.lr, args.seed, save_every=args.save_every, base=args.base,
-        net_side=sides, faint=args.faint, sketch_share=args.sketch_share,
+        args.data, args.out, args.steps or None, args.batch, args.lr, args.seed, save_every=args.save_every,
+        base=args.base, net_side=sides, faint=args.faint, sketch_share=args.sketch_share, minutes=args.minutes,
+        device=args.device, workers=args.workers, validate=args.validate, validate_every=args.validate_every,
         background_shares=[float(s) for s in args.background_shares.split(",")] if args.background_shares else None,
     )
 

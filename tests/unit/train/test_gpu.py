@@ -85,3 +85,34 @@ def test_split_parts_are_bounded_and_join_back(tmp_path: Path) -> None:
     assert (gpu.join(tmp_path / "parts", tmp_path / "back") / "sub" / "weights.bin").read_bytes() == payload
     with pytest.raises(FileNotFoundError, match=r"no result\.tar"):
         gpu.join(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_a_gpu_mask_run_fine_tunes_the_mask_network_from_the_packed_data(data: Path, tmp_path: Path) -> None:
+    from refcolor.imaging import automask
+    from refcolor.train import masknet
+
+    gpu.pack(data, tmp_path / "packed")
+    parts = gpu.run_masks(
+        tmp_path / "packed", tmp_path / "out", minutes=0.05, device="cpu", workers=1, batch=2, validate=1,
+        validate_every=2, net_sides=(32, 48), work=tmp_path / "work",
+    )  # fmt: skip
+    assert parts and all(p.name.startswith(f"{gpu.MASKS_RESULT}.") for p in parts)
+    with pytest.raises(FileNotFoundError, match=r"no result\.tar"):  # the colour run's parts are not these
+        gpu.join(tmp_path / "out", tmp_path / "wrong")
+    result = gpu.join(tmp_path / "out", tmp_path / "result", name=gpu.MASKS_RESULT)
+    status = json.loads((result / "status.json").read_text())
+    assert status["device"] == "cpu" and status["net_sides"] == [32, 48] and status["steps"] >= 1
+    assert set(status["validation"]) == {"reference", "sketch"}
+    log = [json.loads(line) for line in (result / "log.jsonl").read_text().splitlines()]
+    assert max(e["step"] for e in log) == status["steps"] and log[-1]["step"] == status["steps"]
+    image = np.zeros((40, 56, 3), np.uint8)
+    image[10:30, 20:40] = (250, 90, 20)
+    for graph in ("u2netp_refcolor.onnx", masknet.BEST):  # the last and the best graphs run in onnxruntime
+        assert automask.SaliencyNet(result / graph, side=48)(image).shape == (40, 56)
+    tuned = masknet.Convertible.load(result / "u2netp_refcolor.onnx")
+    package = masknet.Convertible.load(automask.u2netp_path())
+    moved = [
+        float((a - b).abs().max())
+        for a, b in zip(tuned.module.parameters(), package.module.parameters(), strict=True)
+    ]
+    assert max(moved) > 0  # trained from the package's weights

@@ -3,6 +3,7 @@ converted to torch, trained a few steps on tiny folders, written back into the g
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -167,9 +168,9 @@ def test_training_draws_the_folders_backgrounds_unless_asked_for_varied_ones(
     made: list[type] = []
     real = masknet.batches
 
-    def recording(sources: list[SampleSource], *args: object) -> object:
+    def recording(sources: list[SampleSource], *args: object, **kwargs: object) -> object:
         made.extend(type(source) for source in sources)
-        return real(sources, *args)  # type: ignore[arg-type]
+        return real(sources, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(masknet, "batches", recording)
     data = folders[0].parent
@@ -178,3 +179,101 @@ def test_training_draws_the_folders_backgrounds_unless_asked_for_varied_ones(
         data, tmp_path / "b", steps=1, batch=2, sample_sides=(64,), net_side=32, background_shares=(0, 0, 1, 0)
     )
     assert made == [SampleSource, masknet.scenery.VariedSource]
+
+
+def test_workers_draw_disjoint_samples_and_the_sources_in_turn(
+    folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Data-loader worker k of n draws samples k, k + n, ...: no two workers prepare the same sample.
+    drawn: list[tuple[int, int]] = []
+    real = masknet.pairs
+
+    def recording(source: SampleSource, index: int, *args: object) -> object:
+        drawn.append((source.size, index))
+        return real(source, index, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(masknet, "pairs", recording)
+    small, large = (SampleSource.from_folders(*folders, size=s, seed=3) for s in (48, 64))
+    for worker in range(2):
+        next(masknet.batches([small, large], 4, seed=[0, worker], side=32, start=worker, stride=2))
+    assert drawn == [(48, 0), (64, 2), (48, 1), (64, 3)]  # two samples each (2 sketches a batch)
+
+
+def test_a_data_loader_of_several_workers_gives_distinct_half_precision_batches(folders: tuple[Path, Path]) -> None:
+    source = SampleSource.from_folders(*folders, size=64, seed=3)
+    loader = torch.utils.data.DataLoader(
+        masknet.Stream([source], 4, seed=0, side=[32, 48]), batch_size=None, collate_fn=masknet.as_is, num_workers=2
+    )
+    got = list(itertools.islice(loader, 4))
+    assert [(i.dtype, i.shape, t.shape) for i, t in got] == [
+        (np.float16, (4, 3, s, s), (4, 1, s, s)) for s in (32, 32, 48, 48)  # workers take turns
+    ]
+    assert not np.array_equal(got[0][0], got[1][0])  # each worker its own samples
+    direct = next(masknet.batches([source], 4, seed=[0, 0], side=[32, 48], start=0, stride=2))
+    np.testing.assert_allclose(got[0][0], direct[0].numpy(), atol=2e-3)  # float16 keeps them to a thousandth
+    np.testing.assert_allclose(got[0][1], direct[1].numpy(), atol=1e-3)
+
+
+class _Oracle(torch.nn.Module):
+    """Answers with the validation's own targets (or their opposite), looked up by picture."""
+
+    def __init__(self, validation: masknet.Validation, invert: bool = False) -> None:
+        super().__init__()
+        self.answers = {images.shape[-1]: targets for images, targets, _ in validation.sets}
+        self.invert, self.seen = invert, 0
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        targets = self.answers[images.shape[-1]]
+        answer = targets[self.seen % len(targets) : self.seen % len(targets) + len(images)]
+        self.seen += len(images)
+        return [1.0 - answer if self.invert else answer]
+
+
+def test_validation_measures_the_networks_mask_per_kind_on_kept_apart_pictures(folders: tuple[Path, Path]) -> None:
+    data = folders[0].parent
+    validation = masknet.Validation.draw(data, 3, seed=5, sample_sides=(64,), net_sides=(32, 48))
+    assert [(tuple(i.shape), tuple(t.shape)) for i, t, _ in validation.sets] == [
+        ((9, 3, 32, 32), (9, 1, 32, 32)), ((9, 3, 48, 48), (9, 1, 48, 48))
+    ]  # fmt: skip
+    assert validation.sets[0][2] == ["reference", "reference", "sketch"] * 3
+    _, apart = masknet.split(sorted(folders[0].iterdir()), masknet.HOLD_OUT_CHARACTERS)
+    source = SampleSource(apart, masknet.split(sorted(folders[1].iterdir()), masknet.HOLD_OUT_BACKGROUNDS)[1],
+                          size=64, seed=5)  # fmt: skip
+    np.testing.assert_array_equal(validation.sets[1][0][2].numpy(), masknet.pairs(source, 0, 48)[2][0])
+    assert validation.measure(_Oracle(validation), "cpu", chunk=4) == {"reference": 1.0, "sketch": 1.0}
+    wrong = validation.measure(_Oracle(validation, invert=True), "cpu", chunk=4)
+    assert set(wrong) == {"reference", "sketch"} and max(wrong.values()) < 0.05  # (ties at 0.5 overlap)
+
+
+def test_a_timed_run_with_workers_validates_and_keeps_its_best_graph(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data = folders[0].parent
+    path = masknet.train(
+        data, tmp_path / "run", None, batch=2, sample_sides=(64,), net_side=[32, 48], minutes=0.05, workers=2,
+        validate=2, validate_every=1,
+    )  # fmt: skip
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [e for e in log if "loss" in e]
+    checks = [e for e in log if "validation" in e]
+    assert losses and losses[-1]["seconds"] >= 3.0  # ran until its time was up
+    assert [e["step"] for e in checks] == [e["step"] for e in losses]  # measured after every step
+    assert all(set(e["validation"]) == {"reference", "sketch"} for e in checks)
+    assert automask.SaliencyNet(path, side=48)(_image(2)).shape == (72, 80)
+    assert automask.SaliencyNet(tmp_path / "run" / masknet.BEST, side=48)(_image(2)).shape == (72, 80)
+    with pytest.raises(ValueError, match="steps, minutes"):
+        masknet.train(data, tmp_path / "x", None)
+
+
+def test_the_learning_rate_follows_the_time_budget(
+    folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run given in minutes warms up, then its cosine runs by the clock: low again at the end.
+    monkeypatch.setattr(masknet, "WARMUP_STEPS", 2)
+    data = folders[0].parent
+    masknet.train(data, tmp_path / "run", None, batch=2, lr=1e-3, sample_sides=(64,), net_side=32, minutes=0.08)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(rates) >= 4
+    assert rates[0] == pytest.approx(5e-4, rel=0.05)  # half warm
+    assert max(rates) > 8e-4  # warm
+    assert rates[-1] < 0.5 * max(rates)  # the cosine's far end, reached by the clock
