@@ -76,6 +76,7 @@ gpu-pack: setup
 	$(PY) -m pip download --quiet --no-deps -d $(GPU_DIR)/whl $(GPU_WHEELS)
 	$(PY) -m pip download --quiet --no-deps $(GPU_PLATFORM) -d $(GPU_DIR)/whl pyzmq==27.3.0
 	du -sh $(GPU_DIR)
+	$(VENV)/bin/refcolor gpu travel --packed $(GPU_DIR)
 
 gpu-train:
 	python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target /tmp/refcolor-site $(GPU_DIR)/whl/*.whl

@@ -1,14 +1,16 @@
 """``refcolor gpu``: train on a borrowed GPU machine (see :mod:`refcolor.train.gpu` and ``make gpu-train``).
 
     refcolor gpu pack --data DATA --out .gpu           # here: the training split as WebP shards
+    refcolor gpu travel --packed .gpu                  # here: does it all fit the machine's 64 MiB?
     refcolor gpu run --packed .gpu --out $OUT          # there: train, export, split into parts
     refcolor gpu masks --packed .gpu --out $OUT        # there: fine-tune the mask network, split
-    refcolor gpu join PARTS_DIR DEST [--name masks.tar] # here: the parts back into a folder
+    refcolor gpu join PARTS_DIR DEST [--name masks.tar]  # here: the parts back into a folder
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -17,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pack = verbs.add_parser("pack", help="pack the training split and the prior's feature weights to travel")
     pack.add_argument("--data", type=Path, required=True, help="a folder built by `refcolor data build`")
     pack.add_argument("--out", type=Path, required=True, help="folder for the shards (e.g. .gpu)")
+    travel = verbs.add_parser("travel", help="check that the repository and the packed folder fit the machine")
+    travel.add_argument("--packed", type=Path, required=True, help="the folder `gpu pack` wrote (carried)")
+    travel.add_argument("--repository", type=Path, default=Path("."))
     run = verbs.add_parser("run", help="train from the packed data for a fixed time and split the result")
     run.add_argument("--packed", type=Path, required=True, help="the folder `gpu pack` wrote")
     run.add_argument("--out", type=Path, required=True, help="folder for the result's parts (the machine's $OUT)")
@@ -49,6 +54,17 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "pack":
         shards = gpu.pack(args.data, args.out)
         print(f"wrote {len(shards)} shards to {args.out}")
+    elif args.verb == "travel":
+        size = gpu.travelling_bytes(args.repository, [args.packed])
+        if size > gpu.TRAVEL_BYTES:
+            print(
+                f"the repository and {args.packed} come to {size / 2**20:.1f} MiB, over the device machine's "
+                f"{gpu.TRAVEL_BYTES >> 20} MiB: pack the characters smaller (refcolor.train.gpu.CHARACTER_SIDE, "
+                "QUALITY) or track fewer large files",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{size / 2**20:.1f} MiB travel (limit {gpu.TRAVEL_BYTES >> 20} MiB)")
     elif args.verb == "run":
         parts = gpu.run(args.packed, args.out, args.init_from, args.config, args.recipe, args.device,
                         args.minutes, args.workers, args.precision)  # fmt: skip

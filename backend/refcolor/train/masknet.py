@@ -225,6 +225,17 @@ def as_is(batch: Any) -> Any:
     return batch
 
 
+def loader(
+    sources: Sequence[SampleSource], batch: int, seed: int, workers: int, **options: Any
+) -> torch.utils.data.DataLoader:
+    """:class:`Stream`'s batches (float16 arrays) from ``workers`` spawned processes. Spawned, not
+    forked: forked after this process had used OpenCV's threads, they hung in ``cv2.setNumThreads``."""
+    return torch.utils.data.DataLoader(
+        Stream(sources, batch, seed, **options), batch_size=None, collate_fn=as_is, num_workers=workers,
+        worker_init_fn=_quiet_worker, prefetch_factor=4, multiprocessing_context="spawn",
+    )  # fmt: skip
+
+
 def _quiet_worker(_: int) -> None:
     """One thread per data-loader worker: the workers are the parallelism."""
     import cv2
@@ -348,11 +359,10 @@ def train(
     stream: Generator[tuple[torch.Tensor, torch.Tensor], None, None]
     options = {"side": sides, "faint": faint, "sketch_share": sketch_share}
     if workers:
-        loader = torch.utils.data.DataLoader(
-            Stream(sources, batch, seed, **options), batch_size=None, collate_fn=as_is, num_workers=workers,
-            worker_init_fn=_quiet_worker, prefetch_factor=4,
-        )  # fmt: skip
-        stream = ((torch.from_numpy(images), torch.from_numpy(targets)) for images, targets in loader)
+        stream = (
+            (torch.from_numpy(images), torch.from_numpy(targets))
+            for images, targets in loader(sources, batch, seed, workers, **options)
+        )
     else:
         stream = batches(sources, batch, seed, **options)  # type: ignore[arg-type]
     path = out / "u2netp_refcolor.onnx"
@@ -384,11 +394,12 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            entry = {"step": step, "loss": round(float(loss), 4), "lr": float(f"{optimizer.param_groups[0]['lr']:.3g}"),
+            value = float(loss.detach())
+            entry = {"step": step, "loss": round(value, 4), "lr": float(f"{optimizer.param_groups[0]['lr']:.3g}"),
                      "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
             with log.open("a") as file:
                 file.write(json.dumps(entry) + "\n")
-            logger.info("step %d loss %.4f (%.0f s)", step, float(loss), entry["seconds"])
+            logger.info("step %d loss %.4f (%.0f s)", step, value, entry["seconds"])
             last = step == steps or time.perf_counter() - started >= budget
             if last or step % save_every == 0:
                 net.save(path)

@@ -116,3 +116,39 @@ def test_a_gpu_mask_run_fine_tunes_the_mask_network_from_the_packed_data(data: P
         for a, b in zip(tuned.module.parameters(), package.module.parameters(), strict=True)
     ]
     assert max(moved) > 0  # trained from the package's weights
+
+
+def _git_repository(root: Path) -> Path:
+    import subprocess
+
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / ".gitignore").write_text("/.gpu/\n/ignored.bin\n")  # 20 bytes
+    (root / "tracked.bin").write_bytes(b"t" * 100)
+    subprocess.run(["git", "-C", str(root), "add", ".gitignore", "tracked.bin"], check=True)
+    (root / "untracked.bin").write_bytes(b"u" * 50)  # travels too: git does not ignore it
+    (root / "ignored.bin").write_bytes(b"i" * 1000)
+    (root / ".gpu" / "whl").mkdir(parents=True)
+    (root / ".gpu" / "data-000.tar").write_bytes(b"d" * 200)
+    (root / ".gpu" / "whl" / "x.whl").write_bytes(b"w" * 30)
+    return root
+
+
+def test_what_travels_is_the_repositorys_files_and_the_carried_folder(tmp_path: Path) -> None:
+    root = _git_repository(tmp_path / "repo")
+    assert gpu.travelling_bytes(root) == 20 + 100 + 50
+    assert gpu.travelling_bytes(root, [root / ".gpu"]) == 20 + 100 + 50 + 200 + 30
+
+
+def test_gpu_travel_refuses_a_pack_over_the_machines_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refcolor.cli import main
+
+    root = _git_repository(tmp_path / "repo")
+    assert main(["gpu", "travel", "--packed", str(root / ".gpu"), "--repository", str(root)]) == 0
+    assert "MiB travel" in capsys.readouterr().out
+    monkeypatch.setattr(gpu, "TRAVEL_BYTES", 300)
+    assert main(["gpu", "travel", "--packed", str(root / ".gpu"), "--repository", str(root)]) == 1
+    error = capsys.readouterr().err
+    assert "over the device machine's" in error and "CHARACTER_SIDE" in error

@@ -201,10 +201,7 @@ def test_workers_draw_disjoint_samples_and_the_sources_in_turn(
 
 def test_a_data_loader_of_several_workers_gives_distinct_half_precision_batches(folders: tuple[Path, Path]) -> None:
     source = SampleSource.from_folders(*folders, size=64, seed=3)
-    loader = torch.utils.data.DataLoader(
-        masknet.Stream([source], 4, seed=0, side=[32, 48]), batch_size=None, collate_fn=masknet.as_is, num_workers=2
-    )
-    got = list(itertools.islice(loader, 4))
+    got = list(itertools.islice(masknet.loader([source], 4, seed=0, workers=2, side=[32, 48]), 4))
     assert [(i.dtype, i.shape, t.shape) for i, t in got] == [
         (np.float16, (4, 3, s, s), (4, 1, s, s)) for s in (32, 32, 48, 48)  # workers take turns
     ]
@@ -277,3 +274,17 @@ def test_the_learning_rate_follows_the_time_budget(
     assert rates[0] == pytest.approx(5e-4, rel=0.05)  # half warm
     assert max(rates) > 8e-4  # warm
     assert rates[-1] < 0.5 * max(rates)  # the cosine's far end, reached by the clock
+
+
+@pytest.mark.timeout(240)
+def test_workers_start_after_this_process_used_opencvs_threads(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    # On real data the run hung before its first batch: validation pictures are resized by OpenCV in
+    # this process, whose thread pool a forked worker inherited locked (cv2.setNumThreads never returned).
+    import cv2
+
+    cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (1000, 1000), interpolation=cv2.INTER_AREA)
+    data = folders[0].parent
+    path = masknet.train(
+        data, tmp_path / "run", None, batch=2, sample_sides=(64,), net_side=32, minutes=0.05, workers=2
+    )
+    assert path.is_file() and (tmp_path / "run" / "log.jsonl").read_text().count('"loss"') >= 1
