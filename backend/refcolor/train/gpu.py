@@ -234,6 +234,7 @@ def run_masks(
         shutil.rmtree(work)
     data = unpack(packed, work / "data") / "train"
     workers = max(1, (os.cpu_count() or 2) - 2) if workers is None else workers
+    torch.backends.cudnn.benchmark = device.startswith("cuda")  # three input sides, each tuned once
     result = work / "result"
     masknet.train(
         data, result, None, batch=batch, lr=lr, base=base, net_side=list(net_sides), minutes=minutes,
