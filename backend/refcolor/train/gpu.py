@@ -1,17 +1,21 @@
 """Training on a borrowed GPU machine: what travels there, what runs there, what comes back.
 
-The machine has a GPU, 16 cores, Python 3.12 with torch, transformers, peft, scipy, scikit-image
-and Pillow, but no network, no diffusers and at most 64 MiB of inputs (this repository included);
+The machine has a GPU, 16 cores, Python 3.12 with torch, transformers, peft, scipy, scikit-image,
+Pillow, onnx, onnxruntime and OpenCV, but no network, no diffusers and at most 64 MiB of inputs
+(this repository included);
 files come back at most 16 MiB each. So (``make gpu-pack`` here, ``make gpu-train`` there):
 
 * :func:`pack` writes the training split as WebP images in tar shards of at most ``shard_bytes``
-  (characters at most 320 px, backgrounds 512 px: samples are drawn at 256 px), and the colour
+  (characters at most 256 px, backgrounds 512 px: colour samples are drawn at 256 px), and the colour
   prior's feature extractor (:class:`refcolor.imaging.matching.LineFeatures`, the part of
-  EfficientNet-Lite0 it uses: 3.6 MB instead of the 18 MB package) as safetensors.
+  EfficientNet-Lite0 it uses: 2.9 MB instead of the 18 MB package) as safetensors.
 * :func:`run` unpacks them, trains with ``refcolor train``'s :class:`~refcolor.train.trainer.Trainer`
   from the shipped model for a fixed time, exports the model and writes it back as a tar split into
   parts of at most ``part_bytes``.
+* :func:`run_masks` fine-tunes the mask network (issue 19) there for a fixed time, from the same
+  shards, and writes its graphs back as ``masks.tar`` parts.
 * :func:`join` puts the parts back together here.
+* :func:`travelling_bytes` says whether the repository and the packed folder fit the machine's limit.
 """
 
 from __future__ import annotations

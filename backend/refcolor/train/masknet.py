@@ -16,6 +16,10 @@ nothing of torch or onnx2torch is needed to use the result.
 A share of the training characters and backgrounds is kept apart (:func:`split`) to validate on
 characters *and* backgrounds the network never saw, as the held-out split's are.
 
+On a borrowed GPU, ``refcolor gpu masks`` (:func:`refcolor.train.gpu.run_masks`, ``make gpu-train``)
+runs it for a time budget, with data-loader workers preparing the batches and the kept-apart part
+measured on the way (:class:`Validation`).
+
 Run: ``python -m refcolor.train.masknet --data /work/data/build/train --out runs/masknet``
 (``pip install onnx`` and ``pip install --no-deps onnx2torch``: it imports torchvision, which is not
 needed for this graph and is stubbed when absent).
