@@ -65,6 +65,8 @@ GPU_DIR := .gpu
 DATA ?= /work/data/build
 MASK_MINUTES ?= 3
 GPU_MINUTES ?= 4.5
+# cpu: a dry run of the recipe (where python3 is a Python with torch and the wheels suit it)
+GPU_DEVICE ?= cuda
 GPU_WHEELS := diffusers==0.42.1 efficientnet-lite-pytorch==0.1.0 onnx2torch==1.5.15
 GPU_PLATFORM := --only-binary=:all: --python-version 3.12 --implementation cp \
 	--platform manylinux_2_28_x86_64 --platform manylinux_2_26_x86_64 --platform manylinux_2_17_x86_64 \
@@ -82,9 +84,10 @@ gpu-train:
 	python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target /tmp/refcolor-site $(GPU_DIR)/whl/*.whl
 	# the mask run failing must not cost the colour run its turn (hence the leading -)
 	-PYTHONPATH=/tmp/refcolor-site:backend:protocol PYTHONUNBUFFERED=1 python3 -m refcolor.cli gpu masks \
-		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --minutes $(MASK_MINUTES)
+		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --minutes $(MASK_MINUTES) --device $(GPU_DEVICE)
 	PYTHONPATH=/tmp/refcolor-site:backend:protocol PYTHONUNBUFFERED=1 python3 -m refcolor.cli gpu run \
-		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --init-from backend/refcolor/weights/nano --minutes $(GPU_MINUTES)
+		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --init-from backend/refcolor/weights/nano --minutes $(GPU_MINUTES) \
+		--device $(GPU_DEVICE)
 
 bench: setup
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
