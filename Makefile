@@ -63,7 +63,9 @@ colorize: setup
 # each back together (docs/automask.md and docs/training.md say how each is judged).
 GPU_DIR := .gpu
 DATA ?= /work/data/build
-MASK_MINUTES ?= 3
+MASK_MINUTES ?= 2.5
+# seconds: a stuck mask run is stopped (SIGTERM: it still writes what it has) and the colour run starts
+MASK_TIMEOUT ?= 230
 GPU_MINUTES ?= 4.5
 # cpu: a dry run of the recipe (where python3 is a Python with torch and the wheels suit it)
 GPU_DEVICE ?= cuda
@@ -83,7 +85,7 @@ gpu-pack: setup
 gpu-train:
 	python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target /tmp/refcolor-site $(GPU_DIR)/whl/*.whl
 	# the mask run failing must not cost the colour run its turn (hence the leading -)
-	-PYTHONPATH=/tmp/refcolor-site:backend:protocol PYTHONUNBUFFERED=1 python3 -m refcolor.cli gpu masks \
+	-PYTHONPATH=/tmp/refcolor-site:backend:protocol PYTHONUNBUFFERED=1 timeout -k 15 $(MASK_TIMEOUT) python3 -m refcolor.cli gpu masks \
 		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --minutes $(MASK_MINUTES) --device $(GPU_DEVICE)
 	PYTHONPATH=/tmp/refcolor-site:backend:protocol PYTHONUNBUFFERED=1 python3 -m refcolor.cli gpu run \
 		--packed $(GPU_DIR) --out $${OUT:-out/gpu} --init-from backend/refcolor/weights/nano --minutes $(GPU_MINUTES) \

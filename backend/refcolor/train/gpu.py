@@ -184,7 +184,7 @@ def run(
     if work.exists():
         shutil.rmtree(work)
     data = unpack(packed, work / "data")
-    workers = max(1, (os.cpu_count() or 2) - 2) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     previous = os.environ.get(LINE_FEATURES_ENV)
     os.environ[LINE_FEATURES_ENV] = str(packed / LINE_FEATURES_FILE)  # the cache's workers inherit it
     try:
@@ -215,41 +215,70 @@ def run(
 def run_masks(
     packed: Path,
     out: Path,
-    minutes: float = 4.0,
+    minutes: float = 2.5,
     device: str = "cuda",
     workers: int | None = None,
     batch: int = 32,
-    lr: float = 2e-4,
+    lr: float = 1e-4,
     validate: int = 32,
     validate_every: int = 200,
     base: Path | None = None,
     net_sides: tuple[int, ...] = MASK_NET_SIDES,
     work: Path | None = None,
 ) -> list[Path]:
-    """Unpack, fine-tune the mask network (:func:`refcolor.train.masknet.train`, from the package's
-    U²-Netp unless ``base``) for ``minutes`` of training at every side automatic masks run it at,
-    with ``workers`` processes drawing batches, and split its folder (the last graph, the best one
-    on the kept-apart part, the log, a status) into ``out`` as ``masks.tar.NNN`` parts."""
+    """Unpack, fine-tune the mask network (:func:`refcolor.train.masknet.train`) from ``base`` (by
+    default the graph refcolor ships: the package U²-Netp came in is not on the machine, and its
+    4.4 MiB would not fit the 64) for ``minutes`` of training at every side automatic masks run it
+    at, with ``workers`` processes drawing batches, and split its folder (the last graph, the best
+    one on the kept-apart part, the log, a status) into ``out`` as ``masks.tar.NNN`` parts. A run
+    that fails or is stopped (SIGTERM, as ``timeout`` sends) still writes what it has, its status
+    saying so."""
+    import signal
+
+    from refcolor.imaging import automask
     from refcolor.train import masknet
 
     start = time.monotonic()
     work = work or Path(os.environ.get("TMPDIR", "/tmp")) / "refcolor-gpu-masks"
     if work.exists():
         shutil.rmtree(work)
-    data = unpack(packed, work / "data") / "train"
-    workers = max(1, (os.cpu_count() or 2) - 2) if workers is None else workers
-    torch.backends.cudnn.benchmark = device.startswith("cuda")  # three input sides, each tuned once
     result = work / "result"
-    masknet.train(
-        data, result, None, batch=batch, lr=lr, base=base, net_side=list(net_sides), minutes=minutes,
-        device=device, workers=workers, validate=validate, validate_every=validate_every, save_every=500,
-    )  # fmt: skip
-    log = [json.loads(line) for line in (result / "log.jsonl").read_text().splitlines()]
-    checks = [entry for entry in log if "validation" in entry]
-    status = {"steps": max(entry["step"] for entry in log), "seconds": round(time.monotonic() - start, 1),
-              "device": device, "batch": batch, "lr": lr, "net_sides": list(net_sides),
-              "validation": checks[-1]["validation"] if checks else None,
-              "best": max(checks, key=lambda e: sum(e["validation"].values()))["step"] if checks else None}  # fmt: skip
-    (result / "status.json").write_text(json.dumps(status, indent=1))
-    logger.info("%s", status)
-    return split(result, out, name=MASKS_RESULT)
+    status: dict[str, object] = {"finished": False, "device": device, "batch": batch, "lr": lr,
+                                 "net_sides": list(net_sides)}  # fmt: skip
+
+    def stop(number: int, _: object) -> None:
+        raise SystemExit(f"stopped by signal {number}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        data = unpack(packed, work / "data") / "train"
+        torch.backends.cudnn.benchmark = device.startswith("cuda")  # three input sides, each tuned once
+        masknet.train(
+            data, result, None, batch=batch, lr=lr, base=base or automask.mask_net_path(), net_side=list(net_sides),
+            minutes=minutes, device=device, workers=default_workers() if workers is None else workers,
+            validate=validate, validate_every=validate_every, save_every=250,
+        )  # fmt: skip
+        status["finished"] = True
+    except BaseException as exc:
+        status["error"] = repr(exc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        result.mkdir(parents=True, exist_ok=True)
+        log_file = result / "log.jsonl"
+        log = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.is_file() else []
+        checks = [entry for entry in log if "validation" in entry]
+        best = max(checks, key=lambda entry: sum(entry["validation"].values()))["step"] if checks else None
+        status |= {"steps": max((entry["step"] for entry in log), default=0),
+                   "seconds": round(time.monotonic() - start, 1),
+                   "validation": checks[-1]["validation"] if checks else None, "best": best}  # fmt: skip
+        (result / "status.json").write_text(json.dumps(status, indent=1))
+        logger.info("%s", status)
+        parts = split(result, out, name=MASKS_RESULT)
+    return parts
+
+
+def default_workers() -> int:
+    """Sample-preparation processes: the cores this process may use, less two (the trainer and the
+    GPU's feeding), at most 14 (a container's ``os.cpu_count()`` can be the host's)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 16) - 2)

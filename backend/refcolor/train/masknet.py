@@ -183,13 +183,14 @@ def batches(
     """Endless batches, coloured pictures then sketches (``sketch_share`` of each batch, rounded
     down; by default half), mirrored at random; with several input sides, each batch at the next one
     in turn (the network runs at each, automask.LARGE_SIDE). Samples ``start``, ``start + stride``, ...
-    are drawn, the sources taken in turn (data-loader workers each take their own)."""
+    are drawn, the sources taken in turn (data-loader workers each take their own, and the sides go
+    round over the batches of all of them, as the loader takes them)."""
     sketches = int(batch * sketch_share)
     rng = np.random.default_rng(seed)
     sides = [side] if isinstance(side, int) else list(side)
     drawn = 0
     for number in itertools.count():
-        side = sides[number % len(sides)]
+        side = sides[(number * stride + start) % len(sides)]  # the batch's place among all workers' batches
         colour: list[tuple[np.ndarray, np.ndarray]] = []
         lines: list[tuple[np.ndarray, np.ndarray]] = []
         while len(colour) < batch - sketches or len(lines) < sketches:
@@ -303,6 +304,12 @@ def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tens
 
 
 WARMUP_STEPS = 100  # of a run given in minutes (a run given in steps warms up over a 20th of them)
+
+
+def lr_factor(step: int, warmup: int, done: float) -> float:
+    """The learning rate's share at ``step`` (from 1): a linear warm-up over ``warmup`` steps, then a
+    cosine over ``done``, the share of the run behind (of its steps or of its time)."""
+    return min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
 BEST = "best.onnx"  # the graph at the best validation score, beside the last one
 
 
@@ -354,9 +361,9 @@ def train(
         for s in sample_sides
     ]
     sides = [net_side] if isinstance(net_side, int) else list(net_side)
-    validation = Validation.draw(data, validate, seed + 1000, sample_sides, sides, hold_out_every) if validate else None
-    net = Convertible.load(base or automask.u2netp_path())
+    net = Convertible.load(base or automask.u2netp_path())  # first: a missing base fails before any work
     net.module.to(device).train()
+    validation = Validation.draw(data, validate, seed + 1000, sample_sides, sides, hold_out_every) if validate else None
     optimizer = torch.optim.AdamW(net.module.parameters(), lr=lr, weight_decay=1e-4)
     warmup = max(1, steps // 20) if minutes is None and steps is not None else WARMUP_STEPS
     budget = math.inf if minutes is None else minutes * 60
@@ -391,20 +398,20 @@ def train(
         for step in itertools.count(1):
             done = max((step - 1) / steps if steps else 0.0, (time.perf_counter() - started) / budget)
             for group in optimizer.param_groups:
-                group["lr"] = lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+                group["lr"] = lr * lr_factor(step, warmup, done)
             images, targets = next(stream)
             images, targets = images.to(device).float(), targets.to(device).float()  # float16 from workers
             loss = loss_fn(net.module(images), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            value = float(loss.detach())
+            value, elapsed = float(loss.detach()), time.perf_counter() - started
             entry = {"step": step, "loss": round(value, 4), "lr": float(f"{optimizer.param_groups[0]['lr']:.3g}"),
-                     "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+                     "seconds": round(elapsed, 1)}  # fmt: skip
             with log.open("a") as file:
                 file.write(json.dumps(entry) + "\n")
             logger.info("step %d loss %.4f (%.0f s)", step, value, entry["seconds"])
-            last = step == steps or time.perf_counter() - started >= budget
+            last = step == steps or elapsed >= budget
             if last or step % save_every == 0:
                 net.save(path)
             if validation is not None and (last or step % validate_every == 0):

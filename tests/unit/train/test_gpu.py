@@ -87,10 +87,16 @@ def test_split_parts_are_bounded_and_join_back(tmp_path: Path) -> None:
         gpu.join(tmp_path / "nothing", tmp_path / "x")
 
 
-def test_a_gpu_mask_run_fine_tunes_the_mask_network_from_the_packed_data(data: Path, tmp_path: Path) -> None:
+def test_a_gpu_mask_run_fine_tunes_the_shipped_mask_network_from_the_packed_data(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from refcolor.imaging import automask
     from refcolor.train import masknet
 
+    def no_package() -> Path:  # as on the GPU machine: the rembg package is not there
+        raise automask.MaskModelMissingError("no rembg here")
+
+    monkeypatch.setattr(automask, "u2netp_path", no_package)
     gpu.pack(data, tmp_path / "packed")
     parts = gpu.run_masks(
         tmp_path / "packed", tmp_path / "out", minutes=0.05, device="cpu", workers=1, batch=2, validate=1,
@@ -101,8 +107,8 @@ def test_a_gpu_mask_run_fine_tunes_the_mask_network_from_the_packed_data(data: P
         gpu.join(tmp_path / "out", tmp_path / "wrong")
     result = gpu.join(tmp_path / "out", tmp_path / "result", name=gpu.MASKS_RESULT)
     status = json.loads((result / "status.json").read_text())
-    assert status["device"] == "cpu" and status["net_sides"] == [32, 48] and status["steps"] >= 1
-    assert set(status["validation"]) == {"reference", "sketch"}
+    assert status["finished"] and status["device"] == "cpu" and status["net_sides"] == [32, 48]
+    assert status["steps"] >= 1 and set(status["validation"]) == {"reference", "sketch"}
     log = [json.loads(line) for line in (result / "log.jsonl").read_text().splitlines()]
     assert max(e["step"] for e in log) == status["steps"] and log[-1]["step"] == status["steps"]
     image = np.zeros((40, 56, 3), np.uint8)
@@ -110,12 +116,32 @@ def test_a_gpu_mask_run_fine_tunes_the_mask_network_from_the_packed_data(data: P
     for graph in ("u2netp_refcolor.onnx", masknet.BEST):  # the last and the best graphs run in onnxruntime
         assert automask.SaliencyNet(result / graph, side=48)(image).shape == (40, 56)
     tuned = masknet.Convertible.load(result / "u2netp_refcolor.onnx")
-    package = masknet.Convertible.load(automask.u2netp_path())
+    shipped = masknet.Convertible.load(automask.mask_net_path())
     moved = [
-        float((a - b).abs().max())
-        for a, b in zip(tuned.module.parameters(), package.module.parameters(), strict=True)
+        float((a - b).abs().max()) for a, b in zip(tuned.module.parameters(), shipped.module.parameters(), strict=True)
     ]
-    assert max(moved) > 0  # trained from the package's weights
+    assert 0 < max(moved) < 0.05  # trained on from the shipped graph (a few small steps)
+
+
+def test_a_mask_run_that_fails_still_returns_what_it_has(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refcolor.train import masknet
+
+    def failing(data: Path, out: Path, *args: object, **kwargs: object) -> Path:
+        out.mkdir(parents=True)
+        (out / "u2netp_refcolor.onnx").write_bytes(b"graph so far")
+        (out / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(masknet, "train", failing)
+    gpu.pack(data, tmp_path / "packed")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        gpu.run_masks(tmp_path / "packed", tmp_path / "out", device="cpu", workers=0, work=tmp_path / "work")
+    result = gpu.join(tmp_path / "out", tmp_path / "result", name=gpu.MASKS_RESULT)
+    status = json.loads((result / "status.json").read_text())
+    assert not status["finished"] and "out of memory" in status["error"] and status["steps"] == 1
+    assert (result / "u2netp_refcolor.onnx").read_bytes() == b"graph so far"
 
 
 def _git_repository(root: Path) -> Path:

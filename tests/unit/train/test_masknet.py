@@ -203,7 +203,7 @@ def test_a_data_loader_of_several_workers_gives_distinct_half_precision_batches(
     source = SampleSource.from_folders(*folders, size=64, seed=3)
     got = list(itertools.islice(masknet.loader([source], 4, seed=0, workers=2, side=[32, 48]), 4))
     assert [(i.dtype, i.shape, t.shape) for i, t in got] == [
-        (np.float16, (4, 3, s, s), (4, 1, s, s)) for s in (32, 32, 48, 48)  # workers take turns
+        (np.float16, (4, 3, s, s), (4, 1, s, s)) for s in (32, 48, 32, 48)  # the sides in turn, over both workers
     ]
     assert not np.array_equal(got[0][0], got[1][0])  # each worker its own samples
     direct = next(masknet.batches([source], 4, seed=[0, 0], side=[32, 48], start=0, stride=2))
@@ -262,18 +262,29 @@ def test_a_timed_run_with_workers_validates_and_keeps_its_best_graph(
         masknet.train(data, tmp_path / "x", None)
 
 
+def test_the_learning_rate_warms_up_then_falls_as_a_cosine_of_the_run_behind() -> None:
+    assert masknet.lr_factor(1, 4, 0.0) == pytest.approx(0.25)
+    assert masknet.lr_factor(4, 4, 0.0) == pytest.approx(1.0)
+    assert masknet.lr_factor(10, 4, 0.5) == pytest.approx(0.5)
+    assert masknet.lr_factor(10, 4, 1.0) == pytest.approx(0.0)
+    assert masknet.lr_factor(10, 4, 1.7) == pytest.approx(0.0)  # a step begun just past the budget
+    falling = [masknet.lr_factor(10, 4, done) for done in np.linspace(0, 1, 11)]
+    assert all(a > b for a, b in itertools.pairwise(falling))
+
+
 def test_the_learning_rate_follows_the_time_budget(
     folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A run given in minutes warms up, then its cosine runs by the clock: low again at the end.
+    # A run given in minutes warms up, then its cosine runs by the clock: lower at every step after.
     monkeypatch.setattr(masknet, "WARMUP_STEPS", 2)
     data = folders[0].parent
     masknet.train(data, tmp_path / "run", None, batch=2, lr=1e-3, sample_sides=(64,), net_side=32, minutes=0.08)
-    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert len(rates) >= 4
-    assert rates[0] == pytest.approx(5e-4, rel=0.05)  # half warm
-    assert max(rates) > 8e-4  # warm
-    assert rates[-1] < 0.5 * max(rates)  # the cosine's far end, reached by the clock
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    rates = [entry["lr"] for entry in log]
+    assert len(rates) >= 3 and log[-1]["seconds"] >= 4.8  # as many steps as 4.8 s allow
+    assert rates[0] == pytest.approx(5e-4, rel=0.05)  # half warm, the clock barely started
+    assert all(a >= b for a, b in itertools.pairwise(rates[1:]))  # then falling with the time (3 figures logged)
+    assert rates[-1] < rates[1]
 
 
 @pytest.mark.timeout(240)
