@@ -145,29 +145,41 @@ def faded(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (255.0 - ink * rng.uniform(0.3, 0.8) + 0.5).astype(np.uint8)
 
 
-def pairs(
-    source: SampleSource, index: int, side: int, faint: float = 0.0
-) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """Sample ``index``'s training pairs, prepared as at inference: (network input (3, side, side)
-    float32, target (side, side) float32 in [0, 1], kind): its reference, its target picture (both
-    coloured, the character's alpha) and its sketch (in a ``faint`` share of samples, :func:`faded`)."""
-    import cv2
-
+def pictures(source: SampleSource, index: int, faint: float = 0.0) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Sample ``index``'s pictures as (RGB uint8, mask uint8, kind): its reference, its target picture
+    (both coloured, the character's alpha) and its sketch, grey on three channels (in a ``faint``
+    share of samples, :func:`faded`)."""
     sample = source[index]
     lines = sample.sketch
     rng = np.random.default_rng([source.seed, index, 2])
     if rng.random() < faint:
         lines = faded(lines, rng)
-    sketch = np.repeat(lines[..., None], 3, axis=2)
-    out = []
-    for image, mask, kind in (
+    return [
         (sample.reference, sample.reference_mask, "reference"),
         (sample.target, sample.mask, "reference"),
-        (sketch, sample.mask, "sketch"),
-    ):
+        (np.repeat(lines[..., None], 3, axis=2), sample.mask, "sketch"),
+    ]
+
+
+def prepared(
+    drawn: Sequence[tuple[np.ndarray, np.ndarray, str]], side: int
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """:func:`pictures` as the network takes them at ``side``, as at inference: (network input (3,
+    side, side) float32, target (side, side) float32 in [0, 1], kind)."""
+    import cv2
+
+    out = []
+    for image, mask, kind in drawn:
         target = cv2.resize(mask.astype(np.float32) / 255.0, (side, side), interpolation=cv2.INTER_AREA)
         out.append((automask.net_input(image, side)[0], np.clip(target, 0.0, 1.0), kind))
     return out
+
+
+def pairs(
+    source: SampleSource, index: int, side: int, faint: float = 0.0
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Sample ``index``'s training pairs at ``side``: :func:`prepared` :func:`pictures`."""
+    return prepared(pictures(source, index, faint), side)
 
 
 def batches(
@@ -265,9 +277,10 @@ class Validation:
         _, characters = split(list_images(data / "characters"), hold_out_every)
         _, backgrounds = split(list_images(data / "backgrounds"), HOLD_OUT_BACKGROUNDS)
         sources = [SampleSource(characters, backgrounds, size=s, seed=seed) for s in sample_sides]
+        samples = [pictures(sources[i % len(sources)], i) for i in range(count)]  # each drawn once
         sets = []
         for side in net_sides:
-            drawn = [p for i in range(count) for p in pairs(sources[i % len(sources)], i, side)]
+            drawn = [p for sample in samples for p in prepared(sample, side)]
             images = torch.from_numpy(np.stack([p[0] for p in drawn]))
             targets = torch.from_numpy(np.stack([p[1] for p in drawn]))[:, None]
             sets.append((images, targets, [p[2] for p in drawn]))
@@ -334,7 +347,7 @@ def train(
     validate: int = 0,
     validate_every: int = 100,
 ) -> Path:
-    """Fine-tune ``base`` (the rembg package's U²-Netp) for ``steps`` batches or ``minutes`` (whichever
+    """Fine-tune ``base`` (by default the rembg package's U²-Netp) for ``steps`` batches or ``minutes`` (whichever
     ends first; the learning rate's cosine follows it) and write ``out/u2netp_refcolor.onnx`` (also
     every ``save_every`` steps; ``out/log.jsonl`` has each step's loss); returns its path. The
     defaults are the shipped graph's recipe (round 3): the folder's backgrounds as they are, sketches
@@ -389,8 +402,9 @@ def train(
         with log.open("a") as file:
             file.write(json.dumps(entry) + "\n")
         logger.info("step %d validation %s", step, scores)
-        if float(np.mean(list(scores.values()))) > best:
-            best = float(np.mean(list(scores.values())))
+        score = float(np.mean(list(scores.values())))
+        if score > best:
+            best = score
             net.save(out / BEST)
 
     started = time.perf_counter()
