@@ -58,7 +58,7 @@ def main() -> None:
         outlined.append("+outline" in str(sample.meta["lineart"]))  # the character's outline drawn in
     big = SampleSource(characters, backgrounds, size=2048, seed=args.seed, length=1)[0]
     reference_mask(big.reference[:256, :256], net)  # warm the runtime
-    timings = []
+    timings: list[tuple[float, float]] = []
     for _ in range(TIMED_RUNS):  # one run's time varies by up to a quarter here: report the median
         start = time.perf_counter()
         reference_mask(big.reference, net)
@@ -79,9 +79,9 @@ def main() -> None:
     print(f"sketch_iou_ci95: {interval(sketch)}")
     print(f"sketch_iou_median: {np.median(sketch):.3f}")
     print(f"sketch_iou_p10: {np.percentile(sketch, 10):.3f}")
-    for name, part in (("outlined", drawn), ("not_outlined", ~drawn)):
-        found = f"{np.mean(np.array(sketch)[part]):.3f}" if part.any() else "none"
-        print(f"sketch_iou_{name}: {found} (n {part.sum()})")
+    for name, subset in (("outlined", drawn), ("not_outlined", ~drawn)):
+        found = f"{np.mean(np.array(sketch)[subset]):.3f}" if subset.any() else "none"
+        print(f"sketch_iou_{name}: {found} (n {subset.sum()})")
     print(f"seconds_2048_reference: {seconds_reference:.2f}")
     print(f"seconds_2048_sketch: {seconds_sketch:.2f}")
     print(f"seconds_2048_both: {seconds_both:.2f}")
