@@ -317,13 +317,13 @@ def loss_fn(outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tens
 
 
 WARMUP_STEPS = 100  # of a run given in minutes (a run given in steps warms up over a 20th of them)
+BEST = "best.onnx"  # the graph at the best validation score, beside the last one
 
 
 def lr_factor(step: int, warmup: int, done: float) -> float:
     """The learning rate's share at ``step`` (from 1): a linear warm-up over ``warmup`` steps, then a
     cosine over ``done``, the share of the run behind (of its steps or of its time)."""
     return min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
-BEST = "best.onnx"  # the graph at the best validation score, beside the last one
 
 
 def train(
